@@ -1,0 +1,68 @@
+//! The `Backend` trait: memory management (`Memory`) plus one kernel trait per op.
+//!
+//! Each op module (`engine::ops::*`) declares the kernels it needs as a trait and implements it
+//! for both backends beside its CPU twin, so one file holds everything about one op.
+//! `Backend` is simply "all of them"; model, tape and training are written against it once.
+
+use crate::engine::ops::{
+    adadelta::AdadeltaKernel, add::AddKernel, conv2d::Conv2dKernel, gather::GatherKernel,
+    linear::LinearKernel, masked_concat::MaskedConcatKernel, masked_sum::MaskedSumKernel,
+    maxpool2::MaxPool2Kernel, reduce::ReduceKernel, relu::ReluKernel,
+    softmax_xent::SoftmaxXentKernel,
+};
+use crate::error::Result;
+
+/// Storage handles and transfers; what every kernel trait builds on.
+pub trait Memory: Sized {
+    /// A buffer of f32 values. Clones share the buffer.
+    type Storage: Clone;
+    /// A buffer of u32 values (max-pool argmax, labels, batch indices).
+    type Indices: Clone;
+    /// A resident buffer of u8 values (the dataset's pixels).
+    type Bytes;
+
+    /// Human-readable description: backend kind and adapter.
+    fn name(&self) -> String;
+    fn upload(&self, data: &[f32]) -> Result<Self::Storage>;
+    /// Reads `len` values back; on the GPU this submits and waits for pending work.
+    fn download(&self, storage: &Self::Storage, len: usize) -> Result<Vec<f32>>;
+    fn upload_indices(&self, data: &[u32]) -> Result<Self::Indices>;
+    fn download_indices(&self, indices: &Self::Indices, len: usize) -> Result<Vec<u32>>;
+    fn upload_bytes(&self, data: &[u8]) -> Result<Self::Bytes>;
+    fn zeros(&self, len: usize) -> Result<Self::Storage>;
+    /// Submits recorded work without waiting for it (GPU); nothing to do on the CPU.
+    fn flush(&self) -> Result<()>;
+}
+
+/// A backend that can run every op of the engine.
+pub trait Backend:
+    Memory
+    + AddKernel
+    + AdadeltaKernel
+    + Conv2dKernel
+    + GatherKernel
+    + LinearKernel
+    + MaskedConcatKernel
+    + MaskedSumKernel
+    + MaxPool2Kernel
+    + ReduceKernel
+    + ReluKernel
+    + SoftmaxXentKernel
+{
+}
+
+impl<T> Backend for T where
+    T: Memory
+        + AddKernel
+        + AdadeltaKernel
+        + Conv2dKernel
+        + GatherKernel
+        + LinearKernel
+        + MaskedConcatKernel
+        + MaskedSumKernel
+        + MaxPool2Kernel
+        + ReduceKernel
+        + ReluKernel
+        + SoftmaxXentKernel
+{
+}

@@ -1,0 +1,325 @@
+//! The GPU backend: wgpu + WGSL. Work is recorded into one command encoder and submitted on
+//! `flush` (once per training step) or when values are read back.
+//!
+//! Buffers come from a pool keyed by size: shapes are fixed per model, so after the first step
+//! every activation and gradient reuses a buffer allocated then. Reusing a buffer inside the
+//! same encoder is safe: commands of one queue run in order.
+
+mod context;
+pub(crate) mod kernels;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub use context::{describe_adapter, enumerate_adapters, GpuContext, WORKGROUP_SIZE};
+
+use crate::engine::backend::Memory;
+use crate::error::{Error, Result};
+
+/// A pooled device buffer; dropping the last handle returns it to the pool.
+pub struct GpuBuffer {
+    buffer: Option<wgpu::Buffer>,
+    pool: Rc<RefCell<Pool>>,
+}
+
+impl GpuBuffer {
+    pub(crate) fn raw(&self) -> &wgpu::Buffer {
+        self.buffer
+            .as_ref()
+            .expect("a live GpuBuffer always holds its buffer")
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.buffer.take() {
+            self.pool.borrow_mut().put(buffer);
+        }
+    }
+}
+
+pub type GpuStorage = Rc<GpuBuffer>;
+
+#[derive(Default)]
+struct Pool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    allocated_bytes: u64,
+}
+
+impl Pool {
+    fn take(&mut self, size: u64) -> Option<wgpu::Buffer> {
+        self.free.get_mut(&size).and_then(Vec::pop)
+    }
+
+    fn put(&mut self, buffer: wgpu::Buffer) {
+        self.free.entry(buffer.size()).or_default().push(buffer);
+    }
+}
+
+pub struct GpuBackend {
+    ctx: Arc<GpuContext>,
+    pool: Rc<RefCell<Pool>>,
+    encoder: RefCell<Option<wgpu::CommandEncoder>>,
+    dispatches: Cell<u64>,
+}
+
+impl GpuBackend {
+    /// A backend on the shared device context.
+    pub fn new() -> Result<Self> {
+        Ok(Self::with_context(GpuContext::shared()?))
+    }
+
+    pub fn with_context(ctx: Arc<GpuContext>) -> Self {
+        GpuBackend {
+            ctx,
+            pool: Rc::new(RefCell::new(Pool::default())),
+            encoder: RefCell::new(None),
+            dispatches: Cell::new(0),
+        }
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Compute dispatches recorded since this backend was created.
+    pub fn dispatch_count(&self) -> u64 {
+        self.dispatches.get()
+    }
+
+    /// Bytes of device memory this backend has allocated (pooled buffers included).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.pool.borrow().allocated_bytes
+    }
+
+    /// A buffer of at least `bytes` bytes, from the pool when one of that size is free.
+    pub(crate) fn alloc(&self, op: &'static str, bytes: u64) -> Result<GpuStorage> {
+        let size = bytes.max(16).next_multiple_of(16);
+        let limit = self.ctx.limits.max_storage_buffer_binding_size;
+        if size > limit {
+            return Err(Error::Limit {
+                op,
+                detail: format!("a buffer of {size} bytes"),
+                limit_name: "max_storage_buffer_binding_size",
+                limit,
+            });
+        }
+        let pooled = self.pool.borrow_mut().take(size);
+        let buffer = match pooled {
+            Some(buffer) => buffer,
+            None => self.create_buffer(size),
+        };
+        Ok(Rc::new(GpuBuffer {
+            buffer: Some(buffer),
+            pool: self.pool.clone(),
+        }))
+    }
+
+    fn create_buffer(&self, size: u64) -> wgpu::Buffer {
+        self.pool.borrow_mut().allocated_bytes += size;
+        self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A buffer of `len` f32 (or u32) values.
+    pub(crate) fn alloc_values(&self, op: &'static str, len: usize) -> Result<GpuStorage> {
+        self.alloc(op, 4 * len as u64)
+    }
+
+    /// Records one dispatch of `shader.entry` with one invocation per element of `invocations`.
+    /// Binding 0 holds `params`; bindings 1.. hold `buffers` in order.
+    pub(crate) fn launch(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        params: &[u32],
+        buffers: &[&GpuStorage],
+        invocations: usize,
+    ) -> Result<()> {
+        if invocations == 0 {
+            return Ok(());
+        }
+        let kernel = self.ctx.kernel(shader, entry)?;
+        let (groups_x, groups_y) = self.grid(shader, invocations)?;
+        let uniform = self.ctx.uniform(params);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        entries.extend(
+            buffers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: b.raw().as_entire_binding(),
+                }),
+        );
+        let bind_group = self
+            .ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(entry),
+                layout: &kernel.layout,
+                entries: &entries,
+            });
+        self.with_encoder(|encoder| {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(entry),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups_x, groups_y, 1);
+        });
+        self.dispatches.set(self.dispatches.get() + 1);
+        Ok(())
+    }
+
+    /// Workgroups along x and y: x up to the per-dimension limit, the rest along y. Every
+    /// kernel recovers its flat index as `gid.x + gid.y * groups.x * WORKGROUP_SIZE`.
+    fn grid(&self, op: &'static str, invocations: usize) -> Result<(u32, u32)> {
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension as u64;
+        let groups = (invocations as u64).div_ceil(WORKGROUP_SIZE as u64);
+        if groups <= max {
+            return Ok((groups as u32, 1));
+        }
+        let rows = groups.div_ceil(max);
+        if rows > max {
+            return Err(Error::Limit {
+                op,
+                detail: format!("{invocations} invocations"),
+                limit_name: "max_compute_workgroups_per_dimension squared",
+                limit: max * max,
+            });
+        }
+        Ok((max as u32, rows as u32))
+    }
+
+    /// Zero-fills a buffer, in order with the recorded dispatches.
+    pub(crate) fn clear(&self, storage: &GpuStorage) {
+        self.with_encoder(|encoder| encoder.clear_buffer(storage.raw(), 0, None));
+    }
+
+    fn with_encoder<T>(&self, record: impl FnOnce(&mut wgpu::CommandEncoder) -> T) -> T {
+        let mut slot = self.encoder.borrow_mut();
+        let encoder = slot.get_or_insert_with(|| {
+            self.ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        record(encoder)
+    }
+
+    fn write(&self, op: &'static str, bytes: &[u8]) -> Result<GpuStorage> {
+        // Queue writes land before the *next* submit: submit what is recorded first, so a
+        // pooled buffer still read by recorded work is not overwritten early.
+        self.flush()?;
+        let storage = self.alloc(op, bytes.len() as u64)?;
+        if !bytes.is_empty() {
+            let padded_len = bytes.len().next_multiple_of(4);
+            if padded_len == bytes.len() {
+                self.ctx.queue.write_buffer(storage.raw(), 0, bytes);
+            } else {
+                let mut padded = bytes.to_vec();
+                padded.resize(padded_len, 0);
+                self.ctx.queue.write_buffer(storage.raw(), 0, &padded);
+            }
+        }
+        Ok(storage)
+    }
+
+    fn read(&self, storage: &GpuStorage, bytes: u64) -> Result<Vec<u8>> {
+        self.flush()?;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let size = bytes.next_multiple_of(4);
+        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        encoder.copy_buffer_to_buffer(storage.raw(), 0, &staging, 0, size);
+        self.ctx.queue.submit([encoder.finish()]);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |result| {
+            let _ = sender.send(result);
+        });
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        self.ctx.check()?;
+        receiver
+            .recv()
+            .map_err(|_| Error::Gpu("readback callback never ran".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping a readback buffer: {e}")))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
+        let out = view[..bytes as usize].to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+impl Memory for GpuBackend {
+    type Storage = GpuStorage;
+    type Indices = GpuStorage;
+    type Bytes = GpuStorage;
+
+    fn name(&self) -> String {
+        format!("gpu: {}", self.ctx.adapter_name())
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<Self::Storage> {
+        self.write("upload", bytemuck::cast_slice(data))
+    }
+
+    fn download(&self, storage: &Self::Storage, len: usize) -> Result<Vec<f32>> {
+        let bytes = self.read(storage, 4 * len as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    fn upload_indices(&self, data: &[u32]) -> Result<Self::Indices> {
+        self.write("upload_indices", bytemuck::cast_slice(data))
+    }
+
+    fn download_indices(&self, indices: &Self::Indices, len: usize) -> Result<Vec<u32>> {
+        let bytes = self.read(indices, 4 * len as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Packs four bytes per u32 word (WGSL has no u8); kernels unpack with shifts.
+    fn upload_bytes(&self, data: &[u8]) -> Result<Self::Bytes> {
+        self.write("upload_bytes", data)
+    }
+
+    fn zeros(&self, len: usize) -> Result<Self::Storage> {
+        let storage = self.alloc_values("zeros", len)?;
+        self.clear(&storage);
+        Ok(storage)
+    }
+
+    fn flush(&self) -> Result<()> {
+        if let Some(encoder) = self.encoder.borrow_mut().take() {
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        self.ctx.check()
+    }
+}

@@ -1,0 +1,4 @@
+//! The two backends: `cpu` (the reference) and `gpu` (wgpu + WGSL).
+
+pub mod cpu;
+pub mod gpu;

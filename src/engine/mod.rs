@@ -1,0 +1,14 @@
+//! The tensor engine: tensors, the autograd tape, the ops and the backends.
+
+pub mod backend;
+pub mod backends;
+pub mod ops;
+pub mod tape;
+pub mod tensor;
+
+pub use backend::{Backend, Memory};
+pub use backends::cpu::CpuBackend;
+pub use backends::gpu::{GpuBackend, GpuContext};
+pub use ops::adadelta::{Adadelta, AdadeltaConfig};
+pub use tape::{Gradients, Tape};
+pub use tensor::{Tensor, TensorId};

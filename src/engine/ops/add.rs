@@ -1,0 +1,68 @@
+//! add: elementwise `a + b`, used by the tape to sum the gradients of a tensor that fed
+//! several ops.
+
+use crate::engine::backend::{Backend, Memory};
+use crate::engine::backends::cpu::{storage, CpuBackend};
+use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::tensor::Tensor;
+use crate::error::{Error, Result};
+
+const OP: &str = "add";
+
+pub trait AddKernel: Memory {
+    fn add_values(&self, a: &Self::Storage, b: &Self::Storage, len: usize)
+        -> Result<Self::Storage>;
+}
+
+/// `a + b` for two tensors of one shape (not recorded: gradients are not differentiated).
+pub fn add<B: Backend>(backend: &B, a: &Tensor<B>, b: &Tensor<B>) -> Result<Tensor<B>> {
+    if a.shape() != b.shape() {
+        return Err(Error::shape(
+            OP,
+            format!("shapes differ: {:?} and {:?}", a.shape(), b.shape()),
+        ));
+    }
+    let sum = backend.add_values(a.storage(), b.storage(), a.numel())?;
+    Ok(Tensor::from_storage(sum, a.shape(), false))
+}
+
+pub mod cpu {
+    pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
+        for ((out, a), b) in out.iter_mut().zip(a).zip(b) {
+            *out = a + b;
+        }
+    }
+}
+
+impl AddKernel for CpuBackend {
+    fn add_values(
+        &self,
+        a: &Self::Storage,
+        b: &Self::Storage,
+        len: usize,
+    ) -> Result<Self::Storage> {
+        let mut out = vec![0.0; len];
+        cpu::add(&a.borrow()[..len], &b.borrow()[..len], &mut out);
+        Ok(storage(out))
+    }
+}
+
+pub(crate) const SHADER: ShaderSpec = ShaderSpec {
+    name: OP,
+    source: include_str!("../../../shaders/add.wgsl"),
+    entries: &["add"],
+};
+
+impl AddKernel for GpuBackend {
+    fn add_values(
+        &self,
+        a: &Self::Storage,
+        b: &Self::Storage,
+        len: usize,
+    ) -> Result<Self::Storage> {
+        let out = self.alloc_values(OP, len)?;
+        self.launch(OP, "add", &[len as u32], &[a, b, &out], len)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,416 @@
+//! conv2d: stride 1, "same" padding (`kernel / 2`), with bias, for any odd square kernel.
+//!
+//! Shapes: x `[N, C, H, W]`, weight `[O, C, K, K]`, bias `[O]` -> out `[N, O, H, W]`.
+//! Backward: the input gradient is a gather (a transposed convolution); the weight and bias
+//! gradients are per-image partial sums reduced in image order, so they are deterministic.
+
+use crate::engine::backend::{Backend, Memory};
+use crate::engine::backends::cpu::{storage, CpuBackend};
+use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::ops::reduce::{cpu::reduce_rows, ReduceKernel};
+use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tensor::Tensor;
+use crate::error::{Error, Result};
+
+const OP: &str = "conv2d";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dDims {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub kernel: usize,
+}
+
+impl Conv2dDims {
+    /// Checks that x `[N, C, H, W]`, weight `[O, C, K, K]` (K odd) and bias `[O]` fit together.
+    pub fn from_shapes(x: &[usize], weight: &[usize], bias: &[usize]) -> Result<Self> {
+        let shapes = || format!("x {x:?}, weight {weight:?}, bias {bias:?}");
+        let [batch, in_channels, height, width] = *x else {
+            return Err(Error::shape(
+                OP,
+                format!("x must be [N, C, H, W]; got {}", shapes()),
+            ));
+        };
+        let [out_channels, weight_in, kernel, kernel_w] = *weight else {
+            return Err(Error::shape(
+                OP,
+                format!("weight must be [O, C, K, K]; got {}", shapes()),
+            ));
+        };
+        if weight_in != in_channels {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "weight expects {weight_in} input channels, x has {in_channels}; got {}",
+                    shapes()
+                ),
+            ));
+        }
+        if kernel != kernel_w || kernel % 2 == 0 {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "kernel must be square and odd for same padding; got {}",
+                    shapes()
+                ),
+            ));
+        }
+        if bias != [out_channels] {
+            return Err(Error::shape(
+                OP,
+                format!("bias must be [{out_channels}]; got {}", shapes()),
+            ));
+        }
+        Ok(Conv2dDims {
+            batch,
+            in_channels,
+            out_channels,
+            height,
+            width,
+            kernel,
+        })
+    }
+
+    pub fn pad(&self) -> usize {
+        self.kernel / 2
+    }
+
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.in_channels * self.kernel * self.kernel
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_channels * self.height * self.width
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_channels * self.height * self.width
+    }
+
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.batch, self.out_channels, self.height, self.width]
+    }
+
+    fn words(&self) -> [u32; 6] {
+        [
+            self.batch,
+            self.in_channels,
+            self.out_channels,
+            self.height,
+            self.width,
+            self.kernel,
+        ]
+        .map(|v| v as u32)
+    }
+}
+
+/// The kernels a backend provides for conv2d.
+pub trait Conv2dKernel: Memory {
+    fn conv2d_forward(
+        &self,
+        d: &Conv2dDims,
+        x: &Self::Storage,
+        weight: &Self::Storage,
+        bias: &Self::Storage,
+    ) -> Result<Self::Storage>;
+    fn conv2d_backward_input(
+        &self,
+        d: &Conv2dDims,
+        weight: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage>;
+    /// `(grad_weight, grad_bias)`.
+    fn conv2d_backward_params(
+        &self,
+        d: &Conv2dDims,
+        x: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<(Self::Storage, Self::Storage)>;
+}
+
+/// What the backward pass needs: the input and the weight (the bias only for its identity).
+pub(crate) struct Saved<B: Backend> {
+    dims: Conv2dDims,
+    x: Tensor<B>,
+    weight: Tensor<B>,
+    bias: Tensor<B>,
+}
+
+impl<B: Backend> Tape<'_, B> {
+    pub fn conv2d(&self, x: &Tensor<B>, weight: &Tensor<B>, bias: &Tensor<B>) -> Result<Tensor<B>> {
+        let dims = Conv2dDims::from_shapes(x.shape(), weight.shape(), bias.shape())?;
+        let out =
+            self.backend()
+                .conv2d_forward(&dims, x.storage(), weight.storage(), bias.storage())?;
+        let out = Tensor::from_storage(out, &dims.output_shape(), self.tracks(&[x, weight, bias]));
+        self.record(&out, || {
+            Op::Conv2d(Saved {
+                dims,
+                x: x.clone(),
+                weight: weight.clone(),
+                bias: bias.clone(),
+            })
+        });
+        Ok(out)
+    }
+}
+
+pub(crate) fn backward<B: Backend>(
+    backend: &B,
+    saved: &Saved<B>,
+    grad_out: &Tensor<B>,
+) -> Result<Vec<InputGrad<B>>> {
+    let Saved {
+        dims,
+        x,
+        weight,
+        bias,
+    } = saved;
+    let mut grads = Vec::new();
+    if x.requires_grad() {
+        let grad_x = backend.conv2d_backward_input(dims, weight.storage(), grad_out.storage())?;
+        grads.push((x.id(), Tensor::from_storage(grad_x, x.shape(), false)));
+    }
+    if weight.requires_grad() || bias.requires_grad() {
+        let (grad_weight, grad_bias) =
+            backend.conv2d_backward_params(dims, x.storage(), grad_out.storage())?;
+        grads.push((
+            weight.id(),
+            Tensor::from_storage(grad_weight, weight.shape(), false),
+        ));
+        grads.push((
+            bias.id(),
+            Tensor::from_storage(grad_bias, bias.shape(), false),
+        ));
+    }
+    Ok(grads)
+}
+
+/// The CPU twin: the same loops, in the same order, as the WGSL kernels.
+pub mod cpu {
+    use super::Conv2dDims;
+
+    /// One output element: bias plus the window's products, channel by channel, row by row.
+    pub fn forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
+        let (hw, k, pad) = (d.height * d.width, d.kernel, d.pad() as isize);
+        for (i, out) in out.iter_mut().enumerate().take(d.output_len()) {
+            let (px, py) = ((i % d.width) as isize, ((i / d.width) % d.height) as isize);
+            let (o, n) = ((i / hw) % d.out_channels, i / (hw * d.out_channels));
+            let mut acc = bias[o];
+            for c in 0..d.in_channels {
+                let x_base = (n * d.in_channels + c) * hw;
+                let w_base = (o * d.in_channels + c) * k * k;
+                for ky in 0..k {
+                    let iy = py + ky as isize - pad;
+                    if iy < 0 || iy >= d.height as isize {
+                        continue;
+                    }
+                    for kx in 0..k {
+                        let ix = px + kx as isize - pad;
+                        if ix < 0 || ix >= d.width as isize {
+                            continue;
+                        }
+                        acc += x[x_base + iy as usize * d.width + ix as usize]
+                            * weight[w_base + ky * k + kx];
+                    }
+                }
+            }
+            *out = acc;
+        }
+    }
+
+    /// grad_x[n, c, iy, ix] = sum over o, ky, kx of grad_out[n, o, iy - ky + pad, ix - kx + pad] * w[o, c, ky, kx].
+    pub fn backward_input(d: &Conv2dDims, weight: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
+        let (hw, k, pad) = (d.height * d.width, d.kernel, d.pad() as isize);
+        for (i, grad_x) in grad_x.iter_mut().enumerate().take(d.input_len()) {
+            let (ix, iy) = ((i % d.width) as isize, ((i / d.width) % d.height) as isize);
+            let (c, n) = ((i / hw) % d.in_channels, i / (hw * d.in_channels));
+            let mut acc = 0.0;
+            for o in 0..d.out_channels {
+                let dy_base = (n * d.out_channels + o) * hw;
+                let w_base = (o * d.in_channels + c) * k * k;
+                for ky in 0..k {
+                    let y = iy - ky as isize + pad;
+                    if y < 0 || y >= d.height as isize {
+                        continue;
+                    }
+                    for kx in 0..k {
+                        let x = ix - kx as isize + pad;
+                        if x < 0 || x >= d.width as isize {
+                            continue;
+                        }
+                        acc += grad_out[dy_base + y as usize * d.width + x as usize]
+                            * weight[w_base + ky * k + kx];
+                    }
+                }
+            }
+            *grad_x = acc;
+        }
+    }
+
+    /// Per-image weight gradients, `[N, O, C, K, K]`: sums over the image's pixels, row by row.
+    pub fn weight_partials(d: &Conv2dDims, x: &[f32], grad_out: &[f32], partials: &mut [f32]) {
+        let (hw, k, pad) = (d.height * d.width, d.kernel, d.pad() as isize);
+        for (i, partial) in partials
+            .iter_mut()
+            .enumerate()
+            .take(d.batch * d.weight_len())
+        {
+            let (kx, ky) = (i % k, (i / k) % k);
+            let c = (i / (k * k)) % d.in_channels;
+            let o = (i / (k * k * d.in_channels)) % d.out_channels;
+            let n = i / d.weight_len();
+            let dy_base = (n * d.out_channels + o) * hw;
+            let x_base = (n * d.in_channels + c) * hw;
+            let mut acc = 0.0;
+            for y in 0..d.height {
+                let iy = y as isize + ky as isize - pad;
+                if iy < 0 || iy >= d.height as isize {
+                    continue;
+                }
+                for px in 0..d.width {
+                    let ix = px as isize + kx as isize - pad;
+                    if ix < 0 || ix >= d.width as isize {
+                        continue;
+                    }
+                    acc += grad_out[dy_base + y * d.width + px]
+                        * x[x_base + iy as usize * d.width + ix as usize];
+                }
+            }
+            *partial = acc;
+        }
+    }
+
+    /// Per-image bias gradients, `[N, O]`.
+    pub fn bias_partials(d: &Conv2dDims, grad_out: &[f32], partials: &mut [f32]) {
+        let hw = d.height * d.width;
+        for (i, partial) in partials
+            .iter_mut()
+            .enumerate()
+            .take(d.batch * d.out_channels)
+        {
+            *partial = grad_out[i * hw..(i + 1) * hw]
+                .iter()
+                .fold(0.0, |acc, v| acc + v);
+        }
+    }
+}
+
+impl Conv2dKernel for CpuBackend {
+    fn conv2d_forward(
+        &self,
+        d: &Conv2dDims,
+        x: &Self::Storage,
+        weight: &Self::Storage,
+        bias: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let mut out = vec![0.0; d.output_len()];
+        cpu::forward(d, &x.borrow(), &weight.borrow(), &bias.borrow(), &mut out);
+        Ok(storage(out))
+    }
+
+    fn conv2d_backward_input(
+        &self,
+        d: &Conv2dDims,
+        weight: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let mut grad_x = vec![0.0; d.input_len()];
+        cpu::backward_input(d, &weight.borrow(), &grad_out.borrow(), &mut grad_x);
+        Ok(storage(grad_x))
+    }
+
+    fn conv2d_backward_params(
+        &self,
+        d: &Conv2dDims,
+        x: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<(Self::Storage, Self::Storage)> {
+        let mut weight_partials = vec![0.0; d.batch * d.weight_len()];
+        cpu::weight_partials(d, &x.borrow(), &grad_out.borrow(), &mut weight_partials);
+        let mut bias_partials = vec![0.0; d.batch * d.out_channels];
+        cpu::bias_partials(d, &grad_out.borrow(), &mut bias_partials);
+        let grad_weight = reduce_rows(&weight_partials, d.batch, d.weight_len());
+        let grad_bias = reduce_rows(&bias_partials, d.batch, d.out_channels);
+        Ok((storage(grad_weight), storage(grad_bias)))
+    }
+}
+
+pub(crate) const SHADER: ShaderSpec = ShaderSpec {
+    name: OP,
+    source: include_str!("../../../shaders/conv2d.wgsl"),
+    entries: &[
+        "forward",
+        "backward_input",
+        "weight_partials",
+        "bias_partials",
+    ],
+};
+
+impl Conv2dKernel for GpuBackend {
+    fn conv2d_forward(
+        &self,
+        d: &Conv2dDims,
+        x: &Self::Storage,
+        weight: &Self::Storage,
+        bias: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let out = self.alloc_values(OP, d.output_len())?;
+        self.launch(
+            OP,
+            "forward",
+            &d.words(),
+            &[x, weight, bias, &out],
+            d.output_len(),
+        )?;
+        Ok(out)
+    }
+
+    fn conv2d_backward_input(
+        &self,
+        d: &Conv2dDims,
+        weight: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let grad_x = self.alloc_values(OP, d.input_len())?;
+        self.launch(
+            OP,
+            "backward_input",
+            &d.words(),
+            &[weight, grad_out, &grad_x],
+            d.input_len(),
+        )?;
+        Ok(grad_x)
+    }
+
+    fn conv2d_backward_params(
+        &self,
+        d: &Conv2dDims,
+        x: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<(Self::Storage, Self::Storage)> {
+        let weight_partials = self.alloc_values(OP, d.batch * d.weight_len())?;
+        self.launch(
+            OP,
+            "weight_partials",
+            &d.words(),
+            &[x, grad_out, &weight_partials],
+            d.batch * d.weight_len(),
+        )?;
+        let bias_partials = self.alloc_values(OP, d.batch * d.out_channels)?;
+        self.launch(
+            OP,
+            "bias_partials",
+            &d.words(),
+            &[grad_out, &bias_partials],
+            d.batch * d.out_channels,
+        )?;
+        let grad_weight = self.reduce_rows(&weight_partials, d.batch, d.weight_len())?;
+        let grad_bias = self.reduce_rows(&bias_partials, d.batch, d.out_channels)?;
+        Ok((grad_weight, grad_bias))
+    }
+}

@@ -1,0 +1,276 @@
+//! linear: `out = x W^T + b`, PyTorch's `nn.Linear`.
+//!
+//! Shapes: x `[N, I]`, weight `[O, I]`, bias `[O]` -> out `[N, O]`. The weight gradient sums over
+//! the batch in order, the bias gradient is `reduce_rows(grad_out)`: both deterministic.
+
+use crate::engine::backend::{Backend, Memory};
+use crate::engine::backends::cpu::{storage, CpuBackend};
+use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tensor::Tensor;
+use crate::error::{Error, Result};
+
+const OP: &str = "linear";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearDims {
+    pub batch: usize,
+    pub in_features: usize,
+    pub out_features: usize,
+}
+
+impl LinearDims {
+    /// Checks x `[N, I]`, weight `[O, I]`, bias `[O]`.
+    pub fn from_shapes(x: &[usize], weight: &[usize], bias: &[usize]) -> Result<Self> {
+        let shapes = || format!("x {x:?}, weight {weight:?}, bias {bias:?}");
+        let (&[batch, in_features], &[out_features, weight_in]) = (x, weight) else {
+            return Err(Error::shape(
+                OP,
+                format!("x must be [N, I] and weight [O, I]; got {}", shapes()),
+            ));
+        };
+        if weight_in != in_features {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "weight expects {weight_in} input features, x has {in_features}; got {}",
+                    shapes()
+                ),
+            ));
+        }
+        if bias != [out_features] {
+            return Err(Error::shape(
+                OP,
+                format!("bias must be [{out_features}]; got {}", shapes()),
+            ));
+        }
+        Ok(LinearDims {
+            batch,
+            in_features,
+            out_features,
+        })
+    }
+
+    fn words(&self) -> [u32; 3] {
+        [self.batch, self.in_features, self.out_features].map(|v| v as u32)
+    }
+}
+
+pub trait LinearKernel: Memory {
+    fn linear_forward(
+        &self,
+        d: &LinearDims,
+        x: &Self::Storage,
+        weight: &Self::Storage,
+        bias: &Self::Storage,
+    ) -> Result<Self::Storage>;
+    fn linear_backward_input(
+        &self,
+        d: &LinearDims,
+        weight: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage>;
+    fn linear_backward_weight(
+        &self,
+        d: &LinearDims,
+        x: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage>;
+}
+
+pub(crate) struct Saved<B: Backend> {
+    dims: LinearDims,
+    x: Tensor<B>,
+    weight: Tensor<B>,
+    bias: Tensor<B>,
+}
+
+impl<B: Backend> Tape<'_, B> {
+    pub fn linear(&self, x: &Tensor<B>, weight: &Tensor<B>, bias: &Tensor<B>) -> Result<Tensor<B>> {
+        let dims = LinearDims::from_shapes(x.shape(), weight.shape(), bias.shape())?;
+        let out =
+            self.backend()
+                .linear_forward(&dims, x.storage(), weight.storage(), bias.storage())?;
+        let out = Tensor::from_storage(
+            out,
+            &[dims.batch, dims.out_features],
+            self.tracks(&[x, weight, bias]),
+        );
+        self.record(&out, || {
+            Op::Linear(Saved {
+                dims,
+                x: x.clone(),
+                weight: weight.clone(),
+                bias: bias.clone(),
+            })
+        });
+        Ok(out)
+    }
+}
+
+pub(crate) fn backward<B: Backend>(
+    backend: &B,
+    saved: &Saved<B>,
+    grad_out: &Tensor<B>,
+) -> Result<Vec<InputGrad<B>>> {
+    let Saved {
+        dims,
+        x,
+        weight,
+        bias,
+    } = saved;
+    let mut grads = Vec::new();
+    if x.requires_grad() {
+        let grad_x = backend.linear_backward_input(dims, weight.storage(), grad_out.storage())?;
+        grads.push((x.id(), Tensor::from_storage(grad_x, x.shape(), false)));
+    }
+    if weight.requires_grad() || bias.requires_grad() {
+        let grad_weight = backend.linear_backward_weight(dims, x.storage(), grad_out.storage())?;
+        let grad_bias = backend.reduce_rows(grad_out.storage(), dims.batch, dims.out_features)?;
+        grads.push((
+            weight.id(),
+            Tensor::from_storage(grad_weight, weight.shape(), false),
+        ));
+        grads.push((
+            bias.id(),
+            Tensor::from_storage(grad_bias, bias.shape(), false),
+        ));
+    }
+    Ok(grads)
+}
+
+pub mod cpu {
+    use super::LinearDims;
+
+    pub fn forward(d: &LinearDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
+        let (i_len, o_len) = (d.in_features, d.out_features);
+        for n in 0..d.batch {
+            for o in 0..o_len {
+                let x_row = &x[n * i_len..(n + 1) * i_len];
+                let w_row = &weight[o * i_len..(o + 1) * i_len];
+                out[n * o_len + o] = x_row
+                    .iter()
+                    .zip(w_row)
+                    .fold(bias[o], |acc, (x, w)| acc + x * w);
+            }
+        }
+    }
+
+    /// grad_x[n, i] = sum over o of grad_out[n, o] * weight[o, i].
+    pub fn backward_input(d: &LinearDims, weight: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
+        let (i_len, o_len) = (d.in_features, d.out_features);
+        for n in 0..d.batch {
+            for i in 0..i_len {
+                grad_x[n * i_len + i] = (0..o_len).fold(0.0, |acc, o| {
+                    acc + grad_out[n * o_len + o] * weight[o * i_len + i]
+                });
+            }
+        }
+    }
+
+    /// grad_weight[o, i] = sum over n (in order) of grad_out[n, o] * x[n, i].
+    pub fn backward_weight(d: &LinearDims, x: &[f32], grad_out: &[f32], grad_weight: &mut [f32]) {
+        let (i_len, o_len) = (d.in_features, d.out_features);
+        for o in 0..o_len {
+            for i in 0..i_len {
+                grad_weight[o * i_len + i] = (0..d.batch).fold(0.0, |acc, n| {
+                    acc + grad_out[n * o_len + o] * x[n * i_len + i]
+                });
+            }
+        }
+    }
+}
+
+impl LinearKernel for CpuBackend {
+    fn linear_forward(
+        &self,
+        d: &LinearDims,
+        x: &Self::Storage,
+        weight: &Self::Storage,
+        bias: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let mut out = vec![0.0; d.batch * d.out_features];
+        cpu::forward(d, &x.borrow(), &weight.borrow(), &bias.borrow(), &mut out);
+        Ok(storage(out))
+    }
+
+    fn linear_backward_input(
+        &self,
+        d: &LinearDims,
+        weight: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let mut grad_x = vec![0.0; d.batch * d.in_features];
+        cpu::backward_input(d, &weight.borrow(), &grad_out.borrow(), &mut grad_x);
+        Ok(storage(grad_x))
+    }
+
+    fn linear_backward_weight(
+        &self,
+        d: &LinearDims,
+        x: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let mut grad_weight = vec![0.0; d.out_features * d.in_features];
+        cpu::backward_weight(d, &x.borrow(), &grad_out.borrow(), &mut grad_weight);
+        Ok(storage(grad_weight))
+    }
+}
+
+pub(crate) const SHADER: ShaderSpec = ShaderSpec {
+    name: OP,
+    source: include_str!("../../../shaders/linear.wgsl"),
+    entries: &["forward", "backward_input", "backward_weight"],
+};
+
+impl LinearKernel for GpuBackend {
+    fn linear_forward(
+        &self,
+        d: &LinearDims,
+        x: &Self::Storage,
+        weight: &Self::Storage,
+        bias: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let len = d.batch * d.out_features;
+        let out = self.alloc_values(OP, len)?;
+        self.launch(OP, "forward", &d.words(), &[x, weight, bias, &out], len)?;
+        Ok(out)
+    }
+
+    fn linear_backward_input(
+        &self,
+        d: &LinearDims,
+        weight: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let len = d.batch * d.in_features;
+        let grad_x = self.alloc_values(OP, len)?;
+        self.launch(
+            OP,
+            "backward_input",
+            &d.words(),
+            &[weight, grad_out, &grad_x],
+            len,
+        )?;
+        Ok(grad_x)
+    }
+
+    fn linear_backward_weight(
+        &self,
+        d: &LinearDims,
+        x: &Self::Storage,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let len = d.out_features * d.in_features;
+        let grad_weight = self.alloc_values(OP, len)?;
+        self.launch(
+            OP,
+            "backward_weight",
+            &d.words(),
+            &[x, grad_out, &grad_weight],
+            len,
+        )?;
+        Ok(grad_weight)
+    }
+}

@@ -1,0 +1,238 @@
+//! masked_concat: channel concatenation with a factor per slot, the mixing of
+//! `SuperNetConcat` (`cat(conv3(x) * (1 - c), conv5(x) * c)` before the 1x1 conv).
+//!
+//! Shapes: `slots` parts of `[N, C, H, W]` -> out `[N, slots * C, H, W]`, part `s` in channels
+//! `s*C .. (s+1)*C`. An inactive slot is `None`: never computed, its channels are zero.
+
+use crate::engine::backend::{Backend, Memory};
+use crate::engine::backends::cpu::{storage, CpuBackend};
+use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tensor::{Tensor, TensorId};
+use crate::error::{Error, Result};
+
+const OP: &str = "masked_concat";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConcatDims {
+    pub batch: usize,
+    /// Channels of one part.
+    pub channels: usize,
+    /// Pixels of one channel (H * W).
+    pub pixels: usize,
+    pub slots: usize,
+}
+
+impl ConcatDims {
+    pub fn part_len(&self) -> usize {
+        self.batch * self.channels * self.pixels
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.part_len() * self.slots
+    }
+
+    fn words(&self, slot: usize, factor: f32) -> [u32; 6] {
+        let [b, c, p, s] = [self.batch, self.channels, self.pixels, self.slots].map(|v| v as u32);
+        [b, c, p, s, slot as u32, factor.to_bits()]
+    }
+}
+
+pub trait MaskedConcatKernel: Memory {
+    /// Writes `factor * part` into slot `slot` of `out` (whose other slots are untouched).
+    fn concat_write_slot(
+        &self,
+        d: &ConcatDims,
+        out: &Self::Storage,
+        part: &Self::Storage,
+        slot: usize,
+        factor: f32,
+    ) -> Result<()>;
+    /// `factor * grad_out[:, slot]` as a new `[N, C, H, W]` buffer.
+    fn concat_read_slot(
+        &self,
+        d: &ConcatDims,
+        grad_out: &Self::Storage,
+        slot: usize,
+        factor: f32,
+    ) -> Result<Self::Storage>;
+}
+
+pub(crate) struct Saved {
+    dims: ConcatDims,
+    /// `(slot, input, factor)` of every active part that needs a gradient.
+    parts: Vec<(usize, TensorId, f32)>,
+}
+
+impl<B: Backend> Tape<'_, B> {
+    pub fn masked_concat(&self, parts: &[Option<(&Tensor<B>, f32)>]) -> Result<Tensor<B>> {
+        let active: Vec<(usize, &Tensor<B>, f32)> = parts
+            .iter()
+            .enumerate()
+            .filter_map(|(s, p)| p.map(|(t, f)| (s, t, f)))
+            .collect();
+        let Some(&(_, first, _)) = active.first() else {
+            return Err(Error::shape(OP, "needs at least one active part"));
+        };
+        let [batch, channels, height, width] = *first.shape() else {
+            return Err(Error::shape(
+                OP,
+                format!("parts must be [N, C, H, W]; got {:?}", first.shape()),
+            ));
+        };
+        if let Some((_, other, _)) = active.iter().find(|(_, t, _)| t.shape() != first.shape()) {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "parts differ in shape: {:?} and {:?}",
+                    first.shape(),
+                    other.shape()
+                ),
+            ));
+        }
+        let dims = ConcatDims {
+            batch,
+            channels,
+            pixels: height * width,
+            slots: parts.len(),
+        };
+        let backend = self.backend();
+        let out = backend.zeros(dims.output_len())?;
+        for &(slot, part, factor) in &active {
+            backend.concat_write_slot(&dims, &out, part.storage(), slot, factor)?;
+        }
+        let inputs: Vec<&Tensor<B>> = active.iter().map(|(_, t, _)| *t).collect();
+        let shape = [batch, channels * parts.len(), height, width];
+        let out = Tensor::from_storage(out, &shape, self.tracks(&inputs));
+        self.record(&out, || {
+            let parts = active
+                .iter()
+                .filter(|(_, t, _)| t.requires_grad())
+                .map(|&(s, t, f)| (s, t.id(), f))
+                .collect();
+            Op::MaskedConcat(Saved { dims, parts })
+        });
+        Ok(out)
+    }
+}
+
+pub(crate) fn backward<B: Backend>(
+    backend: &B,
+    saved: &Saved,
+    grad_out: &Tensor<B>,
+) -> Result<Vec<InputGrad<B>>> {
+    let d = &saved.dims;
+    saved
+        .parts
+        .iter()
+        .map(|&(slot, id, factor)| {
+            let grad = backend.concat_read_slot(d, grad_out.storage(), slot, factor)?;
+            let shape = [
+                d.batch,
+                d.channels,
+                grad_out.shape()[2],
+                grad_out.shape()[3],
+            ];
+            Ok((id, Tensor::from_storage(grad, &shape, false)))
+        })
+        .collect()
+}
+
+pub mod cpu {
+    use super::ConcatDims;
+
+    /// Flat index in the concatenation of element `i` of the part in `slot`.
+    fn concat_index(d: &ConcatDims, slot: usize, i: usize) -> usize {
+        let plane = d.channels * d.pixels;
+        let (n, within) = (i / plane, i % plane);
+        (n * d.slots + slot) * plane + within
+    }
+
+    pub fn write_slot(d: &ConcatDims, out: &mut [f32], part: &[f32], slot: usize, factor: f32) {
+        for (i, value) in part.iter().enumerate().take(d.part_len()) {
+            out[concat_index(d, slot, i)] = factor * value;
+        }
+    }
+
+    pub fn read_slot(
+        d: &ConcatDims,
+        grad_out: &[f32],
+        slot: usize,
+        factor: f32,
+        grad_part: &mut [f32],
+    ) {
+        for (i, grad) in grad_part.iter_mut().enumerate().take(d.part_len()) {
+            *grad = factor * grad_out[concat_index(d, slot, i)];
+        }
+    }
+}
+
+impl MaskedConcatKernel for CpuBackend {
+    fn concat_write_slot(
+        &self,
+        d: &ConcatDims,
+        out: &Self::Storage,
+        part: &Self::Storage,
+        slot: usize,
+        factor: f32,
+    ) -> Result<()> {
+        cpu::write_slot(d, &mut out.borrow_mut(), &part.borrow(), slot, factor);
+        Ok(())
+    }
+
+    fn concat_read_slot(
+        &self,
+        d: &ConcatDims,
+        grad_out: &Self::Storage,
+        slot: usize,
+        factor: f32,
+    ) -> Result<Self::Storage> {
+        let mut grad_part = vec![0.0; d.part_len()];
+        cpu::read_slot(d, &grad_out.borrow(), slot, factor, &mut grad_part);
+        Ok(storage(grad_part))
+    }
+}
+
+pub(crate) const SHADER: ShaderSpec = ShaderSpec {
+    name: OP,
+    source: include_str!("../../../shaders/masked_concat.wgsl"),
+    entries: &["write_slot", "read_slot"],
+};
+
+impl MaskedConcatKernel for GpuBackend {
+    fn concat_write_slot(
+        &self,
+        d: &ConcatDims,
+        out: &Self::Storage,
+        part: &Self::Storage,
+        slot: usize,
+        factor: f32,
+    ) -> Result<()> {
+        self.launch(
+            OP,
+            "write_slot",
+            &d.words(slot, factor),
+            &[part, out],
+            d.part_len(),
+        )
+    }
+
+    fn concat_read_slot(
+        &self,
+        d: &ConcatDims,
+        grad_out: &Self::Storage,
+        slot: usize,
+        factor: f32,
+    ) -> Result<Self::Storage> {
+        let grad_part = self.alloc_values(OP, d.part_len())?;
+        self.launch(
+            OP,
+            "read_slot",
+            &d.words(slot, factor),
+            &[grad_out, &grad_part],
+            d.part_len(),
+        )?;
+        Ok(grad_part)
+    }
+}

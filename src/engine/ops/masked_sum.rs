@@ -1,0 +1,138 @@
+//! masked_sum: `out = sum of factor_i * part_i` over the active parts, the mixing of
+//! `SuperNetSum` (`conv3(x) * (1 - c) + conv5(x) * c`).
+//!
+//! An inactive branch is not computed at all: it is simply left out of `parts`, so it receives
+//! no gradient. A single part with factor 1 is returned as is (no kernel, no tape node).
+
+use crate::engine::backend::{Backend, Memory};
+use crate::engine::backends::cpu::{storage, CpuBackend};
+use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tensor::{Tensor, TensorId};
+use crate::error::{Error, Result};
+
+const OP: &str = "masked_sum";
+
+pub trait MaskedSumKernel: Memory {
+    /// `factor * x` into a new buffer.
+    fn scale(&self, x: &Self::Storage, factor: f32, len: usize) -> Result<Self::Storage>;
+    /// `acc += factor * x`, in place.
+    fn axpy(&self, acc: &Self::Storage, x: &Self::Storage, factor: f32, len: usize) -> Result<()>;
+}
+
+pub(crate) struct Saved {
+    /// `(input, factor)` of every part that needs a gradient.
+    parts: Vec<(TensorId, f32)>,
+}
+
+impl<B: Backend> Tape<'_, B> {
+    /// Weighted sum of same-shaped tensors; `parts` holds only the active branches.
+    pub fn masked_sum(&self, parts: &[(&Tensor<B>, f32)]) -> Result<Tensor<B>> {
+        let Some(&(first, first_factor)) = parts.first() else {
+            return Err(Error::shape(OP, "needs at least one active part"));
+        };
+        if let Some((other, _)) = parts.iter().find(|(t, _)| t.shape() != first.shape()) {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "parts differ in shape: {:?} and {:?}",
+                    first.shape(),
+                    other.shape()
+                ),
+            ));
+        }
+        if parts.len() == 1 && first_factor == 1.0 {
+            return Ok(first.clone());
+        }
+        let backend = self.backend();
+        let len = first.numel();
+        let sum = backend.scale(first.storage(), first_factor, len)?;
+        for (part, factor) in &parts[1..] {
+            backend.axpy(&sum, part.storage(), *factor, len)?;
+        }
+        let inputs: Vec<&Tensor<B>> = parts.iter().map(|(t, _)| *t).collect();
+        let out = Tensor::from_storage(sum, first.shape(), self.tracks(&inputs));
+        self.record(&out, || {
+            Op::MaskedSum(Saved {
+                parts: parts
+                    .iter()
+                    .filter(|(t, _)| t.requires_grad())
+                    .map(|(t, f)| (t.id(), *f))
+                    .collect(),
+            })
+        });
+        Ok(out)
+    }
+}
+
+pub(crate) fn backward<B: Backend>(
+    backend: &B,
+    saved: &Saved,
+    grad_out: &Tensor<B>,
+) -> Result<Vec<InputGrad<B>>> {
+    saved
+        .parts
+        .iter()
+        .map(|&(id, factor)| {
+            let grad = if factor == 1.0 {
+                grad_out.clone()
+            } else {
+                let scaled = backend.scale(grad_out.storage(), factor, grad_out.numel())?;
+                Tensor::from_storage(scaled, grad_out.shape(), false)
+            };
+            Ok((id, grad))
+        })
+        .collect()
+}
+
+pub mod cpu {
+    pub fn scale(x: &[f32], factor: f32, out: &mut [f32]) {
+        for (out, x) in out.iter_mut().zip(x) {
+            *out = factor * x;
+        }
+    }
+
+    pub fn axpy(acc: &mut [f32], x: &[f32], factor: f32) {
+        for (acc, x) in acc.iter_mut().zip(x) {
+            *acc += factor * x;
+        }
+    }
+}
+
+impl MaskedSumKernel for CpuBackend {
+    fn scale(&self, x: &Self::Storage, factor: f32, len: usize) -> Result<Self::Storage> {
+        let mut out = vec![0.0; len];
+        cpu::scale(&x.borrow()[..len], factor, &mut out);
+        Ok(storage(out))
+    }
+
+    fn axpy(&self, acc: &Self::Storage, x: &Self::Storage, factor: f32, len: usize) -> Result<()> {
+        cpu::axpy(&mut acc.borrow_mut()[..len], &x.borrow()[..len], factor);
+        Ok(())
+    }
+}
+
+pub(crate) const SHADER: ShaderSpec = ShaderSpec {
+    name: OP,
+    source: include_str!("../../../shaders/masked_sum.wgsl"),
+    entries: &["scale", "axpy"],
+};
+
+impl MaskedSumKernel for GpuBackend {
+    fn scale(&self, x: &Self::Storage, factor: f32, len: usize) -> Result<Self::Storage> {
+        let out = self.alloc_values(OP, len)?;
+        self.launch(
+            OP,
+            "scale",
+            &[len as u32, factor.to_bits()],
+            &[x, &out],
+            len,
+        )?;
+        Ok(out)
+    }
+
+    fn axpy(&self, acc: &Self::Storage, x: &Self::Storage, factor: f32, len: usize) -> Result<()> {
+        self.launch(OP, "axpy", &[len as u32, factor.to_bits()], &[x, acc], len)
+    }
+}

@@ -1,0 +1,234 @@
+//! maxpool2: 2x2 max-pool, stride 2, floor on odd sizes (a 7x7 map pools to 3x3).
+//!
+//! Shapes: x `[N, C, H, W]` -> out `[N, C, H/2, W/2]`. The forward keeps the flat input index of
+//! the first maximum in row-major window order (ties are common after ReLU, as in PyTorch);
+//! the backward is a gather over input elements, so it needs no atomics.
+
+use crate::engine::backend::{Backend, Memory};
+use crate::engine::backends::cpu::{storage, CpuBackend};
+use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tensor::{Tensor, TensorId};
+use crate::error::{Error, Result};
+
+const OP: &str = "maxpool2";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2Dims {
+    pub batch: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Pool2Dims {
+    pub fn from_shape(x: &[usize]) -> Result<Self> {
+        let [batch, channels, height, width] = *x else {
+            return Err(Error::shape(
+                OP,
+                format!("x must be [N, C, H, W]; got {x:?}"),
+            ));
+        };
+        if height < 2 || width < 2 {
+            return Err(Error::shape(
+                OP,
+                format!("x must be at least 2x2; got {x:?}"),
+            ));
+        }
+        Ok(Pool2Dims {
+            batch,
+            channels,
+            height,
+            width,
+        })
+    }
+
+    pub fn out_height(&self) -> usize {
+        self.height / 2
+    }
+
+    pub fn out_width(&self) -> usize {
+        self.width / 2
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.batch * self.channels * self.height * self.width
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.batch * self.channels * self.out_height() * self.out_width()
+    }
+
+    pub fn output_shape(&self) -> [usize; 4] {
+        [
+            self.batch,
+            self.channels,
+            self.out_height(),
+            self.out_width(),
+        ]
+    }
+
+    fn words(&self) -> [u32; 4] {
+        [self.batch, self.channels, self.height, self.width].map(|v| v as u32)
+    }
+}
+
+pub trait MaxPool2Kernel: Memory {
+    /// `(out, argmax)`: argmax holds the flat input index of each window's first maximum.
+    fn maxpool2_forward(
+        &self,
+        d: &Pool2Dims,
+        x: &Self::Storage,
+    ) -> Result<(Self::Storage, Self::Indices)>;
+    fn maxpool2_backward(
+        &self,
+        d: &Pool2Dims,
+        argmax: &Self::Indices,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage>;
+}
+
+pub(crate) struct Saved<B: Backend> {
+    dims: Pool2Dims,
+    input: TensorId,
+    argmax: B::Indices,
+}
+
+impl<B: Backend> Tape<'_, B> {
+    pub fn maxpool2(&self, x: &Tensor<B>) -> Result<Tensor<B>> {
+        let dims = Pool2Dims::from_shape(x.shape())?;
+        let (out, argmax) = self.backend().maxpool2_forward(&dims, x.storage())?;
+        let out = Tensor::from_storage(out, &dims.output_shape(), self.tracks(&[x]));
+        self.record(&out, || {
+            Op::MaxPool2(Saved {
+                dims,
+                input: x.id(),
+                argmax,
+            })
+        });
+        Ok(out)
+    }
+}
+
+pub(crate) fn backward<B: Backend>(
+    backend: &B,
+    saved: &Saved<B>,
+    grad_out: &Tensor<B>,
+) -> Result<Vec<InputGrad<B>>> {
+    let d = &saved.dims;
+    let grad_x = backend.maxpool2_backward(d, &saved.argmax, grad_out.storage())?;
+    let shape = [d.batch, d.channels, d.height, d.width];
+    Ok(vec![(
+        saved.input,
+        Tensor::from_storage(grad_x, &shape, false),
+    )])
+}
+
+pub mod cpu {
+    use super::Pool2Dims;
+
+    /// Window (oy, ox) of plane `plane` scanned row by row; a later value wins only if larger.
+    pub fn forward(d: &Pool2Dims, x: &[f32], out: &mut [f32], argmax: &mut [u32]) {
+        let (oh, ow) = (d.out_height(), d.out_width());
+        for i in 0..d.output_len() {
+            let (ox, oy, plane) = (i % ow, (i / ow) % oh, i / (ow * oh));
+            let base = plane * d.height * d.width;
+            let mut best = base + 2 * oy * d.width + 2 * ox;
+            for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+                let j = base + (2 * oy + dy) * d.width + 2 * ox + dx;
+                if x[j] > x[best] {
+                    best = j;
+                }
+            }
+            out[i] = x[best];
+            argmax[i] = best as u32;
+        }
+    }
+
+    /// Each input element takes its window's gradient if it is that window's argmax.
+    pub fn backward(d: &Pool2Dims, argmax: &[u32], grad_out: &[f32], grad_x: &mut [f32]) {
+        let (oh, ow) = (d.out_height(), d.out_width());
+        for (j, grad_x) in grad_x.iter_mut().enumerate().take(d.input_len()) {
+            let (ix, iy, plane) = (
+                j % d.width,
+                (j / d.width) % d.height,
+                j / (d.width * d.height),
+            );
+            let (oy, ox) = (iy / 2, ix / 2);
+            *grad_x = 0.0;
+            if oy < oh && ox < ow {
+                let window = (plane * oh + oy) * ow + ox;
+                if argmax[window] as usize == j {
+                    *grad_x = grad_out[window];
+                }
+            }
+        }
+    }
+}
+
+impl MaxPool2Kernel for CpuBackend {
+    fn maxpool2_forward(
+        &self,
+        d: &Pool2Dims,
+        x: &Self::Storage,
+    ) -> Result<(Self::Storage, Self::Indices)> {
+        let mut out = vec![0.0; d.output_len()];
+        let mut argmax = vec![0; d.output_len()];
+        cpu::forward(d, &x.borrow(), &mut out, &mut argmax);
+        Ok((storage(out), storage(argmax)))
+    }
+
+    fn maxpool2_backward(
+        &self,
+        d: &Pool2Dims,
+        argmax: &Self::Indices,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let mut grad_x = vec![0.0; d.input_len()];
+        cpu::backward(d, &argmax.borrow(), &grad_out.borrow(), &mut grad_x);
+        Ok(storage(grad_x))
+    }
+}
+
+pub(crate) const SHADER: ShaderSpec = ShaderSpec {
+    name: OP,
+    source: include_str!("../../../shaders/maxpool2.wgsl"),
+    entries: &["forward", "backward"],
+};
+
+impl MaxPool2Kernel for GpuBackend {
+    fn maxpool2_forward(
+        &self,
+        d: &Pool2Dims,
+        x: &Self::Storage,
+    ) -> Result<(Self::Storage, Self::Indices)> {
+        let out = self.alloc_values(OP, d.output_len())?;
+        let argmax = self.alloc_values(OP, d.output_len())?;
+        self.launch(
+            OP,
+            "forward",
+            &d.words(),
+            &[x, &out, &argmax],
+            d.output_len(),
+        )?;
+        Ok((out, argmax))
+    }
+
+    fn maxpool2_backward(
+        &self,
+        d: &Pool2Dims,
+        argmax: &Self::Indices,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let grad_x = self.alloc_values(OP, d.input_len())?;
+        self.launch(
+            OP,
+            "backward",
+            &d.words(),
+            &[argmax, grad_out, &grad_x],
+            d.input_len(),
+        )?;
+        Ok(grad_x)
+    }
+}

@@ -1,0 +1,52 @@
+//! reduce_rows: column sums of a `[rows, cols]` matrix, each column summed in row order.
+//!
+//! The deterministic second half of every weight- and bias-gradient reduction: partial sums
+//! per image, then this fixed-order sum over images. No float atomics, so the same inputs give
+//! the same bits on every run.
+
+use crate::engine::backend::Memory;
+use crate::engine::backends::cpu::{storage, CpuBackend};
+use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::GpuBackend;
+use crate::error::Result;
+
+const OP: &str = "reduce";
+
+pub trait ReduceKernel: Memory {
+    /// `out[j] = sum over r of x[r * cols + j]`, for r = 0, 1, ... in order.
+    fn reduce_rows(&self, x: &Self::Storage, rows: usize, cols: usize) -> Result<Self::Storage>;
+}
+
+pub mod cpu {
+    pub fn reduce_rows(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        (0..cols)
+            .map(|j| (0..rows).fold(0.0, |acc, r| acc + x[r * cols + j]))
+            .collect()
+    }
+}
+
+impl ReduceKernel for CpuBackend {
+    fn reduce_rows(&self, x: &Self::Storage, rows: usize, cols: usize) -> Result<Self::Storage> {
+        Ok(storage(cpu::reduce_rows(&x.borrow(), rows, cols)))
+    }
+}
+
+pub(crate) const SHADER: ShaderSpec = ShaderSpec {
+    name: OP,
+    source: include_str!("../../../shaders/reduce.wgsl"),
+    entries: &["reduce_rows"],
+};
+
+impl ReduceKernel for GpuBackend {
+    fn reduce_rows(&self, x: &Self::Storage, rows: usize, cols: usize) -> Result<Self::Storage> {
+        let out = self.alloc_values(OP, cols)?;
+        self.launch(
+            OP,
+            "reduce_rows",
+            &[rows as u32, cols as u32],
+            &[x, &out],
+            cols,
+        )?;
+        Ok(out)
+    }
+}

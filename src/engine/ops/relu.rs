@@ -1,0 +1,118 @@
+//! relu: `max(x, 0)`; the gradient passes where the output is positive (as PyTorch's
+//! `threshold_backward` on the result).
+
+use crate::engine::backend::{Backend, Memory};
+use crate::engine::backends::cpu::{storage, CpuBackend};
+use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tensor::{Tensor, TensorId};
+use crate::error::Result;
+
+const OP: &str = "relu";
+
+pub trait ReluKernel: Memory {
+    fn relu_forward(&self, x: &Self::Storage, len: usize) -> Result<Self::Storage>;
+    fn relu_backward(
+        &self,
+        out: &Self::Storage,
+        grad_out: &Self::Storage,
+        len: usize,
+    ) -> Result<Self::Storage>;
+}
+
+pub(crate) struct Saved<B: Backend> {
+    input: TensorId,
+    out: Tensor<B>,
+}
+
+impl<B: Backend> Tape<'_, B> {
+    pub fn relu(&self, x: &Tensor<B>) -> Result<Tensor<B>> {
+        let out = self.backend().relu_forward(x.storage(), x.numel())?;
+        let out = Tensor::from_storage(out, x.shape(), self.tracks(&[x]));
+        self.record(&out, || {
+            Op::Relu(Saved {
+                input: x.id(),
+                out: out.clone(),
+            })
+        });
+        Ok(out)
+    }
+}
+
+pub(crate) fn backward<B: Backend>(
+    backend: &B,
+    saved: &Saved<B>,
+    grad_out: &Tensor<B>,
+) -> Result<Vec<InputGrad<B>>> {
+    let out = &saved.out;
+    let grad_x = backend.relu_backward(out.storage(), grad_out.storage(), out.numel())?;
+    Ok(vec![(
+        saved.input,
+        Tensor::from_storage(grad_x, out.shape(), false),
+    )])
+}
+
+pub mod cpu {
+    pub fn forward(x: &[f32], out: &mut [f32]) {
+        for (out, x) in out.iter_mut().zip(x) {
+            *out = x.max(0.0);
+        }
+    }
+
+    pub fn backward(out: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
+        for ((grad_x, out), grad_out) in grad_x.iter_mut().zip(out).zip(grad_out) {
+            *grad_x = if *out > 0.0 { *grad_out } else { 0.0 };
+        }
+    }
+}
+
+impl ReluKernel for CpuBackend {
+    fn relu_forward(&self, x: &Self::Storage, len: usize) -> Result<Self::Storage> {
+        let mut out = vec![0.0; len];
+        cpu::forward(&x.borrow()[..len], &mut out);
+        Ok(storage(out))
+    }
+
+    fn relu_backward(
+        &self,
+        out: &Self::Storage,
+        grad_out: &Self::Storage,
+        len: usize,
+    ) -> Result<Self::Storage> {
+        let mut grad_x = vec![0.0; len];
+        cpu::backward(&out.borrow()[..len], &grad_out.borrow()[..len], &mut grad_x);
+        Ok(storage(grad_x))
+    }
+}
+
+pub(crate) const SHADER: ShaderSpec = ShaderSpec {
+    name: OP,
+    source: include_str!("../../../shaders/relu.wgsl"),
+    entries: &["forward", "backward"],
+};
+
+impl ReluKernel for GpuBackend {
+    fn relu_forward(&self, x: &Self::Storage, len: usize) -> Result<Self::Storage> {
+        let out = self.alloc_values(OP, len)?;
+        self.launch(OP, "forward", &[len as u32], &[x, &out], len)?;
+        Ok(out)
+    }
+
+    fn relu_backward(
+        &self,
+        out: &Self::Storage,
+        grad_out: &Self::Storage,
+        len: usize,
+    ) -> Result<Self::Storage> {
+        let grad_x = self.alloc_values(OP, len)?;
+        self.launch(
+            OP,
+            "backward",
+            &[len as u32],
+            &[out, grad_out, &grad_x],
+            len,
+        )?;
+        Ok(grad_x)
+    }
+}

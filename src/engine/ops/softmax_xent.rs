@@ -1,0 +1,238 @@
+//! softmax_xent: fused, numerically stable log-softmax + negative log-likelihood, mean over the
+//! batch (PyTorch's `nll_loss(log_softmax(z))`).
+//!
+//! Shapes: logits `[N, K]`, labels `[N]` (u32 class indices) -> loss `[1]`.
+//! Per row: `lse = max + ln(sum exp(z - max))`, `loss_n = lse - z[label]`; the mean sums rows in
+//! order. Backward: `grad = (exp(z - lse) - onehot(label)) * grad_loss / N`.
+
+use crate::engine::backend::{Backend, Memory};
+use crate::engine::backends::cpu::{storage, CpuBackend};
+use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tensor::Tensor;
+use crate::error::{Error, Result};
+
+const OP: &str = "softmax_xent";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XentDims {
+    pub batch: usize,
+    pub classes: usize,
+}
+
+impl XentDims {
+    pub fn from_shape(logits: &[usize]) -> Result<Self> {
+        match *logits {
+            [batch, classes] if batch > 0 && classes > 0 => Ok(XentDims { batch, classes }),
+            _ => Err(Error::shape(
+                OP,
+                format!("logits must be [N, K] with N, K > 0; got {logits:?}"),
+            )),
+        }
+    }
+
+    fn words(&self) -> [u32; 2] {
+        [self.batch as u32, self.classes as u32]
+    }
+}
+
+pub trait SoftmaxXentKernel: Memory {
+    /// The mean loss, as a one-element buffer.
+    fn softmax_xent_forward(
+        &self,
+        d: &XentDims,
+        logits: &Self::Storage,
+        labels: &Self::Indices,
+    ) -> Result<Self::Storage>;
+    fn softmax_xent_backward(
+        &self,
+        d: &XentDims,
+        logits: &Self::Storage,
+        labels: &Self::Indices,
+        grad_loss: &Self::Storage,
+    ) -> Result<Self::Storage>;
+}
+
+pub(crate) struct Saved<B: Backend> {
+    dims: XentDims,
+    logits: Tensor<B>,
+    labels: B::Indices,
+}
+
+impl<B: Backend> Tape<'_, B> {
+    /// Mean cross-entropy of `logits` against `labels` (one class index per row, each < K).
+    pub fn softmax_cross_entropy(
+        &self,
+        logits: &Tensor<B>,
+        labels: &B::Indices,
+    ) -> Result<Tensor<B>> {
+        let dims = XentDims::from_shape(logits.shape())?;
+        let loss = self
+            .backend()
+            .softmax_xent_forward(&dims, logits.storage(), labels)?;
+        let loss = Tensor::from_storage(loss, &[1], self.tracks(&[logits]));
+        self.record(&loss, || {
+            Op::SoftmaxXent(Saved {
+                dims,
+                logits: logits.clone(),
+                labels: labels.clone(),
+            })
+        });
+        Ok(loss)
+    }
+}
+
+pub(crate) fn backward<B: Backend>(
+    backend: &B,
+    saved: &Saved<B>,
+    grad_loss: &Tensor<B>,
+) -> Result<Vec<InputGrad<B>>> {
+    let Saved {
+        dims,
+        logits,
+        labels,
+    } = saved;
+    let grad =
+        backend.softmax_xent_backward(dims, logits.storage(), labels, grad_loss.storage())?;
+    Ok(vec![(
+        logits.id(),
+        Tensor::from_storage(grad, logits.shape(), false),
+    )])
+}
+
+pub mod cpu {
+    use super::{XentDims, OP};
+    use crate::error::{Error, Result};
+
+    /// log-sum-exp of one row, shifted by its maximum so no exp overflows.
+    pub fn row_lse(row: &[f32]) -> f32 {
+        let max = row.iter().fold(row[0], |m, &z| m.max(z));
+        let sum = row.iter().fold(0.0f32, |acc, &z| acc + (z - max).exp());
+        max + sum.ln()
+    }
+
+    fn check_labels(d: &XentDims, labels: &[u32]) -> Result<()> {
+        match labels
+            .iter()
+            .take(d.batch)
+            .find(|&&l| l as usize >= d.classes)
+        {
+            Some(bad) => Err(Error::invalid(
+                OP,
+                format!("label {bad} is not below the {} classes", d.classes),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    pub fn forward(d: &XentDims, logits: &[f32], labels: &[u32]) -> Result<f32> {
+        check_labels(d, labels)?;
+        let total = (0..d.batch).fold(0.0f32, |acc, n| {
+            let row = &logits[n * d.classes..(n + 1) * d.classes];
+            acc + (row_lse(row) - row[labels[n] as usize])
+        });
+        Ok(total / d.batch as f32)
+    }
+
+    pub fn backward(
+        d: &XentDims,
+        logits: &[f32],
+        labels: &[u32],
+        grad_loss: f32,
+        grad: &mut [f32],
+    ) -> Result<()> {
+        check_labels(d, labels)?;
+        let scale = grad_loss / d.batch as f32;
+        for n in 0..d.batch {
+            let row = &logits[n * d.classes..(n + 1) * d.classes];
+            let lse = row_lse(row);
+            for (j, z) in row.iter().enumerate() {
+                let target = if j == labels[n] as usize { 1.0 } else { 0.0 };
+                grad[n * d.classes + j] = ((z - lse).exp() - target) * scale;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SoftmaxXentKernel for CpuBackend {
+    fn softmax_xent_forward(
+        &self,
+        d: &XentDims,
+        logits: &Self::Storage,
+        labels: &Self::Indices,
+    ) -> Result<Self::Storage> {
+        Ok(storage(vec![cpu::forward(
+            d,
+            &logits.borrow(),
+            &labels.borrow(),
+        )?]))
+    }
+
+    fn softmax_xent_backward(
+        &self,
+        d: &XentDims,
+        logits: &Self::Storage,
+        labels: &Self::Indices,
+        grad_loss: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let mut grad = vec![0.0; d.batch * d.classes];
+        cpu::backward(
+            d,
+            &logits.borrow(),
+            &labels.borrow(),
+            grad_loss.borrow()[0],
+            &mut grad,
+        )?;
+        Ok(storage(grad))
+    }
+}
+
+pub(crate) const SHADER: ShaderSpec = ShaderSpec {
+    name: OP,
+    source: include_str!("../../../shaders/softmax_xent.wgsl"),
+    entries: &["row_loss", "mean", "backward"],
+};
+
+impl SoftmaxXentKernel for GpuBackend {
+    /// Labels are validated where they are made (the dataset); out-of-range reads in WGSL are
+    /// clamped, never undefined.
+    fn softmax_xent_forward(
+        &self,
+        d: &XentDims,
+        logits: &Self::Storage,
+        labels: &Self::Indices,
+    ) -> Result<Self::Storage> {
+        let row_loss = self.alloc_values(OP, d.batch)?;
+        self.launch(
+            OP,
+            "row_loss",
+            &d.words(),
+            &[logits, labels, &row_loss],
+            d.batch,
+        )?;
+        let loss = self.alloc_values(OP, 1)?;
+        self.launch(OP, "mean", &d.words(), &[&row_loss, &loss], 1)?;
+        Ok(loss)
+    }
+
+    fn softmax_xent_backward(
+        &self,
+        d: &XentDims,
+        logits: &Self::Storage,
+        labels: &Self::Indices,
+        grad_loss: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let len = d.batch * d.classes;
+        let grad = self.alloc_values(OP, len)?;
+        self.launch(
+            OP,
+            "backward",
+            &d.words(),
+            &[logits, labels, grad_loss, &grad],
+            len,
+        )?;
+        Ok(grad)
+    }
+}

@@ -1,0 +1,197 @@
+//! The autograd tape: ops are recorded in execution order and walked in reverse.
+//!
+//! Each op module adds its method to `Tape` (`tape.conv2d(..)`, `tape.relu(..)`) that runs the
+//! forward kernel and records an `Op` with what its backward needs. `Op::backward` only routes
+//! to that module's short backward function.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::engine::backend::Backend;
+use crate::engine::ops::{
+    conv2d, linear, masked_concat, masked_sum, maxpool2, relu, reshape, softmax_xent,
+};
+use crate::engine::tensor::{Tensor, TensorId};
+use crate::error::{Error, Result};
+
+/// What one recorded op saved for its backward pass.
+pub(crate) enum Op<B: Backend> {
+    Conv2d(conv2d::Saved<B>),
+    Linear(linear::Saved<B>),
+    MaskedConcat(masked_concat::Saved),
+    MaskedSum(masked_sum::Saved),
+    MaxPool2(maxpool2::Saved<B>),
+    Relu(relu::Saved<B>),
+    Reshape(reshape::Saved),
+    SoftmaxXent(softmax_xent::Saved<B>),
+}
+
+/// A gradient for the tensor `id`, as an op's backward hands it upstream.
+pub(crate) type InputGrad<B> = (TensorId, Tensor<B>);
+
+impl<B: Backend> Op<B> {
+    fn backward(&self, backend: &B, grad_out: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
+        match self {
+            Op::Conv2d(saved) => conv2d::backward(backend, saved, grad_out),
+            Op::Linear(saved) => linear::backward(backend, saved, grad_out),
+            Op::MaskedConcat(saved) => masked_concat::backward(backend, saved, grad_out),
+            Op::MaskedSum(saved) => masked_sum::backward(backend, saved, grad_out),
+            Op::MaxPool2(saved) => maxpool2::backward(backend, saved, grad_out),
+            Op::Relu(saved) => relu::backward(backend, saved, grad_out),
+            Op::Reshape(saved) => reshape::backward(saved, grad_out),
+            Op::SoftmaxXent(saved) => softmax_xent::backward(backend, saved, grad_out),
+        }
+    }
+}
+
+struct Node<B: Backend> {
+    output: TensorId,
+    op: Op<B>,
+}
+
+/// Records ops run on `backend`. A tape made with `inference` records nothing.
+pub struct Tape<'b, B: Backend> {
+    backend: &'b B,
+    nodes: RefCell<Vec<Node<B>>>,
+    recording: bool,
+}
+
+impl<'b, B: Backend> Tape<'b, B> {
+    /// A tape that records every op whose output needs a gradient.
+    pub fn new(backend: &'b B) -> Self {
+        Tape {
+            backend,
+            nodes: RefCell::new(Vec::new()),
+            recording: true,
+        }
+    }
+
+    /// A tape for evaluation: ops run, nothing is kept for a backward pass.
+    pub fn inference(backend: &'b B) -> Self {
+        Tape {
+            recording: false,
+            ..Tape::new(backend)
+        }
+    }
+
+    pub fn backend(&self) -> &'b B {
+        self.backend
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether an op over `inputs` must be recorded (and its output track gradients).
+    pub(crate) fn tracks(&self, inputs: &[&Tensor<B>]) -> bool {
+        self.recording && inputs.iter().any(|t| t.requires_grad())
+    }
+
+    /// Keeps `op` for the backward pass of `output` when the tape tracks it.
+    pub(crate) fn record(&self, output: &Tensor<B>, op: impl FnOnce() -> Op<B>) {
+        if self.recording && output.requires_grad() {
+            self.nodes.borrow_mut().push(Node {
+                output: output.id(),
+                op: op(),
+            });
+        }
+    }
+
+    /// Back-propagates from a scalar `loss`: walks the tape in reverse, summing gradients where
+    /// a tensor fed several ops. Returns the gradients of the leaves (the parameters).
+    pub fn backward(&self, loss: &Tensor<B>) -> Result<Gradients<B>> {
+        if loss.numel() != 1 {
+            return Err(Error::shape(
+                "backward",
+                format!("loss must hold one value, got shape {:?}", loss.shape()),
+            ));
+        }
+        let seed = Tensor::from_slice(self.backend, &[1.0], loss.shape())?;
+        self.backward_from(loss, seed)
+    }
+
+    /// Back-propagates a given gradient of `output` (a vector-Jacobian product): the gradients
+    /// of `sum(output * grad_output)` with respect to the leaves.
+    pub fn backward_from(
+        &self,
+        output: &Tensor<B>,
+        grad_output: Tensor<B>,
+    ) -> Result<Gradients<B>> {
+        if grad_output.shape() != output.shape() {
+            return Err(Error::shape(
+                "backward",
+                format!(
+                    "gradient {:?} for an output {:?}",
+                    grad_output.shape(),
+                    output.shape()
+                ),
+            ));
+        }
+        let mut grads: HashMap<TensorId, Tensor<B>> = HashMap::new();
+        grads.insert(output.id(), grad_output);
+        for node in self.nodes.borrow().iter().rev() {
+            // An intermediate's gradient is used once, here; dropping it frees the buffer.
+            let Some(grad_out) = grads.remove(&node.output) else {
+                continue;
+            };
+            for (id, grad) in node.op.backward(self.backend, &grad_out)? {
+                accumulate(self.backend, &mut grads, id, grad)?;
+            }
+        }
+        Ok(Gradients { by_id: grads })
+    }
+}
+
+fn accumulate<B: Backend>(
+    backend: &B,
+    grads: &mut HashMap<TensorId, Tensor<B>>,
+    id: TensorId,
+    grad: Tensor<B>,
+) -> Result<()> {
+    let summed = match grads.remove(&id) {
+        Some(previous) => crate::engine::ops::add::add(backend, &previous, &grad)?,
+        None => grad,
+    };
+    grads.insert(id, summed);
+    Ok(())
+}
+
+/// Gradients of the leaves that required them, by tensor.
+pub struct Gradients<B: Backend> {
+    by_id: HashMap<TensorId, Tensor<B>>,
+}
+
+impl<B: Backend> Default for Gradients<B> {
+    fn default() -> Self {
+        Gradients {
+            by_id: HashMap::new(),
+        }
+    }
+}
+
+impl<B: Backend> Gradients<B> {
+    /// Sets the gradient of `tensor` (for optimizers driven by gradients from elsewhere).
+    pub fn insert(&mut self, tensor: &Tensor<B>, grad: Tensor<B>) -> Result<()> {
+        if grad.shape() != tensor.shape() {
+            return Err(Error::shape(
+                "gradients",
+                format!(
+                    "gradient {:?} for a tensor {:?}",
+                    grad.shape(),
+                    tensor.shape()
+                ),
+            ));
+        }
+        self.by_id.insert(tensor.id(), grad);
+        Ok(())
+    }
+
+    /// The gradient of `tensor`, or `None` when no recorded op used it (an inactive branch).
+    pub fn get(&self, tensor: &Tensor<B>) -> Option<&Tensor<B>> {
+        self.by_id.get(&tensor.id())
+    }
+}

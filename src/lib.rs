@@ -1,0 +1,9 @@
+//! supernet: a weight-sharing SuperNet on MNIST, trained on a from-scratch tensor engine with
+//! WGSL compute kernels. See `ARCHITECTURE.md` for the data flow and where each thing lives.
+
+pub mod engine;
+pub mod error;
+
+pub use error::{Error, Result};
+pub mod model;
+pub mod training;

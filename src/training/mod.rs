@@ -1,0 +1,5 @@
+//! Training: the learning-rate schedule (the loops arrive with the `oneshot` command).
+
+mod schedule;
+
+pub use schedule::StepLr;

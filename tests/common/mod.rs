@@ -1,0 +1,149 @@
+//! Shared test support: the GPU backend (or a loud skip), the closeness check, seeded data,
+//! and the PyTorch fixtures.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use supernet::engine::{Backend, GpuBackend, Tensor};
+
+/// The GPU backend on the shared context, printing the adapter it runs on. Without an adapter
+/// the test is skipped with a message, except under `CI=true`, where that is a failure.
+pub fn gpu() -> Option<GpuBackend> {
+    match GpuBackend::new() {
+        Ok(gpu) => {
+            announce(&gpu);
+            Some(gpu)
+        }
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but the GPU backend is unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: GPU backend unavailable ({e}); on Linux, mesa-vulkan-drivers provides lavapipe");
+            None
+        }
+    }
+}
+
+/// Names the adapter once per test binary. Written to stderr directly so that the line shows
+/// in the log even though the test harness captures `eprintln!` of passing tests.
+fn announce(gpu: &GpuBackend) {
+    use std::io::Write;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let name = gpu.context().adapter_name();
+        let _ = writeln!(std::io::stderr(), "GPU tests run on adapter: {name}");
+    });
+}
+
+/// `|got - want| <= atol + rtol * |want|` element by element; on failure the message names the
+/// worst element and its difference.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: {} values, expected {}",
+        got.len(),
+        want.len()
+    );
+    let mut worst: Option<(usize, f64)> = None;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (g as f64, w as f64);
+        let excess = (g - w).abs() - (atol + rtol * w.abs());
+        if !(excess <= 0.0) && worst.is_none_or(|(_, e)| excess > e) {
+            worst = Some((i, excess));
+        }
+    }
+    let max_diff = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w as f64).abs())
+        .fold(0.0, f64::max);
+    if let Some((i, _)) = worst {
+        panic!(
+            "{what}: element {i} is {} but expected {} (|diff| {:.3e} > atol {atol:e} + rtol {rtol:e} * |expected|); largest |diff| {max_diff:.3e}",
+            got[i], want[i], (got[i] as f64 - want[i] as f64).abs()
+        );
+    }
+}
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// `len` values uniform in [-1, 1).
+pub fn random(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+pub fn tensor<B: Backend>(backend: &B, data: &[f32], shape: &[usize]) -> Tensor<B> {
+    Tensor::from_slice(backend, data, shape).expect("upload")
+}
+
+pub fn param<B: Backend>(backend: &B, data: &[f32], shape: &[usize]) -> Tensor<B> {
+    Tensor::parameter(backend, data, shape).expect("upload")
+}
+
+pub fn values<B: Backend>(backend: &B, t: &Tensor<B>) -> Vec<f32> {
+    t.to_vec(backend).expect("download")
+}
+
+// ---- PyTorch fixtures (tests/fixtures/torch, see its README) -----------------------------
+
+#[derive(Deserialize, Clone)]
+pub struct Json {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+impl Json {
+    pub fn f32(&self) -> Vec<f32> {
+        self.data.iter().map(|&v| v as f32).collect()
+    }
+
+    pub fn u32(&self) -> Vec<u32> {
+        self.data.iter().map(|&v| v as u32).collect()
+    }
+}
+
+#[derive(Deserialize)]
+pub struct OpFixture {
+    pub op: String,
+    pub params: serde_json::Value,
+    pub tensors: HashMap<String, Json>,
+}
+
+impl OpFixture {
+    pub fn tensor(&self, name: &str) -> &Json {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("fixture {} has no tensor {name}", self.op))
+    }
+}
+
+pub fn fixture_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/torch")
+        .join(relative)
+}
+
+pub fn load<T: for<'de> Deserialize<'de>>(relative: &str) -> T {
+    let path = fixture_path(relative);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every file of a fixture folder whose name starts with `prefix`.
+pub fn fixture_files(folder: &str, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixture_path(folder))
+        .expect("fixture folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no fixture {folder}/{prefix}*");
+    names.into_iter().map(|n| format!("{folder}/{n}")).collect()
+}

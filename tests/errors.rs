@@ -1,0 +1,158 @@
+//! Bad shapes and arguments give an error that names the op and the shapes, never a panic.
+
+use supernet::engine::{Adadelta, AdadeltaConfig, CpuBackend, Tape, Tensor};
+use supernet::model::Subnet;
+
+fn zeros(cpu: &CpuBackend, shape: &[usize]) -> Tensor<CpuBackend> {
+    Tensor::from_slice(cpu, &vec![0.0; shape.iter().product()], shape).expect("upload")
+}
+
+fn error_of<T: std::fmt::Debug>(result: supernet::Result<T>) -> String {
+    result.expect_err("expected an error").to_string()
+}
+
+#[test]
+fn conv2d_channel_mismatch_names_op_and_shapes() {
+    let cpu = CpuBackend::new();
+    let tape = Tape::new(&cpu);
+    let message = error_of(tape.conv2d(
+        &zeros(&cpu, &[2, 3, 5, 5]),
+        &zeros(&cpu, &[4, 2, 3, 3]),
+        &zeros(&cpu, &[4]),
+    ));
+    assert!(message.starts_with("conv2d:"), "{message}");
+    assert!(
+        message.contains("[2, 3, 5, 5]") && message.contains("[4, 2, 3, 3]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn conv2d_even_kernel_is_refused() {
+    let cpu = CpuBackend::new();
+    let tape = Tape::new(&cpu);
+    let message = error_of(tape.conv2d(
+        &zeros(&cpu, &[1, 1, 5, 5]),
+        &zeros(&cpu, &[1, 1, 2, 2]),
+        &zeros(&cpu, &[1]),
+    ));
+    assert!(
+        message.contains("conv2d") && message.contains("odd"),
+        "{message}"
+    );
+}
+
+#[test]
+fn linear_feature_mismatch_names_op_and_shapes() {
+    let cpu = CpuBackend::new();
+    let tape = Tape::new(&cpu);
+    let message = error_of(tape.linear(
+        &zeros(&cpu, &[2, 5]),
+        &zeros(&cpu, &[3, 4]),
+        &zeros(&cpu, &[3]),
+    ));
+    assert!(
+        message.starts_with("linear:") && message.contains("[2, 5]") && message.contains("[3, 4]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn maxpool_needs_four_dimensions() {
+    let cpu = CpuBackend::new();
+    let message = error_of(Tape::new(&cpu).maxpool2(&zeros(&cpu, &[4, 4])));
+    assert!(
+        message.starts_with("maxpool2:") && message.contains("[4, 4]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn softmax_xent_rejects_out_of_range_label() {
+    let cpu = CpuBackend::new();
+    let labels = supernet::engine::Memory::upload_indices(&cpu, &[3, 10]).expect("labels");
+    let message = error_of(Tape::new(&cpu).softmax_cross_entropy(&zeros(&cpu, &[2, 10]), &labels));
+    assert!(
+        message.contains("softmax_xent") && message.contains("label 10"),
+        "{message}"
+    );
+}
+
+#[test]
+fn masked_ops_need_an_active_part_and_equal_shapes() {
+    let cpu = CpuBackend::new();
+    let tape = Tape::new(&cpu);
+    assert!(error_of(tape.masked_sum(&[])).contains("masked_sum"));
+    let (a, b) = (zeros(&cpu, &[1, 2, 3, 3]), zeros(&cpu, &[1, 2, 4, 4]));
+    let message = error_of(tape.masked_concat(&[Some((&a, 1.0)), Some((&b, 1.0))]));
+    assert!(
+        message.contains("masked_concat") && message.contains("[1, 2, 4, 4]"),
+        "{message}"
+    );
+    assert!(error_of(tape.masked_concat(&[None, None])).contains("masked_concat"));
+}
+
+#[test]
+fn tensor_size_mismatch_and_bad_reshape() {
+    let cpu = CpuBackend::new();
+    assert!(error_of(Tensor::from_slice(&cpu, &[1.0, 2.0], &[3])).contains("[3]"));
+    let message = error_of(Tape::new(&cpu).reshape(&zeros(&cpu, &[2, 3]), &[4, 2]));
+    assert!(
+        message.starts_with("reshape:") && message.contains("[2, 3]") && message.contains("[4, 2]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn backward_needs_a_scalar_loss() {
+    let cpu = CpuBackend::new();
+    let message = error_of(Tape::new(&cpu).backward(&zeros(&cpu, &[2])).map(|_| ()));
+    assert!(message.starts_with("backward:"), "{message}");
+}
+
+#[test]
+fn adadelta_rejects_bad_hyperparameters() {
+    let cpu = CpuBackend::new();
+    let params = [zeros(&cpu, &[2])];
+    for (config, word) in [
+        (
+            AdadeltaConfig {
+                lr: -1.0,
+                ..Default::default()
+            },
+            "learning rate",
+        ),
+        (
+            AdadeltaConfig {
+                rho: 1.5,
+                ..Default::default()
+            },
+            "rho",
+        ),
+        (
+            AdadeltaConfig {
+                eps: 0.0,
+                ..Default::default()
+            },
+            "eps",
+        ),
+    ] {
+        let message = error_of(Adadelta::new(&cpu, &params, config).map(|_| ()));
+        assert!(
+            message.contains("adadelta") && message.contains(word),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn subnet_parsing() {
+    assert_eq!("1,0".parse::<Subnet>().expect("1,0"), Subnet([1, 0]));
+    assert_eq!("01".parse::<Subnet>().expect("01"), Subnet([0, 1]));
+    let message = error_of("2,0".parse::<Subnet>());
+    assert!(
+        message.contains("'2,0'") && message.contains("0 (3x3) or 1 (5x5)"),
+        "{message}"
+    );
+    assert!("1,0,1".parse::<Subnet>().is_err());
+}
