@@ -92,6 +92,8 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 
 // ---- weight_partials: per image, one invocation per weight (n, o, c, ky, kx) -----------------
 //   partials: [N, O, C, K, K]; summed over N in order by reduce.wgsl (no float atomics).
+//   Each column of products is summed down the rows, then the columns in order (the CPU
+//   twin's order, which lets it vectorise along rows).
 @group(0) @binding(1) var<storage, read> wp_x: array<f32>;
 @group(0) @binding(2) var<storage, read> wp_grad_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> wp_partials: array<f32>;
@@ -114,18 +116,20 @@ fn weight_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let x_base = (n * p.in_channels + c) * hw;
     let pad = i32(k / 2u);
     var acc = 0.0;
-    for (var y = 0u; y < p.height; y++) {
-        let iy = i32(y) + i32(ky) - pad;
-        if (iy < 0 || iy >= i32(p.height)) {
+    for (var px = 0u; px < p.width; px++) {
+        let ix = i32(px) + i32(kx) - pad;
+        if (ix < 0 || ix >= i32(p.width)) {
             continue;
         }
-        for (var px = 0u; px < p.width; px++) {
-            let ix = i32(px) + i32(kx) - pad;
-            if (ix < 0 || ix >= i32(p.width)) {
+        var column = 0.0;
+        for (var y = 0u; y < p.height; y++) {
+            let iy = i32(y) + i32(ky) - pad;
+            if (iy < 0 || iy >= i32(p.height)) {
                 continue;
             }
-            acc += wp_grad_out[dy_base + y * p.width + px] * wp_x[x_base + u32(iy) * p.width + u32(ix)];
+            column += wp_grad_out[dy_base + y * p.width + px] * wp_x[x_base + u32(iy) * p.width + u32(ix)];
         }
+        acc += column;
     }
     wp_partials[i] = acc;
 }

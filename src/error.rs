@@ -30,13 +30,14 @@ pub enum Error {
         limit: u64,
     },
 
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Training produced a loss that is not a finite number.
+    #[error("training diverged: loss {loss} at epoch {epoch}, step {step}")]
+    Diverged { epoch: usize, step: usize, loss: f32 },
+
+    /// A file could not be read or written. (The I/O error is part of the message, not a
+    /// separate cause, so that error chains print it once.)
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 
     /// A file was read but its content is not what was expected.
     #[error("{path}: {detail}")]

@@ -7,3 +7,5 @@ pub mod error;
 pub use error::{Error, Result};
 pub mod model;
 pub mod training;
+pub mod data;
+pub mod report;

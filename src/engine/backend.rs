@@ -5,7 +5,7 @@
 //! `Backend` is simply "all of them"; model, tape and training are written against it once.
 
 use crate::engine::ops::{
-    adadelta::AdadeltaKernel, add::AddKernel, conv2d::Conv2dKernel, gather::GatherKernel,
+    accuracy::AccuracyKernel, adadelta::AdadeltaKernel, add::AddKernel, conv2d::Conv2dKernel, gather::GatherKernel,
     linear::LinearKernel, masked_concat::MaskedConcatKernel, masked_sum::MaskedSumKernel,
     maxpool2::MaxPool2Kernel, reduce::ReduceKernel, relu::ReluKernel,
     softmax_xent::SoftmaxXentKernel,
@@ -30,6 +30,9 @@ pub trait Memory: Sized {
     fn download_indices(&self, indices: &Self::Indices, len: usize) -> Result<Vec<u32>>;
     fn upload_bytes(&self, data: &[u8]) -> Result<Self::Bytes>;
     fn zeros(&self, len: usize) -> Result<Self::Storage>;
+    /// Copies `len` values of `src` to `dst` from index `dst_offset`, in order with recorded
+    /// work (how a step logs its loss without a readback).
+    fn copy_into(&self, src: &Self::Storage, dst: &Self::Storage, dst_offset: usize, len: usize) -> Result<()>;
     /// Submits recorded work without waiting for it (GPU); nothing to do on the CPU.
     fn flush(&self) -> Result<()>;
 }
@@ -37,6 +40,7 @@ pub trait Memory: Sized {
 /// A backend that can run every op of the engine.
 pub trait Backend:
     Memory
+    + AccuracyKernel
     + AddKernel
     + AdadeltaKernel
     + Conv2dKernel
@@ -53,6 +57,7 @@ pub trait Backend:
 
 impl<T> Backend for T where
     T: Memory
+        + AccuracyKernel
         + AddKernel
         + AdadeltaKernel
         + Conv2dKernel

@@ -29,6 +29,17 @@ pub(crate) enum Op<B: Backend> {
 /// A gradient for the tensor `id`, as an op's backward hands it upstream.
 pub(crate) type InputGrad<B> = (TensorId, Tensor<B>);
 
+/// Hands `grad` upstream only if `input` wants a gradient (a constant weight gets none).
+pub(crate) fn push_if_required<B: Backend>(
+    grads: &mut Vec<InputGrad<B>>,
+    input: &Tensor<B>,
+    grad: B::Storage,
+) {
+    if input.requires_grad() {
+        grads.push((input.id(), Tensor::from_storage(grad, input.shape(), false)));
+    }
+}
+
 impl<B: Backend> Op<B> {
     fn backward(&self, backend: &B, grad_out: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
         match self {

@@ -1,5 +1,15 @@
-//! Training: the learning-rate schedule (the loops arrive with the `oneshot` command).
+//! Training: the loop (one-shot or stand-alone), evaluation, the schedule and the metrics.
 
+mod config;
+mod device_data;
+mod evaluate;
+mod metrics;
 mod schedule;
+mod trainer;
 
+pub use config::{Mode, TrainConfig};
+pub use device_data::{Batch, DeviceSplit};
+pub use evaluate::evaluate;
+pub use metrics::{EpochMetrics, SubnetMetrics};
 pub use schedule::StepLr;
+pub use trainer::{Observer, Silent, Trainer};

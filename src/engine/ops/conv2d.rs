@@ -9,7 +9,7 @@ use crate::engine::backends::cpu::{storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::ShaderSpec;
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::ops::reduce::{cpu::reduce_rows, ReduceKernel};
-use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tape::{push_if_required, InputGrad, Op, Tape};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 
@@ -178,124 +178,112 @@ pub(crate) fn backward<B: Backend>(
     if weight.requires_grad() || bias.requires_grad() {
         let (grad_weight, grad_bias) =
             backend.conv2d_backward_params(dims, x.storage(), grad_out.storage())?;
-        grads.push((
-            weight.id(),
-            Tensor::from_storage(grad_weight, weight.shape(), false),
-        ));
-        grads.push((
-            bias.id(),
-            Tensor::from_storage(grad_bias, bias.shape(), false),
-        ));
+        push_if_required(&mut grads, weight, grad_weight);
+        push_if_required(&mut grads, bias, grad_bias);
     }
     Ok(grads)
 }
 
-/// The CPU twin: the same loops, in the same order, as the WGSL kernels.
+/// The CPU twin. Images run in parallel (rayon); within an image the loops are ordered so the
+/// innermost one runs along a row (a contiguous, vectorisable slice), while every output
+/// element still receives its terms in the same order as in the WGSL kernels (channel, then
+/// kernel row, then kernel column).
 pub mod cpu {
+    use std::ops::Range;
+
+    use rayon::prelude::*;
+
     use super::Conv2dDims;
 
-    /// One output element: bias plus the window's products, channel by channel, row by row.
+    /// The positions `p` in `0..n` for which `p + shift` is also in `0..n`.
+    fn overlap(shift: isize, n: usize) -> Range<usize> {
+        let start = (-shift).clamp(0, n as isize) as usize;
+        let end = (n as isize - shift).clamp(0, n as isize) as usize;
+        start..end.max(start)
+    }
+
+    /// `dst[p] += w * src[p + shift]` over the rows and columns where both exist.
+    fn shifted_axpy(d: &Conv2dDims, w: f32, src: &[f32], dst: &mut [f32], shift_y: isize, shift_x: isize) {
+        let (rows, cols) = (overlap(shift_y, d.height), overlap(shift_x, d.width));
+        for y in rows {
+            let src_start = (y as isize + shift_y) as usize * d.width + (cols.start as isize + shift_x) as usize;
+            let src_row = &src[src_start..src_start + cols.len()];
+            let dst_row = &mut dst[y * d.width + cols.start..y * d.width + cols.end];
+            for (dst, src) in dst_row.iter_mut().zip(src_row) {
+                *dst += w * src;
+            }
+        }
+    }
+
+    /// out[n, o, y, x] = bias[o] + sum over c, ky, kx of x[n, c, y + ky - pad, x + kx - pad] * w[o, c, ky, kx].
     pub fn forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
         let (hw, k, pad) = (d.height * d.width, d.kernel, d.pad() as isize);
-        for (i, out) in out.iter_mut().enumerate().take(d.output_len()) {
-            let (px, py) = ((i % d.width) as isize, ((i / d.width) % d.height) as isize);
-            let (o, n) = ((i / hw) % d.out_channels, i / (hw * d.out_channels));
-            let mut acc = bias[o];
-            for c in 0..d.in_channels {
-                let x_base = (n * d.in_channels + c) * hw;
-                let w_base = (o * d.in_channels + c) * k * k;
-                for ky in 0..k {
-                    let iy = py + ky as isize - pad;
-                    if iy < 0 || iy >= d.height as isize {
-                        continue;
-                    }
-                    for kx in 0..k {
-                        let ix = px + kx as isize - pad;
-                        if ix < 0 || ix >= d.width as isize {
-                            continue;
-                        }
-                        acc += x[x_base + iy as usize * d.width + ix as usize]
-                            * weight[w_base + ky * k + kx];
+        let images = out.par_chunks_mut(d.out_channels * hw).zip(x.par_chunks(d.in_channels * hw));
+        images.for_each(|(out, x)| {
+            for (o, out) in out.chunks_mut(hw).enumerate() {
+                out.fill(bias[o]);
+                for (c, x) in x.chunks(hw).enumerate() {
+                    for (tap, &w) in weight[(o * d.in_channels + c) * k * k..][..k * k].iter().enumerate() {
+                        let (ky, kx) = ((tap / k) as isize, (tap % k) as isize);
+                        shifted_axpy(d, w, x, out, ky - pad, kx - pad);
                     }
                 }
             }
-            *out = acc;
-        }
+        });
     }
 
     /// grad_x[n, c, iy, ix] = sum over o, ky, kx of grad_out[n, o, iy - ky + pad, ix - kx + pad] * w[o, c, ky, kx].
     pub fn backward_input(d: &Conv2dDims, weight: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
         let (hw, k, pad) = (d.height * d.width, d.kernel, d.pad() as isize);
-        for (i, grad_x) in grad_x.iter_mut().enumerate().take(d.input_len()) {
-            let (ix, iy) = ((i % d.width) as isize, ((i / d.width) % d.height) as isize);
-            let (c, n) = ((i / hw) % d.in_channels, i / (hw * d.in_channels));
-            let mut acc = 0.0;
-            for o in 0..d.out_channels {
-                let dy_base = (n * d.out_channels + o) * hw;
-                let w_base = (o * d.in_channels + c) * k * k;
-                for ky in 0..k {
-                    let y = iy - ky as isize + pad;
-                    if y < 0 || y >= d.height as isize {
-                        continue;
-                    }
-                    for kx in 0..k {
-                        let x = ix - kx as isize + pad;
-                        if x < 0 || x >= d.width as isize {
-                            continue;
-                        }
-                        acc += grad_out[dy_base + y as usize * d.width + x as usize]
-                            * weight[w_base + ky * k + kx];
+        let images = grad_x.par_chunks_mut(d.in_channels * hw).zip(grad_out.par_chunks(d.out_channels * hw));
+        images.for_each(|(grad_x, grad_out)| {
+            for (c, grad_x) in grad_x.chunks_mut(hw).enumerate() {
+                grad_x.fill(0.0);
+                for (o, grad_out) in grad_out.chunks(hw).enumerate() {
+                    for (tap, &w) in weight[(o * d.in_channels + c) * k * k..][..k * k].iter().enumerate() {
+                        let (ky, kx) = ((tap / k) as isize, (tap % k) as isize);
+                        shifted_axpy(d, w, grad_out, grad_x, pad - ky, pad - kx);
                     }
                 }
             }
-            *grad_x = acc;
-        }
+        });
     }
 
-    /// Per-image weight gradients, `[N, O, C, K, K]`: sums over the image's pixels, row by row.
+    /// Per-image weight gradients, `[N, O, C, K, K]`: for each weight, the products of the
+    /// image's rows are summed column-wise down the rows, then across the columns in order.
     pub fn weight_partials(d: &Conv2dDims, x: &[f32], grad_out: &[f32], partials: &mut [f32]) {
         let (hw, k, pad) = (d.height * d.width, d.kernel, d.pad() as isize);
-        for (i, partial) in partials
-            .iter_mut()
-            .enumerate()
-            .take(d.batch * d.weight_len())
-        {
-            let (kx, ky) = (i % k, (i / k) % k);
-            let c = (i / (k * k)) % d.in_channels;
-            let o = (i / (k * k * d.in_channels)) % d.out_channels;
-            let n = i / d.weight_len();
-            let dy_base = (n * d.out_channels + o) * hw;
-            let x_base = (n * d.in_channels + c) * hw;
-            let mut acc = 0.0;
-            for y in 0..d.height {
-                let iy = y as isize + ky as isize - pad;
-                if iy < 0 || iy >= d.height as isize {
-                    continue;
-                }
-                for px in 0..d.width {
-                    let ix = px as isize + kx as isize - pad;
-                    if ix < 0 || ix >= d.width as isize {
-                        continue;
-                    }
-                    acc += grad_out[dy_base + y * d.width + px]
-                        * x[x_base + iy as usize * d.width + ix as usize];
-                }
+        let images = partials.par_chunks_mut(d.weight_len()).zip(x.par_chunks(d.in_channels * hw)).zip(grad_out.par_chunks(d.out_channels * hw));
+        images.for_each(|((partials, x), grad_out)| {
+            let mut column_sums = vec![0.0f32; d.width];
+            for (i, partial) in partials.iter_mut().enumerate() {
+                let (tap, c, o) = (i % (k * k), (i / (k * k)) % d.in_channels, i / (k * k * d.in_channels));
+                let (ky, kx) = ((tap / k) as isize, (tap % k) as isize);
+                column_sums.fill(0.0);
+                let x_c = &x[c * hw..(c + 1) * hw];
+                shifted_products(d, &grad_out[o * hw..(o + 1) * hw], x_c, &mut column_sums, ky - pad, kx - pad);
+                *partial = column_sums.iter().fold(0.0, |acc, v| acc + v);
             }
-            *partial = acc;
+        });
+    }
+
+    /// `sums[p] += a[y, p] * b[y + shift_y, p + shift_x]` down the rows where both exist.
+    fn shifted_products(d: &Conv2dDims, a: &[f32], b: &[f32], sums: &mut [f32], shift_y: isize, shift_x: isize) {
+        let (rows, cols) = (overlap(shift_y, d.height), overlap(shift_x, d.width));
+        for y in rows {
+            let b_start = (y as isize + shift_y) as usize * d.width + (cols.start as isize + shift_x) as usize;
+            let a_row = &a[y * d.width + cols.start..y * d.width + cols.end];
+            for ((sum, a), b) in sums[cols.clone()].iter_mut().zip(a_row).zip(&b[b_start..b_start + cols.len()]) {
+                *sum += a * b;
+            }
         }
     }
 
     /// Per-image bias gradients, `[N, O]`.
     pub fn bias_partials(d: &Conv2dDims, grad_out: &[f32], partials: &mut [f32]) {
         let hw = d.height * d.width;
-        for (i, partial) in partials
-            .iter_mut()
-            .enumerate()
-            .take(d.batch * d.out_channels)
-        {
-            *partial = grad_out[i * hw..(i + 1) * hw]
-                .iter()
-                .fold(0.0, |acc, v| acc + v);
+        for (i, partial) in partials.iter_mut().enumerate().take(d.batch * d.out_channels) {
+            *partial = grad_out[i * hw..(i + 1) * hw].iter().fold(0.0, |acc, v| acc + v);
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::ShaderSpec;
 use crate::engine::backends::gpu::GpuBackend;
-use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tape::{push_if_required, InputGrad, Op, Tape};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 
@@ -128,14 +128,8 @@ pub(crate) fn backward<B: Backend>(
     if weight.requires_grad() || bias.requires_grad() {
         let grad_weight = backend.linear_backward_weight(dims, x.storage(), grad_out.storage())?;
         let grad_bias = backend.reduce_rows(grad_out.storage(), dims.batch, dims.out_features)?;
-        grads.push((
-            weight.id(),
-            Tensor::from_storage(grad_weight, weight.shape(), false),
-        ));
-        grads.push((
-            bias.id(),
-            Tensor::from_storage(grad_bias, bias.shape(), false),
-        ));
+        push_if_required(&mut grads, weight, grad_weight);
+        push_if_required(&mut grads, bias, grad_bias);
     }
     Ok(grads)
 }

@@ -128,41 +128,31 @@ pub(crate) fn backward<B: Backend>(
 pub mod cpu {
     use super::Pool2Dims;
 
-    /// Window (oy, ox) of plane `plane` scanned row by row; a later value wins only if larger.
+    /// Window (oy, ox) scanned row by row; a later value wins only if larger.
     pub fn forward(d: &Pool2Dims, x: &[f32], out: &mut [f32], argmax: &mut [u32]) {
-        let (oh, ow) = (d.out_height(), d.out_width());
-        for i in 0..d.output_len() {
-            let (ox, oy, plane) = (i % ow, (i / ow) % oh, i / (ow * oh));
-            let base = plane * d.height * d.width;
-            let mut best = base + 2 * oy * d.width + 2 * ox;
-            for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                let j = base + (2 * oy + dy) * d.width + 2 * ox + dx;
-                if x[j] > x[best] {
-                    best = j;
+        let (oh, ow, w) = (d.out_height(), d.out_width(), d.width);
+        for plane in 0..d.batch * d.channels {
+            let base = plane * d.height * w;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let top_left = base + 2 * oy * w + 2 * ox;
+                    let best = [top_left + 1, top_left + w, top_left + w + 1]
+                        .into_iter()
+                        .fold(top_left, |best, j| if x[j] > x[best] { j } else { best });
+                    let i = (plane * oh + oy) * ow + ox;
+                    out[i] = x[best];
+                    argmax[i] = best as u32;
                 }
             }
-            out[i] = x[best];
-            argmax[i] = best as u32;
         }
     }
 
-    /// Each input element takes its window's gradient if it is that window's argmax.
+    /// Each window's gradient goes to its argmax. Windows do not overlap, so this scatter
+    /// writes every input element at most once: the same result as the GPU's gather.
     pub fn backward(d: &Pool2Dims, argmax: &[u32], grad_out: &[f32], grad_x: &mut [f32]) {
-        let (oh, ow) = (d.out_height(), d.out_width());
-        for (j, grad_x) in grad_x.iter_mut().enumerate().take(d.input_len()) {
-            let (ix, iy, plane) = (
-                j % d.width,
-                (j / d.width) % d.height,
-                j / (d.width * d.height),
-            );
-            let (oy, ox) = (iy / 2, ix / 2);
-            *grad_x = 0.0;
-            if oy < oh && ox < ow {
-                let window = (plane * oh + oy) * ow + ox;
-                if argmax[window] as usize == j {
-                    *grad_x = grad_out[window];
-                }
-            }
+        grad_x[..d.input_len()].fill(0.0);
+        for (&index, &grad) in argmax.iter().zip(grad_out).take(d.output_len()) {
+            grad_x[index as usize] = grad;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One module per op: its shapes, its kernel trait, its tape method and backward, its CPU twin
 //! (`cpu`), and its GPU launcher over `shaders/<op>.wgsl`.
 
+pub mod accuracy;
 pub mod adadelta;
 pub mod add;
 pub mod conv2d;

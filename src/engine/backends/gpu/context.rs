@@ -92,6 +92,11 @@ impl GpuContext {
         &self.info
     }
 
+    /// A software rasterizer (lavapipe, WARP, SwiftShader) reports itself as a CPU device.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
     }

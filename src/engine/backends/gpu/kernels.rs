@@ -19,6 +19,7 @@ fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
 ";
 
 pub(crate) const ALL_SHADERS: &[&ShaderSpec] = &[
+    &ops::accuracy::SHADER,
     &ops::add::SHADER,
     &ops::adadelta::SHADER,
     &ops::conv2d::SHADER,

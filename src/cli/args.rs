@@ -1,0 +1,123 @@
+//! Command-line arguments (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use supernet::model::Subnet;
+
+#[derive(Parser)]
+#[command(
+    name = "supernet",
+    version,
+    about = "Train a weight-sharing SuperNet on MNIST and ask whether one-shot accuracy predicts stand-alone accuracy",
+    long_about = "Train a weight-sharing SuperNet on MNIST and ask whether one-shot accuracy predicts \
+stand-alone accuracy.\n\nThe SuperNet has two blocks, each a 3x3 or a 5x5 conv with 8 filters, so 4 subnets \
+named by their choices: 00, 10, 01, 11 (first digit: block 1; 0 = 3x3, 1 = 5x5).\n\n\
+Start with `supernet oneshot` (about the study's protocol: 14 epochs, batch 64, Adadelta), then \
+`supernet standalone --subnet all`, and compare the two tables."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train the SuperNet one-shot: a random subnet per minibatch; evaluate all four subnets.
+    Oneshot(TrainArgs),
+    /// Train one subnet (or each of the four) from scratch.
+    Standalone {
+        /// The subnet: two choices, 0 (3x3) or 1 (5x5), like `1,0`; or `all`.
+        #[arg(long, value_parser = parse_subnets)]
+        subnet: SubnetChoice,
+        #[command(flatten)]
+        train: TrainArgs,
+    },
+    /// Evaluate saved weights (ours or PyTorch's, same names) on the test set: every subnet.
+    Eval {
+        /// A model.safetensors; the variant and sizes are read from its tensors.
+        #[arg(long)]
+        weights: PathBuf,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+    /// List the GPU adapters and say which backend `--backend auto` takes, and why.
+    Devices,
+}
+
+#[derive(Clone, Debug)]
+pub enum SubnetChoice {
+    All,
+    One(Subnet),
+}
+
+fn parse_subnets(text: &str) -> Result<SubnetChoice, String> {
+    if text == "all" {
+        return Ok(SubnetChoice::All);
+    }
+    text.parse().map(SubnetChoice::One).map_err(|e: supernet::Error| e.to_string())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VariantArg {
+    Sum,
+    Concat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// A hardware GPU if there is one, else the CPU.
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+/// Where the data is and what runs it.
+#[derive(Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// Backend: `auto` takes a hardware GPU when there is one (a software adapter such as
+    /// lavapipe is slower than the CPU path), else the CPU.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+    /// A directory with the four MNIST-style IDX files (gzip'd or raw); Fashion-MNIST works too.
+    /// Default: the copy of MNIST shipped in data/mnist.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// The training protocol; the defaults are the study's.
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// SuperNet variant: `sum` adds the branch outputs, `concat` concatenates them before a 1x1 conv.
+    #[arg(long = "supernet", value_enum, default_value_t = VariantArg::Sum)]
+    pub variant: VariantArg,
+    #[arg(long, default_value_t = 14)]
+    pub epochs: u32,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: u32,
+    /// Adadelta learning rate.
+    #[arg(long, default_value_t = 1.0)]
+    pub lr: f64,
+    /// Learning-rate factor after every epoch.
+    #[arg(long, default_value_t = 0.7)]
+    pub gamma: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Filters of every conv.
+    #[arg(long, default_value_t = 8)]
+    pub channels: u32,
+    /// Width of the hidden layer.
+    #[arg(long, default_value_t = 32)]
+    pub hidden: u32,
+    /// Keep the training file's order (the original study) instead of shuffling every epoch.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Output directory. Default: runs/<supernet>-<mode>-<timestamp>/.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}

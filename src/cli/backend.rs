@@ -1,0 +1,57 @@
+//! Choosing the backend: `auto` takes a hardware GPU, else the CPU.
+
+use anyhow::{Context, Result};
+use supernet::engine::backends::gpu::{describe_adapter, enumerate_adapters};
+use supernet::engine::{CpuBackend, GpuBackend, GpuContext};
+
+use crate::cli::args::BackendArg;
+
+pub enum Selected {
+    Cpu(CpuBackend),
+    Gpu(GpuBackend),
+}
+
+impl Selected {
+    pub fn describe(&self) -> String {
+        match self {
+            Selected::Cpu(_) => "cpu".into(),
+            Selected::Gpu(gpu) => format!("gpu: {}", gpu.context().adapter_name()),
+        }
+    }
+}
+
+/// Whether an adapter is real hardware: a software rasterizer runs slower than our CPU path.
+fn is_hardware(ctx: &GpuContext) -> bool {
+    !ctx.is_software()
+}
+
+pub fn select(arg: BackendArg) -> Result<Selected> {
+    match arg {
+        BackendArg::Cpu => Ok(Selected::Cpu(CpuBackend::new())),
+        BackendArg::Gpu => {
+            let gpu = GpuBackend::new().context("--backend gpu: no usable GPU adapter")?;
+            Ok(Selected::Gpu(gpu))
+        }
+        BackendArg::Auto => Ok(match GpuContext::shared() {
+            Ok(ctx) if is_hardware(&ctx) => Selected::Gpu(GpuBackend::with_context(ctx)),
+            _ => Selected::Cpu(CpuBackend::new()),
+        }),
+    }
+}
+
+/// `supernet devices`.
+pub fn list_devices() -> Result<()> {
+    let adapters = enumerate_adapters();
+    if adapters.is_empty() {
+        println!("No GPU adapters found (Vulkan, Metal, DX12 or GL).");
+    }
+    for info in &adapters {
+        println!("  {}", describe_adapter(info));
+    }
+    match GpuContext::shared() {
+        Ok(ctx) if is_hardware(&ctx) => println!("auto: gpu ({}), a hardware adapter", ctx.adapter_name()),
+        Ok(ctx) => println!("auto: cpu, because the default adapter {} is a software rasterizer, slower than the CPU path", ctx.adapter_name()),
+        Err(e) => println!("auto: cpu, because no GPU adapter could be opened ({e})"),
+    }
+    Ok(())
+}

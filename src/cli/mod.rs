@@ -1,0 +1,18 @@
+//! The command line: arguments, backend choice, commands and progress display.
+
+pub mod args;
+mod backend;
+mod commands;
+mod progress;
+
+use anyhow::Result;
+use args::{Cli, Command};
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Oneshot(train) => commands::train(&train, None),
+        Command::Standalone { subnet, train } => commands::train(&train, Some(subnet)),
+        Command::Eval { weights, json, device } => commands::eval(&weights, json, &device),
+        Command::Devices => backend::list_devices(),
+    }
+}

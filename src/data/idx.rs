@@ -1,0 +1,67 @@
+//! The IDX format of MNIST-style files, gzip'd or raw: a big-endian magic number
+//! (`0x00 0x00 type ndims`), `ndims` big-endian u32 sizes, then the values. Only unsigned
+//! bytes (type 0x08) occur in these datasets.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+const UNSIGNED_BYTE: u8 = 0x08;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// A validated IDX array of bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdxArray {
+    pub dims: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+/// Reads an IDX file of `ndims` dimensions, decompressing it first if it is gzip'd.
+pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
+    let bytes = decompressed(path)?;
+    parse_idx(&bytes, ndims).map_err(|detail| Error::Format { path: path.to_path_buf(), detail })
+}
+
+/// The file's bytes, gunzipped if they start with the gzip magic number.
+pub fn decompressed(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|error| Error::Io { path: path.to_path_buf(), error })?;
+    if raw.starts_with(&GZIP_MAGIC) {
+        gunzip(path, &raw)
+    } else {
+        Ok(raw)
+    }
+}
+
+fn gunzip(path: &Path, compressed: &[u8]) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(compressed)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Format { path: path.to_path_buf(), detail: format!("corrupt gzip data: {e}") })?;
+    Ok(bytes)
+}
+
+/// Checks the header and that the file holds exactly the values its dimensions announce.
+pub fn parse_idx(bytes: &[u8], ndims: usize) -> std::result::Result<IdxArray, String> {
+    let header_len = 4 + 4 * ndims;
+    if bytes.len() < header_len {
+        return Err(format!("{} bytes is too short for an IDX header of {ndims} dimensions", bytes.len()));
+    }
+    let expected_magic = [0, 0, UNSIGNED_BYTE, ndims as u8];
+    if bytes[..4] != expected_magic {
+        return Err(format!(
+            "magic number {:02x?} is not that of an IDX file of unsigned bytes with {ndims} dimensions ({expected_magic:02x?})",
+            &bytes[..4]
+        ));
+    }
+    let dims: Vec<usize> = bytes[4..header_len]
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .collect();
+    let values: usize = dims.iter().product();
+    let body = &bytes[header_len..];
+    if body.len() != values {
+        return Err(format!("dimensions {dims:?} announce {values} values but the file holds {}", body.len()));
+    }
+    Ok(IdxArray { dims, data: body.to_vec() })
+}

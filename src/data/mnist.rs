@@ -1,0 +1,94 @@
+//! MNIST-style datasets: a directory with the four standard IDX files (gzip'd or raw), as
+//! MNIST and Fashion-MNIST ship them.
+
+use std::path::{Path, PathBuf};
+
+use crate::data::idx::read_idx;
+use crate::error::{Error, Result};
+
+/// The classes of MNIST and Fashion-MNIST.
+pub const CLASSES: usize = 10;
+
+/// Normalisation of the study (torchvision's MNIST statistics).
+pub const MEAN: f32 = 0.1307;
+pub const STD: f32 = 0.3081;
+
+/// Images as bytes, row-major `[count, rows, cols]`, and one label per image.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub count: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Split {
+    pub fn pixels(&self) -> usize {
+        self.rows * self.cols
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub train: Split,
+    pub test: Split,
+}
+
+/// The directory shipped with the project.
+pub fn default_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
+}
+
+/// Loads `train-*` and `t10k-*` images and labels from `dir`.
+pub fn load(dir: &Path) -> Result<Dataset> {
+    check_dir(dir)?;
+    Ok(Dataset { train: load_split(dir, "train")?, test: load_split(dir, "t10k")? })
+}
+
+/// Loads only the `t10k-*` test split (for evaluation).
+pub fn load_test(dir: &Path) -> Result<Split> {
+    check_dir(dir)?;
+    load_split(dir, "t10k")
+}
+
+fn check_dir(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(Error::Io {
+            path: dir.to_path_buf(),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "data directory not found"),
+        });
+    }
+    Ok(())
+}
+
+fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
+    let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
+    let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
+    let images = read_idx(&images_path, 3)?;
+    let labels = read_idx(&labels_path, 1)?;
+    let (count, rows, cols) = (images.dims[0], images.dims[1], images.dims[2]);
+    if labels.dims[0] != count {
+        let detail = format!("{} labels for the {count} images of {}", labels.dims[0], images_path.display());
+        return Err(Error::Format { path: labels_path, detail });
+    }
+    if let Some(bad) = labels.data.iter().find(|&&l| l as usize >= CLASSES) {
+        let detail = format!("label {bad} is not a class 0-{}", CLASSES - 1);
+        return Err(Error::Format { path: labels_path, detail });
+    }
+    if count == 0 || rows != cols || rows % 4 != 0 {
+        let detail = format!("expected square images whose side is a multiple of 4, got {count} images of {rows}x{cols}");
+        return Err(Error::Format { path: images_path, detail });
+    }
+    Ok(Split { images: images.data, labels: labels.data, count, rows, cols })
+}
+
+/// `name` or `name.gz` in `dir`.
+fn find(dir: &Path, name: &str) -> Result<PathBuf> {
+    let raw = dir.join(name);
+    let gzipped = dir.join(format!("{name}.gz"));
+    [raw.clone(), gzipped.clone()].into_iter().find(|p| p.is_file()).ok_or_else(|| Error::Io {
+        path: gzipped,
+        error: std::io::Error::new(std::io::ErrorKind::NotFound, format!("neither {name} nor {name}.gz found")),
+    })
+}

@@ -1,0 +1,6 @@
+//! Results on disk: the run directory with `config.json`, `metrics.jsonl`, `metrics.csv` and
+//! `model.safetensors`, each file valid whenever a run stops.
+
+mod run_dir;
+
+pub use run_dir::{write_atomically, RunDir};

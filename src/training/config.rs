@@ -1,0 +1,107 @@
+//! What a training run is: the network, the protocol and the seed.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::model::{Subnet, Variant};
+
+/// One-shot trains the SuperNet with a subnet drawn per minibatch; stand-alone trains one
+/// fixed subnet from scratch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    OneShot,
+    Standalone(Subnet),
+}
+
+impl Mode {
+    /// The subnets evaluated after every epoch.
+    pub fn evaluated(&self) -> Vec<Subnet> {
+        match self {
+            Mode::OneShot => Subnet::ALL.to_vec(),
+            Mode::Standalone(subnet) => vec![*subnet],
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::OneShot => write!(f, "oneshot"),
+            Mode::Standalone(subnet) => write!(f, "standalone-{subnet}"),
+        }
+    }
+}
+
+/// The study's protocol by default: batch 64, 14 epochs, Adadelta lr 1.0 decayed by 0.7
+/// per epoch, seed 1; shuffled every epoch unless `shuffle` is off (the original's file order).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrainConfig {
+    #[serde(serialize_with = "variant_name")]
+    pub variant: Variant,
+    #[serde(serialize_with = "mode_name")]
+    pub mode: Mode,
+    pub channels: usize,
+    pub hidden: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub gamma: f64,
+    pub seed: u64,
+    pub shuffle: bool,
+    /// Images per evaluation batch (memory only; results do not depend on it).
+    pub eval_batch_size: usize,
+    /// Steps between loss read-backs (progress, divergence check).
+    pub log_every: usize,
+}
+
+fn variant_name<S: serde::Serializer>(v: &Variant, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(match v {
+        Variant::Sum => "sum",
+        Variant::Concat => "concat",
+    })
+}
+
+fn mode_name<S: serde::Serializer>(m: &Mode, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&m.to_string())
+}
+
+impl TrainConfig {
+    pub fn study(variant: Variant, mode: Mode) -> Self {
+        TrainConfig {
+            variant,
+            mode,
+            channels: 8,
+            hidden: 32,
+            epochs: 14,
+            batch_size: 64,
+            lr: 1.0,
+            gamma: 0.7,
+            seed: 1,
+            shuffle: true,
+            eval_batch_size: 1000,
+            log_every: 50,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        // Named by their command-line flags, where the values come from.
+        let counts = [
+            ("--epochs", self.epochs),
+            ("--batch-size", self.batch_size),
+            ("--channels", self.channels),
+            ("--hidden", self.hidden),
+            ("eval batch size", self.eval_batch_size),
+            ("log interval", self.log_every),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, v)| *v == 0) {
+            return Err(Error::invalid("training", format!("{name} must be at least 1, got 0")));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::invalid("training", format!("--lr must be a positive number, got {}", self.lr)));
+        }
+        if !(self.gamma.is_finite() && self.gamma > 0.0) {
+            return Err(Error::invalid("training", format!("--gamma must be a positive number, got {}", self.gamma)));
+        }
+        Ok(())
+    }
+}

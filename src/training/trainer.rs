@@ -1,0 +1,188 @@
+//! The training loop, written once for every backend.
+//!
+//! Per step: gather the batch on the device, forward the drawn subnet, backward, Adadelta on
+//! every parameter, the loss copied into a per-epoch log buffer, and one submit. The log is
+//! read back every `log_every` steps (progress and the divergence check), never inside a step.
+
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::data::Dataset;
+use crate::engine::{Adadelta, AdadeltaConfig, Backend, Tape};
+use crate::error::{Error, Result};
+use crate::model::{Subnet, SuperNet, SuperNetConfig};
+use crate::training::config::{Mode, TrainConfig};
+use crate::training::device_data::DeviceSplit;
+use crate::training::evaluate::evaluate;
+use crate::training::{EpochMetrics, StepLr};
+
+/// Told about progress; the CLI draws bars and writes files, tests record.
+pub trait Observer {
+    fn epoch_started(&mut self, _epoch: usize, _steps: usize) {}
+    /// `recent_loss`: mean loss of the steps since the last call.
+    fn steps_done(&mut self, _steps: usize, _recent_loss: f64, _images_per_second: f64) {}
+    fn epoch_finished<B: Backend>(&mut self, _backend: &B, _net: &SuperNet<B>, _metrics: &EpochMetrics) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Observes nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Independent random streams, so that turning shuffling off does not change which subnets are
+/// drawn, and the same seed always gives the same run.
+struct Streams {
+    init: StdRng,
+    order: StdRng,
+    subnets: StdRng,
+}
+
+impl Streams {
+    fn new(seed: u64) -> Self {
+        let stream = |k: u64| StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k));
+        Streams { init: stream(0), order: stream(1), subnets: stream(2) }
+    }
+}
+
+pub struct Trainer<'b, B: Backend> {
+    backend: &'b B,
+    config: TrainConfig,
+    train: DeviceSplit<B>,
+    test: DeviceSplit<B>,
+    pub net: SuperNet<B>,
+    optimizer: Adadelta<B>,
+    streams: Streams,
+}
+
+impl<'b, B: Backend> Trainer<'b, B> {
+    /// Uploads the data and initialises the network (PyTorch's default initialisation).
+    pub fn new(backend: &'b B, data: &Dataset, config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let mut streams = Streams::new(config.seed);
+        let net_config = SuperNetConfig { variant: config.variant, channels: config.channels, hidden: config.hidden, image_size: data.train.rows, classes: crate::data::mnist::CLASSES };
+        let net = SuperNet::init(backend, net_config, &mut streams.init)?;
+        let optimizer = Adadelta::new(backend, net.parameters(), AdadeltaConfig { lr: config.lr as f32, ..Default::default() })?;
+        Ok(Trainer {
+            backend,
+            train: DeviceSplit::upload(backend, &data.train)?,
+            test: DeviceSplit::upload(backend, &data.test)?,
+            config,
+            net,
+            optimizer,
+            streams,
+        })
+    }
+
+    /// Every epoch: train, then evaluate the subnets of the mode on the test set.
+    pub fn run(&mut self, observer: &mut impl Observer) -> Result<Vec<EpochMetrics>> {
+        let schedule = StepLr { initial: self.config.lr, gamma: self.config.gamma };
+        let mut history = Vec::new();
+        for epoch in 1..=self.config.epochs {
+            self.optimizer.config.lr = schedule.lr(epoch - 1);
+            let started = Instant::now();
+            let train_loss = self.train_epoch(epoch, observer)?;
+            let train_seconds = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let subnets = self.evaluate_all()?;
+            let metrics = EpochMetrics { epoch, lr: self.optimizer.config.lr as f64, train_loss, train_seconds, eval_seconds: started.elapsed().as_secs_f64(), subnets };
+            observer.epoch_finished(self.backend, &self.net, &metrics)?;
+            history.push(metrics);
+        }
+        Ok(history)
+    }
+
+    /// Trains the first `steps` minibatches of an epoch (order and subnets drawn as in `run`)
+    /// and returns each step's subnet and loss, read back once at the end.
+    pub fn train_steps(&mut self, steps: usize) -> Result<Vec<(Subnet, f32)>> {
+        let order = self.epoch_order();
+        let loss_log = self.backend.zeros(steps)?;
+        let mut subnets = Vec::with_capacity(steps);
+        for (step, indices) in order.chunks(self.config.batch_size).take(steps).enumerate() {
+            let subnet = self.next_subnet();
+            self.train_step(indices, subnet, &loss_log, step)?;
+            subnets.push(subnet);
+        }
+        let losses = self.backend.download(&loss_log, subnets.len())?;
+        Ok(subnets.into_iter().zip(losses).collect())
+    }
+
+    pub fn evaluate_all(&self) -> Result<std::collections::BTreeMap<String, crate::training::SubnetMetrics>> {
+        self.config
+            .mode
+            .evaluated()
+            .into_iter()
+            .map(|subnet| Ok((subnet.to_string(), evaluate(self.backend, &self.net, &self.test, &subnet.masks(), self.config.eval_batch_size)?)))
+            .collect()
+    }
+
+    /// One epoch; returns the mean training loss over its images.
+    fn train_epoch(&mut self, epoch: usize, observer: &mut impl Observer) -> Result<f64> {
+        let order = self.epoch_order();
+        let batch_size = self.config.batch_size;
+        let steps = order.len().div_ceil(batch_size);
+        let loss_log = self.backend.zeros(steps)?;
+        observer.epoch_started(epoch, steps);
+        let (mut logged, mut since) = (0, Instant::now());
+        for (step, indices) in order.chunks(batch_size).enumerate() {
+            let subnet = self.next_subnet();
+            self.train_step(indices, subnet, &loss_log, step)?;
+            let done = step + 1;
+            if done % self.config.log_every == 0 || done == steps {
+                let losses = self.backend.download(&loss_log, done)?;
+                check_finite(&losses, logged, epoch)?;
+                let recent = &losses[logged..done];
+                let images = ((done - logged) * batch_size).min(order.len() - logged * batch_size);
+                observer.steps_done(done, mean(recent), images as f64 / since.elapsed().as_secs_f64());
+                (logged, since) = (done, Instant::now());
+            }
+        }
+        // Each step's loss is its batch's mean: weight by batch size (the last may be short).
+        let losses = self.backend.download(&loss_log, steps)?;
+        let weighted: f64 = order.chunks(batch_size).zip(&losses).map(|(batch, &loss)| loss as f64 * batch.len() as f64).sum();
+        Ok(weighted / order.len() as f64)
+    }
+
+    fn train_step(&mut self, indices: &[u32], subnet: Subnet, loss_log: &B::Storage, step: usize) -> Result<()> {
+        let backend = self.backend;
+        let batch = self.train.batch(backend, indices)?;
+        let tape = Tape::new(backend);
+        let loss = self.net.loss(&tape, &batch.images, &batch.labels, &subnet.masks())?;
+        let grads = tape.backward(&loss)?;
+        self.optimizer.step(backend, self.net.parameters(), &grads)?;
+        backend.copy_into(loss.storage(), loss_log, step, 1)?;
+        backend.flush()
+    }
+
+    /// The images of an epoch: shuffled, or in the file's order as in the original study.
+    fn epoch_order(&mut self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.train.count() as u32).collect();
+        if self.config.shuffle {
+            order.shuffle(&mut self.streams.order);
+        }
+        order
+    }
+
+    /// One-shot: uniform over the subnets; stand-alone: always the same one.
+    fn next_subnet(&mut self) -> Subnet {
+        match self.config.mode {
+            Mode::OneShot => Subnet::ALL[self.streams.subnets.random_range(0..Subnet::ALL.len())],
+            Mode::Standalone(subnet) => subnet,
+        }
+    }
+}
+
+fn mean(values: &[f32]) -> f64 {
+    values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64
+}
+
+/// Stops the run at the first non-finite loss, naming its epoch and step (counted from 1).
+fn check_finite(losses: &[f32], from: usize, epoch: usize) -> Result<()> {
+    match losses.iter().enumerate().skip(from).find(|(_, l)| !l.is_finite()) {
+        Some((step, loss)) => Err(Error::Diverged { epoch, step: step + 1, loss: *loss }),
+        None => Ok(()),
+    }
+}

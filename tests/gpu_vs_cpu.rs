@@ -1,0 +1,787 @@
+//! Every GPU kernel against its CPU twin, on seeded random inputs.
+//!
+//! Each op has a table of named cases (edge shapes, then the SuperNet's own shapes). A case
+//! runs one generic body on both backends, from the same seed, and names every output it reads
+//! back; `check` compares them: values with `assert_close` (atol 1e-5, rtol 1e-4), indices
+//! exactly. A failure message starts with the op, the case and the output.
+
+mod common;
+
+use rand::rngs::StdRng;
+use rand::Rng;
+use supernet::engine::ops::adadelta::AdadeltaKernel;
+use supernet::engine::ops::conv2d::{Conv2dDims, Conv2dKernel};
+use supernet::engine::ops::gather::GatherDims;
+use supernet::engine::ops::linear::LinearDims;
+use supernet::engine::ops::masked_concat::ConcatDims;
+use supernet::engine::ops::maxpool2::Pool2Dims;
+use supernet::engine::ops::softmax_xent::XentDims;
+use supernet::engine::{AdadeltaConfig, Backend, CpuBackend, Memory, Tape, Tensor};
+use supernet::Result;
+
+const ATOL: f64 = 1e-5;
+const RTOL: f64 = 1e-4;
+
+/// One output a case reads back.
+enum Out {
+    /// f32 values, compared with the tolerance.
+    Close(Vec<f32>),
+    /// Indices, compared exactly.
+    Exact(Vec<u32>),
+}
+
+type Outputs = Vec<(String, Out)>;
+
+/// A named input configuration of one op, runnable on any backend.
+trait KernelCase {
+    fn name(&self) -> String;
+    /// Draws the inputs from `rng`, runs the kernels and reads every output back.
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs>;
+}
+
+/// Runs every case on the CPU and on the GPU from the same seed and compares the outputs.
+fn check<C: KernelCase>(cases: &[C]) {
+    let Some(gpu) = common::gpu() else { return };
+    for (seed, case) in cases.iter().enumerate() {
+        let name = case.name();
+        let seed = seed as u64;
+        let want = case
+            .run(&CpuBackend::new(), &mut common::rng(seed))
+            .unwrap_or_else(|e| panic!("{name} on the CPU: {e}"));
+        let got = case
+            .run(&gpu, &mut common::rng(seed))
+            .unwrap_or_else(|e| panic!("{name} on the GPU: {e}"));
+        assert_eq!(got.len(), want.len(), "{name}: number of outputs");
+        for ((output, want), (_, got)) in want.iter().zip(&got) {
+            let what = format!("{name}: {output}");
+            match (got, want) {
+                (Out::Close(got), Out::Close(want)) => {
+                    common::assert_close(&what, got, want, ATOL, RTOL)
+                }
+                (Out::Exact(got), Out::Exact(want)) => assert_exact(&what, got, want),
+                _ => panic!("{what}: the backends returned different kinds of output"),
+            }
+        }
+    }
+}
+
+fn assert_exact<T: PartialEq + std::fmt::Debug>(what: &str, got: &[T], want: &[T]) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: {} values, expected {}",
+        got.len(),
+        want.len()
+    );
+    let differing = got.iter().zip(want).filter(|(g, w)| g != w).count();
+    if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
+        panic!(
+            "{what}: element {i} is {:?} but expected {:?} ({differing} of {} differ)",
+            got[i],
+            want[i],
+            got.len()
+        );
+    }
+}
+
+fn values<B: Memory>(
+    backend: &B,
+    name: &str,
+    storage: &B::Storage,
+    len: usize,
+) -> Result<(String, Out)> {
+    Ok((
+        name.to_string(),
+        Out::Close(backend.download(storage, len)?),
+    ))
+}
+
+fn indices<B: Memory>(
+    backend: &B,
+    name: &str,
+    storage: &B::Indices,
+    len: usize,
+) -> Result<(String, Out)> {
+    Ok((
+        name.to_string(),
+        Out::Exact(backend.download_indices(storage, len)?),
+    ))
+}
+
+fn upload_random<B: Memory>(backend: &B, rng: &mut StdRng, len: usize) -> Result<B::Storage> {
+    backend.upload(&common::random(rng, len))
+}
+
+/// Post-ReLU-like values on four levels {0, 1/3, 2/3, 1}: about half zeros, many ties.
+fn tie_heavy(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    common::random(rng, len)
+        .iter()
+        .map(|v| (v * 3.0).round().max(0.0) / 3.0)
+        .collect()
+}
+
+// ---- conv2d ---------------------------------------------------------------------------------
+
+struct ConvCase(&'static str, [usize; 6]);
+
+impl KernelCase for ConvCase {
+    fn name(&self) -> String {
+        let [n, c, o, h, w, k] = self.1;
+        format!("conv2d {} (n{n} c{c} o{o} {h}x{w} k{k})", self.0)
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let [batch, in_channels, out_channels, height, width, kernel] = self.1;
+        let d = &Conv2dDims {
+            batch,
+            in_channels,
+            out_channels,
+            height,
+            width,
+            kernel,
+        };
+        let x = upload_random(backend, rng, d.input_len())?;
+        let weight = upload_random(backend, rng, d.weight_len())?;
+        let bias = upload_random(backend, rng, out_channels)?;
+        let grad_out = upload_random(backend, rng, d.output_len())?;
+        let out = backend.conv2d_forward(d, &x, &weight, &bias)?;
+        let grad_x = backend.conv2d_backward_input(d, &weight, &grad_out)?;
+        let (grad_weight, grad_bias) = backend.conv2d_backward_params(d, &x, &grad_out)?;
+        Ok(vec![
+            values(backend, "forward", &out, d.output_len())?,
+            values(backend, "backward_input", &grad_x, d.input_len())?,
+            values(
+                backend,
+                "backward_params weight",
+                &grad_weight,
+                d.weight_len(),
+            )?,
+            values(backend, "backward_params bias", &grad_bias, out_channels)?,
+        ])
+    }
+}
+
+#[test]
+fn conv2d_edge_shapes() {
+    check(&[
+        ConvCase("batch 1, one channel", [1, 1, 1, 5, 5, 3]),
+        ConvCase("odd 7x5, channels 3->5", [2, 3, 5, 7, 5, 3]),
+        ConvCase("9x9, kernel 5, channels 1->6", [1, 1, 6, 9, 9, 5]),
+        ConvCase("kernel 1, channels 6->3", [3, 6, 3, 5, 5, 1]),
+        ConvCase("kernel 5, odd 6x7, channels 5->3", [2, 5, 3, 6, 7, 5]),
+        ConvCase("kernel 5 wider than a 3x2 image", [2, 3, 4, 3, 2, 5]),
+        ConvCase("1x1 image, kernel 3", [3, 2, 5, 1, 1, 3]),
+    ]);
+}
+
+#[test]
+fn conv2d_supernet_shapes() {
+    check(&[
+        ConvCase("SuperNet conv1 3x3", [64, 1, 8, 28, 28, 3]),
+        ConvCase("SuperNet conv2 5x5", [64, 8, 8, 14, 14, 5]),
+        ConvCase("SuperNet 1x1 after concat", [64, 16, 8, 14, 14, 1]),
+    ]);
+}
+
+/// The weight gradient sums per-image partials in image order: the same bits on every run.
+#[test]
+fn conv2d_weight_gradient_is_bitwise_deterministic() {
+    let Some(gpu) = common::gpu() else { return };
+    let d = Conv2dDims {
+        batch: 64,
+        in_channels: 8,
+        out_channels: 8,
+        height: 14,
+        width: 14,
+        kernel: 5,
+    };
+    let mut rng = common::rng(7);
+    let x = upload_random(&gpu, &mut rng, d.input_len()).unwrap();
+    let grad_out = upload_random(&gpu, &mut rng, d.output_len()).unwrap();
+    let bits = || {
+        let (grad_weight, grad_bias) = gpu.conv2d_backward_params(&d, &x, &grad_out).unwrap();
+        let mut read = gpu.download(&grad_weight, d.weight_len()).unwrap();
+        read.extend(gpu.download(&grad_bias, d.out_channels).unwrap());
+        read.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+    };
+    let first = bits();
+    assert!(
+        first.iter().any(|&b| b != 0),
+        "the weight gradient is all zeros"
+    );
+    assert_exact(
+        "conv2d backward_params, second run against the first",
+        &bits(),
+        &first,
+    );
+}
+
+// ---- relu -----------------------------------------------------------------------------------
+
+struct ReluCase(&'static str, usize);
+
+impl KernelCase for ReluCase {
+    fn name(&self) -> String {
+        format!("relu {} (len {})", self.0, self.1)
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let len = self.1;
+        let mut x = common::random(rng, len);
+        x.iter_mut().step_by(3).for_each(|v| *v = 0.0);
+        let x = backend.upload(&x)?;
+        let grad_out = upload_random(backend, rng, len)?;
+        let out = backend.relu_forward(&x, len)?;
+        let grad_x = backend.relu_backward(&out, &grad_out, len)?;
+        Ok(vec![
+            values(backend, "forward", &out, len)?,
+            values(backend, "backward", &grad_x, len)?,
+        ])
+    }
+}
+
+#[test]
+fn relu_lengths() {
+    check(&[
+        ReluCase("one element", 1),
+        ReluCase("one short of a workgroup", 63),
+        ReluCase("one past a workgroup", 65),
+        ReluCase("SuperNet conv1 output", 64 * 8 * 28 * 28),
+        ReluCase("past 65535 workgroups (2-D grid)", 65535 * 64 + 65),
+    ]);
+}
+
+// ---- maxpool2 -------------------------------------------------------------------------------
+
+enum PoolInput {
+    /// Four levels, about half zeros: many ties inside windows.
+    Ties,
+    /// All zeros: every window a four-way tie, so every argmax is its top-left element.
+    Zeros,
+}
+
+struct PoolCase(&'static str, [usize; 4], PoolInput);
+
+impl KernelCase for PoolCase {
+    fn name(&self) -> String {
+        let [n, c, h, w] = self.1;
+        format!("maxpool2 {} (n{n} c{c} {h}x{w})", self.0)
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let [batch, channels, height, width] = self.1;
+        let d = &Pool2Dims {
+            batch,
+            channels,
+            height,
+            width,
+        };
+        let x = match self.2 {
+            PoolInput::Ties => tie_heavy(rng, d.input_len()),
+            PoolInput::Zeros => vec![0.0; d.input_len()],
+        };
+        let x = backend.upload(&x)?;
+        let grad_out = upload_random(backend, rng, d.output_len())?;
+        let (out, argmax) = backend.maxpool2_forward(d, &x)?;
+        let grad_x = backend.maxpool2_backward(d, &argmax, &grad_out)?;
+        Ok(vec![
+            values(backend, "forward", &out, d.output_len())?,
+            indices(backend, "forward argmax", &argmax, d.output_len())?,
+            values(backend, "backward", &grad_x, d.input_len())?,
+        ])
+    }
+}
+
+#[test]
+fn maxpool2_edge_shapes_with_ties() {
+    check(&[
+        PoolCase("batch 1, a single window", [1, 1, 2, 2], PoolInput::Ties),
+        PoolCase("odd 7x5 -> 3x2", [1, 2, 7, 5], PoolInput::Ties),
+        PoolCase("odd 7x7 -> 3x3", [2, 3, 7, 7], PoolInput::Ties),
+        PoolCase("9x9, 5 channels", [2, 5, 9, 9], PoolInput::Ties),
+        PoolCase(
+            "all zeros, first maximum is top-left",
+            [2, 3, 7, 6],
+            PoolInput::Zeros,
+        ),
+    ]);
+}
+
+#[test]
+fn maxpool2_supernet_shapes() {
+    check(&[
+        PoolCase("SuperNet after conv1", [64, 8, 28, 28], PoolInput::Ties),
+        PoolCase("SuperNet after the 1x1", [64, 8, 14, 14], PoolInput::Ties),
+    ]);
+}
+
+// ---- linear ---------------------------------------------------------------------------------
+
+struct LinearCase(&'static str, [usize; 3]);
+
+impl KernelCase for LinearCase {
+    fn name(&self) -> String {
+        let [n, i, o] = self.1;
+        format!("linear {} (n{n} {i}->{o})", self.0)
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let [batch, in_features, out_features] = self.1;
+        let d = &LinearDims {
+            batch,
+            in_features,
+            out_features,
+        };
+        let x = upload_random(backend, rng, batch * in_features)?;
+        let weight = upload_random(backend, rng, out_features * in_features)?;
+        let bias = upload_random(backend, rng, out_features)?;
+        let grad_out = upload_random(backend, rng, batch * out_features)?;
+        let out = backend.linear_forward(d, &x, &weight, &bias)?;
+        let grad_x = backend.linear_backward_input(d, &weight, &grad_out)?;
+        let grad_weight = backend.linear_backward_weight(d, &x, &grad_out)?;
+        Ok(vec![
+            values(backend, "forward", &out, batch * out_features)?,
+            values(backend, "backward_input", &grad_x, batch * in_features)?,
+            values(
+                backend,
+                "backward_weight",
+                &grad_weight,
+                out_features * in_features,
+            )?,
+        ])
+    }
+}
+
+#[test]
+fn linear_shapes() {
+    check(&[
+        LinearCase("batch 1, one feature", [1, 1, 1]),
+        LinearCase("odd sizes", [5, 13, 9]),
+        LinearCase("batch 1, wide", [1, 70, 3]),
+        LinearCase("SuperNet fc1", [64, 392, 32]),
+        LinearCase("SuperNet fc2", [64, 32, 10]),
+    ]);
+}
+
+// ---- reduce_rows ----------------------------------------------------------------------------
+
+struct ReduceCase(&'static str, [usize; 2]);
+
+impl KernelCase for ReduceCase {
+    fn name(&self) -> String {
+        let [rows, cols] = self.1;
+        format!("reduce_rows {} ({rows}x{cols})", self.0)
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let [rows, cols] = self.1;
+        let x = upload_random(backend, rng, rows * cols)?;
+        let sums = backend.reduce_rows(&x, rows, cols)?;
+        Ok(vec![values(backend, "column sums", &sums, cols)?])
+    }
+}
+
+#[test]
+fn reduce_rows_shapes() {
+    check(&[
+        ReduceCase("one element", [1, 1]),
+        ReduceCase("one row past a workgroup", [1, 65]),
+        ReduceCase("one column", [9, 1]),
+        ReduceCase("odd 7x5", [7, 5]),
+        ReduceCase("SuperNet conv2 weight partials", [64, 8 * 8 * 25]),
+    ]);
+}
+
+// ---- add_values -----------------------------------------------------------------------------
+
+struct AddCase(&'static str, usize);
+
+impl KernelCase for AddCase {
+    fn name(&self) -> String {
+        format!("add_values {} (len {})", self.0, self.1)
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let len = self.1;
+        let a = upload_random(backend, rng, len)?;
+        let b = upload_random(backend, rng, len)?;
+        let sum = backend.add_values(&a, &b, len)?;
+        Ok(vec![values(backend, "sum", &sum, len)?])
+    }
+}
+
+#[test]
+fn add_values_lengths() {
+    check(&[
+        AddCase("one element", 1),
+        AddCase("one past a workgroup", 65),
+        AddCase("odd", 1001),
+    ]);
+}
+
+// ---- masked_sum -----------------------------------------------------------------------------
+
+/// `scale(a, f)`, then `acc += g * b` on an independent buffer `acc`.
+struct MaskedSumCase(&'static str, usize, [f32; 2]);
+
+impl KernelCase for MaskedSumCase {
+    fn name(&self) -> String {
+        let [scale, axpy] = self.2;
+        format!(
+            "masked_sum {} (len {}, scale {scale}, axpy {axpy})",
+            self.0, self.1
+        )
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let (len, [scale_factor, axpy_factor]) = (self.1, self.2);
+        let a = upload_random(backend, rng, len)?;
+        let b = upload_random(backend, rng, len)?;
+        let acc = upload_random(backend, rng, len)?;
+        let scaled = backend.scale(&a, scale_factor, len)?;
+        backend.axpy(&acc, &b, axpy_factor, len)?;
+        backend.axpy(&scaled, &b, axpy_factor, len)?;
+        Ok(vec![
+            values(backend, "axpy onto an uploaded buffer", &acc, len)?,
+            values(backend, "scale then axpy", &scaled, len)?,
+        ])
+    }
+}
+
+#[test]
+fn masked_sum_scale_and_axpy() {
+    check(&[
+        MaskedSumCase("one element", 1, [0.3, 0.7]),
+        MaskedSumCase("factors 1 and 0", 65, [1.0, 0.0]),
+        MaskedSumCase("SuperNet conv2 output", 64 * 8 * 14 * 14, [0.25, 0.75]),
+    ]);
+}
+
+// ---- masked_concat --------------------------------------------------------------------------
+
+/// Writes the active slots into a buffer holding random values (an inactive slot keeps them),
+/// then reads every active slot back out of a random gradient.
+struct ConcatCase(&'static str, [usize; 3], &'static [Option<f32>]);
+
+impl KernelCase for ConcatCase {
+    fn name(&self) -> String {
+        let [n, c, pixels] = self.1;
+        format!(
+            "masked_concat {} (n{n} c{c} {pixels} pixels, slots {:?})",
+            self.0, self.2
+        )
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let [batch, channels, pixels] = self.1;
+        let d = &ConcatDims {
+            batch,
+            channels,
+            pixels,
+            slots: self.2.len(),
+        };
+        let out = upload_random(backend, rng, d.output_len())?;
+        let grad_out = upload_random(backend, rng, d.output_len())?;
+        let mut outputs = Vec::new();
+        for (slot, factor) in self.2.iter().enumerate() {
+            let Some(factor) = *factor else { continue };
+            let part = upload_random(backend, rng, d.part_len())?;
+            backend.concat_write_slot(d, &out, &part, slot, factor)?;
+            let grad_part = backend.concat_read_slot(d, &grad_out, slot, factor)?;
+            outputs.push(values(
+                backend,
+                &format!("read_slot {slot}"),
+                &grad_part,
+                d.part_len(),
+            )?);
+        }
+        outputs.push(values(
+            backend,
+            "write_slot (the concatenation)",
+            &out,
+            d.output_len(),
+        )?);
+        Ok(outputs)
+    }
+}
+
+#[test]
+fn masked_concat_slots() {
+    check(&[
+        ConcatCase("batch 1, one pixel", [1, 1, 1], &[Some(0.4), Some(0.6)]),
+        ConcatCase("odd 7x5, 3 channels", [2, 3, 35], &[Some(1.0), Some(0.5)]),
+        ConcatCase(
+            "inactive middle slot",
+            [3, 5, 9],
+            &[Some(0.2), None, Some(0.8)],
+        ),
+        ConcatCase("SuperNet concat", [64, 8, 14 * 14], &[Some(0.3), Some(0.7)]),
+    ]);
+}
+
+// ---- softmax_xent ---------------------------------------------------------------------------
+
+/// Logits uniform in `[-spread, spread)`; a random label per row; a random incoming gradient.
+struct XentCase(&'static str, [usize; 2], f32);
+
+impl KernelCase for XentCase {
+    fn name(&self) -> String {
+        let [n, k] = self.1;
+        format!(
+            "softmax_xent {} (n{n} k{k}, logits within {})",
+            self.0, self.2
+        )
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let [batch, classes] = self.1;
+        let d = &XentDims { batch, classes };
+        let logits: Vec<f32> = common::random(rng, batch * classes)
+            .iter()
+            .map(|v| v * self.2)
+            .collect();
+        let labels: Vec<u32> = (0..batch)
+            .map(|_| rng.random_range(0..classes as u32))
+            .collect();
+        let (logits, labels) = (backend.upload(&logits)?, backend.upload_indices(&labels)?);
+        let grad_loss = upload_random(backend, rng, 1)?;
+        let loss = backend.softmax_xent_forward(d, &logits, &labels)?;
+        let grad = backend.softmax_xent_backward(d, &logits, &labels, &grad_loss)?;
+        Ok(vec![
+            values(backend, "forward (mean loss)", &loss, 1)?,
+            values(backend, "backward", &grad, batch * classes)?,
+        ])
+    }
+}
+
+#[test]
+fn softmax_xent_shapes() {
+    check(&[
+        XentCase("batch 1, one class", [1, 1], 1.0),
+        XentCase("batch 1, ten classes", [1, 10], 1.0),
+        XentCase("odd sizes", [7, 3], 2.0),
+        XentCase(
+            "logits above ln(f32::MAX), finite only if max-shifted",
+            [5, 10],
+            100.0,
+        ),
+        XentCase("SuperNet batch", [64, 10], 5.0),
+    ]);
+}
+
+// ---- adadelta_step --------------------------------------------------------------------------
+
+/// Steps a random parameter, one step per entry of `steps`: `true` with a fresh random
+/// gradient, `false` without one (an inactive branch).
+struct AdadeltaCase(&'static str, usize, AdadeltaConfig, &'static [bool]);
+
+impl KernelCase for AdadeltaCase {
+    fn name(&self) -> String {
+        format!(
+            "adadelta_step {} (len {}, {:?}, with grad {:?})",
+            self.0, self.1, self.2, self.3
+        )
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let (len, config) = (self.1, &self.2);
+        let param = upload_random(backend, rng, len)?;
+        let (square_avg, acc_delta) = (backend.zeros(len)?, backend.zeros(len)?);
+        for &with_grad in self.3 {
+            let grad = if with_grad {
+                Some(upload_random(backend, rng, len)?)
+            } else {
+                None
+            };
+            backend.adadelta_step(config, &param, grad.as_ref(), &square_avg, &acc_delta, len)?;
+        }
+        Ok(vec![
+            values(backend, "param", &param, len)?,
+            values(backend, "square_avg", &square_avg, len)?,
+            values(backend, "acc_delta", &acc_delta, len)?,
+        ])
+    }
+}
+
+const PYTORCH_DEFAULTS: AdadeltaConfig = AdadeltaConfig {
+    lr: 1.0,
+    rho: 0.9,
+    eps: 1e-6,
+};
+const MIXED_STEPS: &[bool] = &[true, true, false, true, false, false, true];
+
+#[test]
+fn adadelta_steps_with_and_without_grad() {
+    check(&[
+        AdadeltaCase("one element", 1, PYTORCH_DEFAULTS, MIXED_STEPS),
+        AdadeltaCase("one past a workgroup", 65, PYTORCH_DEFAULTS, MIXED_STEPS),
+        AdadeltaCase(
+            "other config",
+            1000,
+            AdadeltaConfig {
+                lr: 0.5,
+                rho: 0.95,
+                eps: 1e-4,
+            },
+            MIXED_STEPS,
+        ),
+        AdadeltaCase("never a grad", 65, PYTORCH_DEFAULTS, &[false, false, false]),
+        AdadeltaCase(
+            "grad once, then none",
+            100,
+            PYTORCH_DEFAULTS,
+            &[true, false, false, false],
+        ),
+        AdadeltaCase(
+            "SuperNet fc1 weight",
+            392 * 32,
+            PYTORCH_DEFAULTS,
+            &[true; 3],
+        ),
+    ]);
+}
+
+/// Without a gradient the GPU leaves the parameter untouched, bit for bit, as the CPU does.
+#[test]
+fn adadelta_without_grad_keeps_param_bits() {
+    let Some(gpu) = common::gpu() else { return };
+    let start = common::random(&mut common::rng(11), 100);
+    let (param, square_avg, acc_delta) = (
+        gpu.upload(&start).unwrap(),
+        gpu.upload(&[0.5; 100]).unwrap(),
+        gpu.upload(&[0.25; 100]).unwrap(),
+    );
+    for _ in 0..3 {
+        gpu.adadelta_step(
+            &PYTORCH_DEFAULTS,
+            &param,
+            None,
+            &square_avg,
+            &acc_delta,
+            100,
+        )
+        .unwrap();
+    }
+    let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    assert_exact(
+        "adadelta param after steps without grad",
+        &bits(gpu.download(&param, 100).unwrap()),
+        &bits(start),
+    );
+    common::assert_close(
+        "adadelta square_avg decays",
+        &gpu.download(&square_avg, 100).unwrap(),
+        &[0.5 * 0.9 * 0.9 * 0.9; 100],
+        ATOL,
+        RTOL,
+    );
+}
+
+// ---- gather_images --------------------------------------------------------------------------
+
+/// `count` random u8 images of `height x width`; `batch` random indices, the first one the last
+/// image (its bytes end the packed buffer).
+struct GatherCase(&'static str, [usize; 4]);
+
+impl KernelCase for GatherCase {
+    fn name(&self) -> String {
+        let [count, batch, h, w] = self.1;
+        format!(
+            "gather_images {} ({count} images of {h}x{w}, batch {batch})",
+            self.0
+        )
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let [count, batch, height, width] = self.1;
+        let d = &GatherDims {
+            count,
+            batch,
+            height,
+            width,
+            mean: 0.1307,
+            std: 0.3081,
+        };
+        let bytes: Vec<u8> = (0..count * height * width).map(|_| rng.random()).collect();
+        let mut picks: Vec<u32> = (0..batch)
+            .map(|_| rng.random_range(0..count as u32))
+            .collect();
+        picks[0] = count as u32 - 1;
+        let images = backend.upload_bytes(&bytes)?;
+        let picks = backend.upload_indices(&picks)?;
+        let out = backend.gather_images(d, &images, &picks)?;
+        Ok(vec![values(
+            backend,
+            "normalised images",
+            &out,
+            batch * height * width,
+        )?])
+    }
+}
+
+#[test]
+fn gather_images_shapes() {
+    check(&[
+        GatherCase("one 1x1 image", [1, 1, 1, 1]),
+        GatherCase("odd 7x5 images (not 4-byte aligned)", [5, 8, 7, 5]),
+        GatherCase("MNIST batch", [100, 64, 28, 28]),
+    ]);
+}
+
+// ---- the tape on the GPU --------------------------------------------------------------------
+
+/// A small training step through the tape: every op, and the backward pass, records GPU
+/// dispatches (the count grows at each); the step reads nothing back until the loss and the
+/// gradients at the end, which match the CPU's.
+#[test]
+fn tape_step_records_gpu_work_for_every_op() {
+    let Some(gpu) = common::gpu() else { return };
+    let cpu = CpuBackend::new();
+    let want = tape_step(&cpu, &mut || {});
+    let mut seen = gpu.dispatch_count();
+    let got = tape_step(&gpu, &mut || {
+        let now = gpu.dispatch_count();
+        assert!(
+            now > seen,
+            "an op recorded no GPU dispatch ({seen} before, {now} after)"
+        );
+        seen = now;
+    });
+    for ((name, want), (_, got)) in want.iter().zip(&got) {
+        common::assert_close(&format!("tape step: {name}"), got, want, ATOL, RTOL);
+    }
+}
+
+/// conv 3x3 -> relu -> maxpool -> flatten -> linear -> softmax_xent, then backward; `after_op`
+/// runs after every op that launches kernels. Returns the loss and the four parameter gradients.
+fn tape_step<B: Backend>(backend: &B, after_op: &mut dyn FnMut()) -> Vec<(String, Vec<f32>)> {
+    let mut rng = common::rng(5);
+    let mut random = |len| common::random(&mut rng, len);
+    let x = common::tensor(backend, &random(2 * 9 * 9), &[2, 1, 9, 9]);
+    let conv_w = common::param(backend, &random(3 * 9), &[3, 1, 3, 3]);
+    let conv_b = common::param(backend, &random(3), &[3]);
+    let fc_w = common::param(backend, &random(10 * 48), &[10, 48]);
+    let fc_b = common::param(backend, &random(10), &[10]);
+    let labels = backend.upload_indices(&[3, 7]).unwrap();
+    let tape = Tape::new(backend);
+    let mut op = |out: Result<Tensor<B>>| {
+        after_op();
+        out.unwrap()
+    };
+    let h = op(tape.conv2d(&x, &conv_w, &conv_b));
+    let h = op(tape.relu(&h));
+    let h = op(tape.maxpool2(&h));
+    let h = tape.flatten(&h).unwrap();
+    let logits = op(tape.linear(&h, &fc_w, &fc_b));
+    let loss = op(tape.softmax_cross_entropy(&logits, &labels));
+    let grads = tape.backward(&loss).unwrap();
+    after_op();
+    let grad = |p: &Tensor<B>| common::values(backend, grads.get(p).expect("a gradient"));
+    vec![
+        ("loss".into(), common::values(backend, &loss)),
+        ("conv weight grad".into(), grad(&conv_w)),
+        ("conv bias grad".into(), grad(&conv_b)),
+        ("fc weight grad".into(), grad(&fc_w)),
+        ("fc bias grad".into(), grad(&fc_b)),
+    ]
+}

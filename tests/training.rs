@@ -1,0 +1,161 @@
+//! Training and evaluation on the shipped MNIST: the backends agree step by step, the branch
+//! not drawn keeps its bits, PyTorch-trained weights evaluate to PyTorch's accuracy, and
+//! checkpoints round-trip.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use common::gpu;
+use serde::Deserialize;
+use supernet::data::{mnist, Dataset};
+use supernet::engine::{Backend, CpuBackend};
+use supernet::model::{checkpoint, Subnet, Variant};
+use supernet::training::{evaluate, DeviceSplit, Mode, TrainConfig, Trainer};
+
+fn mnist() -> &'static Dataset {
+    static DATA: OnceLock<Dataset> = OnceLock::new();
+    DATA.get_or_init(|| mnist::load(&mnist::default_dir()).expect("the shipped MNIST"))
+}
+
+fn oneshot_config(variant: Variant) -> TrainConfig {
+    TrainConfig::study(variant, Mode::OneShot)
+}
+
+/// Losses of the first `steps` one-shot steps from seed 1.
+fn losses<B: Backend>(backend: &B, variant: Variant, steps: usize) -> Vec<(Subnet, f32)> {
+    let mut trainer = Trainer::new(backend, mnist(), oneshot_config(variant)).expect("trainer");
+    trainer.train_steps(steps).expect("training steps")
+}
+
+/// The same seed on both backends: the same subnets drawn and every step's loss within 1e-3
+/// relative, over 50 one-shot steps (the weights have moved by then, so this covers backward
+/// and the optimizer too).
+#[test]
+fn gpu_and_cpu_agree_for_50_oneshot_steps() {
+    let Some(gpu) = gpu() else { return };
+    for variant in [Variant::Sum, Variant::Concat] {
+        let on_cpu = losses(&CpuBackend::new(), variant, 50);
+        let on_gpu = losses(&gpu, variant, 50);
+        for (step, ((cpu_subnet, cpu_loss), (gpu_subnet, gpu_loss))) in on_cpu.iter().zip(&on_gpu).enumerate() {
+            assert_eq!(cpu_subnet, gpu_subnet, "{variant:?} step {}: different subnets drawn", step + 1);
+            let relative = (cpu_loss - gpu_loss).abs() / cpu_loss.abs();
+            assert!(relative <= 1e-3, "{variant:?} step {}: cpu loss {cpu_loss}, gpu loss {gpu_loss} (relative {relative:.2e})", step + 1);
+        }
+        let first = on_cpu[0].1;
+        let last = on_cpu[49].1;
+        assert!(last < first, "{variant:?}: 50 steps did not lower the loss ({first} -> {last})");
+    }
+}
+
+/// One-shot steps on the real data: after each step, the branch of every block that was not
+/// drawn has exactly the bits it had before; the drawn branch has moved.
+fn oneshot_step_leaves_other_branch<B: Backend>(backend: &B, variant: Variant, steps: usize) {
+    let mut trainer = Trainer::new(backend, mnist(), oneshot_config(variant)).expect("trainer");
+    for _ in 0..steps {
+        let before: Vec<Vec<f32>> = trainer.net.parameters().iter().map(|p| p.to_vec(backend).expect("param")).collect();
+        let [(subnet, _)] = trainer.train_steps(1).expect("step")[..] else { panic!("one step") };
+        for ((name, param), before) in trainer.net.named_parameters().zip(&before) {
+            let after = param.to_vec(backend).expect("param");
+            let unchanged = after.iter().zip(before).all(|(a, b)| a.to_bits() == b.to_bits());
+            let not_drawn = (1..=2).any(|block| {
+                let other = if subnet.0[block - 1] == 0 { 5 } else { 3 };
+                name.starts_with(&format!("block{block}.conv{other}."))
+            });
+            assert_eq!(unchanged, not_drawn, "{} {variant:?} subnet {subnet}: {name} unchanged = {unchanged}", backend.name());
+        }
+    }
+}
+
+#[test]
+fn cpu_oneshot_step_leaves_other_branch() {
+    oneshot_step_leaves_other_branch(&CpuBackend::new(), Variant::Sum, 6);
+    oneshot_step_leaves_other_branch(&CpuBackend::new(), Variant::Concat, 6);
+}
+
+#[test]
+fn gpu_oneshot_step_leaves_other_branch() {
+    let Some(gpu) = gpu() else { return };
+    oneshot_step_leaves_other_branch(&gpu, Variant::Concat, 3);
+}
+
+#[derive(Deserialize)]
+struct TorchEval {
+    subnets: std::collections::HashMap<String, TorchSubnet>,
+}
+
+#[derive(Deserialize)]
+struct TorchSubnet {
+    correct: usize,
+    loss: f64,
+}
+
+fn torch_weights(name: &str) -> PathBuf {
+    common::fixture_path(&format!("weights/{name}.safetensors"))
+}
+
+/// Weights trained and saved by PyTorch give PyTorch's test accuracy within 2 images of
+/// 10,000 and its mean loss within 1e-4, for every subnet.
+fn torch_weights_evaluate_as_in_torch<B: Backend>(backend: &B, name: &str) {
+    let expected: TorchEval = common::load(&format!("weights/{name}.json"));
+    let net = checkpoint::load(backend, &torch_weights(name)).expect("PyTorch weights");
+    let test = DeviceSplit::upload(backend, &mnist().test).expect("test set");
+    for subnet in Subnet::ALL {
+        let got = evaluate(backend, &net, &test, &subnet.masks(), 1000).expect("evaluation");
+        let want = &expected.subnets[&subnet.to_string()];
+        let what = format!("{} {name} subnet {subnet}", backend.name());
+        assert!(got.correct.abs_diff(want.correct) <= 2, "{what}: {} correct, PyTorch {}", got.correct, want.correct);
+        assert!((got.loss - want.loss).abs() <= 1e-4, "{what}: loss {}, PyTorch {}", got.loss, want.loss);
+    }
+}
+
+#[test]
+fn cpu_evaluates_torch_weights_as_torch() {
+    torch_weights_evaluate_as_in_torch(&CpuBackend::new(), "torch_sum_seed3");
+    torch_weights_evaluate_as_in_torch(&CpuBackend::new(), "torch_concat_seed4");
+}
+
+#[test]
+fn gpu_evaluates_torch_weights_as_torch() {
+    let Some(gpu) = gpu() else { return };
+    torch_weights_evaluate_as_in_torch(&gpu, "torch_sum_seed3");
+    torch_weights_evaluate_as_in_torch(&gpu, "torch_concat_seed4");
+}
+
+/// Our checkpoint holds the PyTorch names and shapes, and loads back to the same values.
+#[test]
+fn checkpoint_round_trips() {
+    let cpu = CpuBackend::new();
+    let trained = checkpoint::load(&cpu, &torch_weights("torch_concat_seed4")).expect("weights");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("model.safetensors");
+    checkpoint::save(&cpu, &trained, &path).expect("save");
+    let loaded = checkpoint::load(&cpu, &path).expect("load");
+    assert_eq!(loaded.config, trained.config);
+    for ((name, a), (other, b)) in trained.named_parameters().zip(loaded.named_parameters()) {
+        assert_eq!(name, other);
+        assert_eq!(a.shape(), b.shape(), "{name}");
+        assert_eq!(a.to_vec(&cpu).expect("a"), b.to_vec(&cpu).expect("b"), "{name}");
+    }
+}
+
+/// The shipped copy of MNIST is the one the study used (SHA-256 of every file).
+#[test]
+fn shipped_mnist_matches_its_checksums() {
+    use sha2::{Digest, Sha256};
+    let dir = mnist::default_dir();
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).expect("SHA256SUMS");
+    let mut checked = 0;
+    for line in sums.lines().filter(|l| !l.trim().is_empty()) {
+        let (hash, file) = line.split_once("  ").expect("'<hash>  <file>'");
+        let digest = Sha256::digest(std::fs::read(dir.join(file)).expect("shipped file"));
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, hash, "{file}");
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+    let data = mnist();
+    assert_eq!((data.train.count, data.test.count, data.train.rows), (60_000, 10_000, 28));
+}
+
