@@ -32,12 +32,19 @@ pub enum Error {
 
     /// Training produced a loss that is not a finite number.
     #[error("training diverged: loss {loss} at epoch {epoch}, step {step}")]
-    Diverged { epoch: usize, step: usize, loss: f32 },
+    Diverged {
+        epoch: usize,
+        step: usize,
+        loss: f32,
+    },
 
     /// A file could not be read or written. (The I/O error is part of the message, not a
     /// separate cause, so that error chains print it once.)
     #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 
     /// A file was read but its content is not what was expected.
     #[error("{path}: {detail}")]

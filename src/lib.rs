@@ -5,7 +5,7 @@ pub mod engine;
 pub mod error;
 
 pub use error::{Error, Result};
-pub mod model;
-pub mod training;
 pub mod data;
+pub mod model;
 pub mod report;
+pub mod training;

@@ -28,6 +28,10 @@ fn main() -> ExitCode {
 /// clap's message on one line, without its usage and "--help" hints.
 fn one_line(message: &str) -> String {
     let hint = |line: &str| line.starts_with("Usage:") || line.starts_with("For more information");
-    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty() && !hint(l)).collect();
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !hint(l))
+        .collect();
     lines.join(" ")
 }

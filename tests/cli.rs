@@ -16,9 +16,18 @@ fn supernet(args: &[&str]) -> Output {
 /// "error: " followed by our wording).
 fn error_line(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("panicked"), "the binary panicked:\n{stderr}");
-    assert!(!stderr.contains("RUST_BACKTRACE"), "a backtrace hint was printed:\n{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ") && !l.contains("XDG_RUNTIME_DIR")).collect();
+    assert!(
+        !stderr.contains("panicked"),
+        "the binary panicked:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("RUST_BACKTRACE"),
+        "a backtrace hint was printed:\n{stderr}"
+    );
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: ") && !l.contains("XDG_RUNTIME_DIR"))
+        .collect();
     assert_eq!(errors.len(), 1, "expected one error line, got:\n{stderr}");
     errors[0].to_string()
 }
@@ -28,7 +37,10 @@ fn assert_fails(args: &[&str], expected: &[&str]) -> String {
     assert!(!output.status.success(), "{args:?} succeeded");
     let line = error_line(&output);
     for word in expected {
-        assert!(line.contains(word), "{args:?}: '{line}' does not mention '{word}'");
+        assert!(
+            line.contains(word),
+            "{args:?}: '{line}' does not mention '{word}'"
+        );
     }
     line
 }
@@ -40,28 +52,47 @@ fn zero_epochs() {
 
 #[test]
 fn zero_batch_size() {
-    assert_fails(&["standalone", "--subnet", "1,0", "--batch-size", "0"], &["--batch-size", "at least 1"]);
+    assert_fails(
+        &["standalone", "--subnet", "1,0", "--batch-size", "0"],
+        &["--batch-size", "at least 1"],
+    );
 }
 
 #[test]
 fn bad_subnet() {
-    assert_fails(&["standalone", "--subnet", "2,0"], &["--subnet", "'2,0'", "0 (3x3) or 1 (5x5)"]);
+    assert_fails(
+        &["standalone", "--subnet", "2,0"],
+        &["--subnet", "'2,0'", "0 (3x3) or 1 (5x5)"],
+    );
 }
 
 #[test]
 fn missing_data_directory() {
-    assert_fails(&["oneshot", "--data", "/nonexistent/mnist"], &["/nonexistent/mnist", "not found"]);
+    assert_fails(
+        &["oneshot", "--data", "/nonexistent/mnist"],
+        &["/nonexistent/mnist", "not found"],
+    );
 }
 
 /// A directory holding the four test-set and training files, one of them altered.
 fn altered_data(name: &str, alter: impl Fn(&mut Vec<u8>)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
-    for file in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
-        std::fs::copy(shipped.join(format!("{file}.gz")), dir.path().join(format!("{file}.gz"))).expect("copy");
+    for file in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        std::fs::copy(
+            shipped.join(format!("{file}.gz")),
+            dir.path().join(format!("{file}.gz")),
+        )
+        .expect("copy");
     }
     let target = dir.path().join(name);
-    let mut bytes = supernet::data::idx::decompressed(&dir.path().join(format!("{name}.gz"))).expect("readable");
+    let mut bytes = supernet::data::idx::decompressed(&dir.path().join(format!("{name}.gz")))
+        .expect("readable");
     alter(&mut bytes);
     std::fs::remove_file(dir.path().join(format!("{name}.gz"))).expect("remove");
     std::fs::write(&target, bytes).expect("write");
@@ -70,16 +101,24 @@ fn altered_data(name: &str, alter: impl Fn(&mut Vec<u8>)) -> tempfile::TempDir {
 
 #[test]
 fn truncated_file() {
-    let data = altered_data("t10k-labels-idx1-ubyte", |bytes| bytes.truncate(bytes.len() - 10));
+    let data = altered_data("t10k-labels-idx1-ubyte", |bytes| {
+        bytes.truncate(bytes.len() - 10)
+    });
     let dir = data.path().to_str().expect("utf-8 path");
-    assert_fails(&["oneshot", "--data", dir], &["t10k-labels-idx1-ubyte", "10000", "9990"]);
+    assert_fails(
+        &["oneshot", "--data", dir],
+        &["t10k-labels-idx1-ubyte", "10000", "9990"],
+    );
 }
 
 #[test]
 fn corrupt_file() {
     let data = altered_data("train-images-idx3-ubyte", |bytes| bytes[2] = 0x0d);
     let dir = data.path().to_str().expect("utf-8 path");
-    assert_fails(&["oneshot", "--data", dir], &["train-images-idx3-ubyte", "magic number"]);
+    assert_fails(
+        &["oneshot", "--data", dir],
+        &["train-images-idx3-ubyte", "magic number"],
+    );
 }
 
 #[test]
@@ -94,7 +133,10 @@ fn corrupt_gzip() {
     let mut bytes = std::fs::read(&labels).expect("read");
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&labels, bytes).expect("write");
-    assert_fails(&["oneshot", "--data", dir.path().to_str().expect("utf-8")], &["train-labels-idx1-ubyte.gz", "gzip"]);
+    assert_fails(
+        &["oneshot", "--data", dir.path().to_str().expect("utf-8")],
+        &["train-labels-idx1-ubyte.gz", "gzip"],
+    );
 }
 
 #[test]
@@ -103,7 +145,16 @@ fn unwritable_output_directory() {
     let blocker = dir.path().join("a-file");
     std::fs::write(&blocker, b"not a directory").expect("write");
     let out = blocker.join("run");
-    assert_fails(&["oneshot", "--backend", "cpu", "--out", out.to_str().expect("utf-8")], &["output directory", "a-file"]);
+    assert_fails(
+        &[
+            "oneshot",
+            "--backend",
+            "cpu",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+        &["output directory", "a-file"],
+    );
 }
 
 /// A learning rate that blows the weights up: the run stops at the first non-finite loss,
@@ -112,17 +163,43 @@ fn unwritable_output_directory() {
 fn non_finite_loss_stops_the_run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("run");
-    let line = assert_fails(&["oneshot", "--backend", "cpu", "--lr", "1e30", "--out", out.to_str().expect("utf-8")], &["diverged", "epoch 1", "step"]);
+    let line = assert_fails(
+        &[
+            "oneshot",
+            "--backend",
+            "cpu",
+            "--lr",
+            "1e30",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+        &["diverged", "epoch 1", "step"],
+    );
     assert!(line.contains("NaN") || line.contains("inf"), "{line}");
-    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).expect("config.json")).expect("valid JSON");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).expect("config.json"))
+            .expect("valid JSON");
     assert_eq!(config["training"]["lr"], 1e30);
-    let leftovers: Vec<_> = std::fs::read_dir(&out).expect("run dir").map(|e| e.expect("entry").file_name()).filter(|n| n.to_string_lossy().ends_with(".partial")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .expect("run dir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".partial"))
+        .collect();
     assert!(leftovers.is_empty(), "half-written files: {leftovers:?}");
 }
 
 #[test]
 fn missing_weights_file() {
-    assert_fails(&["eval", "--weights", "/nonexistent/model.safetensors", "--backend", "cpu"], &["/nonexistent/model.safetensors"]);
+    assert_fails(
+        &[
+            "eval",
+            "--weights",
+            "/nonexistent/model.safetensors",
+            "--backend",
+            "cpu",
+        ],
+        &["/nonexistent/model.safetensors"],
+    );
 }
 
 #[test]
@@ -130,7 +207,16 @@ fn weights_that_are_not_safetensors() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("model.safetensors");
     std::fs::write(&path, b"definitely not safetensors").expect("write");
-    assert_fails(&["eval", "--weights", path.to_str().expect("utf-8"), "--backend", "cpu"], &["model.safetensors", "safetensors"]);
+    assert_fails(
+        &[
+            "eval",
+            "--weights",
+            path.to_str().expect("utf-8"),
+            "--backend",
+            "cpu",
+        ],
+        &["model.safetensors", "safetensors"],
+    );
 }
 
 #[test]

@@ -569,6 +569,47 @@ fn softmax_xent_shapes() {
     ]);
 }
 
+// ---- accuracy and copy_into ------------------------------------------------------------------
+
+/// Tie-heavy logits (the first maximum must win on both backends), a random label per row; the
+/// per-row verdicts, their count, and both copied into a log buffer at an offset.
+struct AccuracyCase(&'static str, [usize; 2]);
+
+impl KernelCase for AccuracyCase {
+    fn name(&self) -> String {
+        let [n, k] = self.1;
+        format!("accuracy {} (n{n} k{k})", self.0)
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let [batch, classes] = self.1;
+        let d = &XentDims { batch, classes };
+        let logits = backend.upload(&tie_heavy(rng, batch * classes))?;
+        let labels: Vec<u32> = (0..batch)
+            .map(|_| rng.random_range(0..classes as u32))
+            .collect();
+        let labels = backend.upload_indices(&labels)?;
+        let correct = backend.correct_rows(d, &logits, &labels)?;
+        let count = backend.reduce_rows(&correct, batch, 1)?;
+        let log = upload_random(backend, rng, 5)?;
+        backend.copy_into(&count, &log, 3, 1)?;
+        Ok(vec![
+            values(backend, "correct_rows", &correct, batch)?,
+            values(backend, "count", &count, 1)?,
+            values(backend, "copy_into a log at offset 3", &log, 5)?,
+        ])
+    }
+}
+
+#[test]
+fn accuracy_with_ties_and_copy_into() {
+    check(&[
+        AccuracyCase("batch 1, one class", [1, 1]),
+        AccuracyCase("odd sizes", [7, 3]),
+        AccuracyCase("evaluation batch", [1000, 10]),
+    ]);
+}
+
 // ---- adadelta_step --------------------------------------------------------------------------
 
 /// Steps a random parameter, one step per entry of `steps`: `true` with a fresh random

@@ -38,14 +38,24 @@ fn gpu_and_cpu_agree_for_50_oneshot_steps() {
     for variant in [Variant::Sum, Variant::Concat] {
         let on_cpu = losses(&CpuBackend::new(), variant, 50);
         let on_gpu = losses(&gpu, variant, 50);
-        for (step, ((cpu_subnet, cpu_loss), (gpu_subnet, gpu_loss))) in on_cpu.iter().zip(&on_gpu).enumerate() {
-            assert_eq!(cpu_subnet, gpu_subnet, "{variant:?} step {}: different subnets drawn", step + 1);
+        for (step, ((cpu_subnet, cpu_loss), (gpu_subnet, gpu_loss))) in
+            on_cpu.iter().zip(&on_gpu).enumerate()
+        {
+            assert_eq!(
+                cpu_subnet,
+                gpu_subnet,
+                "{variant:?} step {}: different subnets drawn",
+                step + 1
+            );
             let relative = (cpu_loss - gpu_loss).abs() / cpu_loss.abs();
             assert!(relative <= 1e-3, "{variant:?} step {}: cpu loss {cpu_loss}, gpu loss {gpu_loss} (relative {relative:.2e})", step + 1);
         }
         let first = on_cpu[0].1;
         let last = on_cpu[49].1;
-        assert!(last < first, "{variant:?}: 50 steps did not lower the loss ({first} -> {last})");
+        assert!(
+            last < first,
+            "{variant:?}: 50 steps did not lower the loss ({first} -> {last})"
+        );
     }
 }
 
@@ -54,16 +64,31 @@ fn gpu_and_cpu_agree_for_50_oneshot_steps() {
 fn oneshot_step_leaves_other_branch<B: Backend>(backend: &B, variant: Variant, steps: usize) {
     let mut trainer = Trainer::new(backend, mnist(), oneshot_config(variant)).expect("trainer");
     for _ in 0..steps {
-        let before: Vec<Vec<f32>> = trainer.net.parameters().iter().map(|p| p.to_vec(backend).expect("param")).collect();
-        let [(subnet, _)] = trainer.train_steps(1).expect("step")[..] else { panic!("one step") };
+        let before: Vec<Vec<f32>> = trainer
+            .net
+            .parameters()
+            .iter()
+            .map(|p| p.to_vec(backend).expect("param"))
+            .collect();
+        let [(subnet, _)] = trainer.train_steps(1).expect("step")[..] else {
+            panic!("one step")
+        };
         for ((name, param), before) in trainer.net.named_parameters().zip(&before) {
             let after = param.to_vec(backend).expect("param");
-            let unchanged = after.iter().zip(before).all(|(a, b)| a.to_bits() == b.to_bits());
+            let unchanged = after
+                .iter()
+                .zip(before)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
             let not_drawn = (1..=2).any(|block| {
                 let other = if subnet.0[block - 1] == 0 { 5 } else { 3 };
                 name.starts_with(&format!("block{block}.conv{other}."))
             });
-            assert_eq!(unchanged, not_drawn, "{} {variant:?} subnet {subnet}: {name} unchanged = {unchanged}", backend.name());
+            assert_eq!(
+                unchanged,
+                not_drawn,
+                "{} {variant:?} subnet {subnet}: {name} unchanged = {unchanged}",
+                backend.name()
+            );
         }
     }
 }
@@ -105,8 +130,18 @@ fn torch_weights_evaluate_as_in_torch<B: Backend>(backend: &B, name: &str) {
         let got = evaluate(backend, &net, &test, &subnet.masks(), 1000).expect("evaluation");
         let want = &expected.subnets[&subnet.to_string()];
         let what = format!("{} {name} subnet {subnet}", backend.name());
-        assert!(got.correct.abs_diff(want.correct) <= 2, "{what}: {} correct, PyTorch {}", got.correct, want.correct);
-        assert!((got.loss - want.loss).abs() <= 1e-4, "{what}: loss {}, PyTorch {}", got.loss, want.loss);
+        assert!(
+            got.correct.abs_diff(want.correct) <= 2,
+            "{what}: {} correct, PyTorch {}",
+            got.correct,
+            want.correct
+        );
+        assert!(
+            (got.loss - want.loss).abs() <= 1e-4,
+            "{what}: loss {}, PyTorch {}",
+            got.loss,
+            want.loss
+        );
     }
 }
 
@@ -136,7 +171,11 @@ fn checkpoint_round_trips() {
     for ((name, a), (other, b)) in trained.named_parameters().zip(loaded.named_parameters()) {
         assert_eq!(name, other);
         assert_eq!(a.shape(), b.shape(), "{name}");
-        assert_eq!(a.to_vec(&cpu).expect("a"), b.to_vec(&cpu).expect("b"), "{name}");
+        assert_eq!(
+            a.to_vec(&cpu).expect("a"),
+            b.to_vec(&cpu).expect("b"),
+            "{name}"
+        );
     }
 }
 
@@ -156,6 +195,8 @@ fn shipped_mnist_matches_its_checksums() {
     }
     assert_eq!(checked, 4);
     let data = mnist();
-    assert_eq!((data.train.count, data.test.count, data.train.rows), (60_000, 10_000, 28));
+    assert_eq!(
+        (data.train.count, data.test.count, data.train.rows),
+        (60_000, 10_000, 28)
+    );
 }
-

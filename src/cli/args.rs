@@ -58,7 +58,9 @@ fn parse_subnets(text: &str) -> Result<SubnetChoice, String> {
     if text == "all" {
         return Ok(SubnetChoice::All);
     }
-    text.parse().map(SubnetChoice::One).map_err(|e: supernet::Error| e.to_string())
+    text.parse()
+        .map(SubnetChoice::One)
+        .map_err(|e: supernet::Error| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

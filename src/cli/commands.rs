@@ -10,7 +10,9 @@ use supernet::data::{self, mnist, Dataset};
 use supernet::engine::Backend;
 use supernet::model::{checkpoint, Subnet, Variant};
 use supernet::report::RunDir;
-use supernet::training::{evaluate, DeviceSplit, EpochMetrics, Mode, SubnetMetrics, TrainConfig, Trainer};
+use supernet::training::{
+    evaluate, DeviceSplit, EpochMetrics, Mode, SubnetMetrics, TrainConfig, Trainer,
+};
 
 use crate::cli::args::{DeviceArgs, SubnetChoice, TrainArgs, VariantArg};
 use crate::cli::backend::{select, Selected};
@@ -63,18 +65,29 @@ pub fn train(args: &TrainArgs, subnets: Option<SubnetChoice>) -> Result<()> {
         Some(SubnetChoice::One(subnet)) => vec![Mode::Standalone(*subnet)],
         Some(SubnetChoice::All) => Subnet::ALL.iter().map(|s| Mode::Standalone(*s)).collect(),
     };
-    let configs = modes.iter().map(|&mode| train_config(args, mode)).collect::<Result<Vec<_>>>()?;
+    let configs = modes
+        .iter()
+        .map(|&mode| train_config(args, mode))
+        .collect::<Result<Vec<_>>>()?;
     let data = load_data(&args.device)?;
     let backend = select(args.device.backend)?;
     eprintln!("backend: {}", backend.describe());
-    let kind = if subnets.is_none() { "oneshot" } else { "standalone" };
+    let kind = if subnets.is_none() {
+        "oneshot"
+    } else {
+        "standalone"
+    };
     let out = args.out.clone().unwrap_or_else(|| {
         let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
         PathBuf::from("runs").join(format!("{}-{kind}-{stamp}", variant_name(args.variant)))
     });
     let mut finals = Vec::new();
     for config in configs {
-        let dir = if modes.len() > 1 { out.join(format!("subnet-{}", config.mode.evaluated()[0])) } else { out.clone() };
+        let dir = if modes.len() > 1 {
+            out.join(format!("subnet-{}", config.mode.evaluated()[0]))
+        } else {
+            out.clone()
+        };
         let run = RunDir::create(&dir).context("cannot write the output directory")?;
         let history = match &backend {
             Selected::Cpu(cpu) => train_one(cpu, &backend, &data, &config, &run, args)?,
@@ -84,11 +97,21 @@ pub fn train(args: &TrainArgs, subnets: Option<SubnetChoice>) -> Result<()> {
         eprintln!("results in {}", run.path().display());
     }
     let merged: BTreeMap<String, SubnetMetrics> = finals.into_iter().flatten().collect();
-    print_table(&format!("{} {kind}: final test accuracy", variant_name(args.variant)), &merged);
+    print_table(
+        &format!("{} {kind}: final test accuracy", variant_name(args.variant)),
+        &merged,
+    );
     Ok(())
 }
 
-fn train_one<B: Backend>(backend: &B, selected: &Selected, data: &Dataset, config: &TrainConfig, run: &RunDir, args: &TrainArgs) -> Result<Vec<EpochMetrics>> {
+fn train_one<B: Backend>(
+    backend: &B,
+    selected: &Selected,
+    data: &Dataset,
+    config: &TrainConfig,
+    run: &RunDir,
+    args: &TrainArgs,
+) -> Result<Vec<EpochMetrics>> {
     let started = Instant::now();
     let settings = json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -103,7 +126,11 @@ fn train_one<B: Backend>(backend: &B, selected: &Selected, data: &Dataset, confi
     let mut trainer = Trainer::new(backend, data, config.clone())?;
     let label = format!("{} {}", variant_name(args.variant), config.mode);
     let history = trainer.run(&mut Progress::new(run, label, config.epochs))?;
-    eprintln!("{} trained in {:.1} s", config.mode, started.elapsed().as_secs_f64());
+    eprintln!(
+        "{} trained in {:.1} s",
+        config.mode,
+        started.elapsed().as_secs_f64()
+    );
     Ok(history)
 }
 
@@ -117,7 +144,10 @@ pub fn eval(weights: &Path, json_output: bool, device: &DeviceArgs) -> Result<()
         Selected::Gpu(gpu) => eval_on(gpu, weights, &test)?,
     };
     if json_output {
-        println!("{}", serde_json::to_string_pretty(&json!({ "subnets": results }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "subnets": results }))?
+        );
     } else {
         eprintln!("backend: {}", backend.describe());
         print_table(&format!("{}: test accuracy", weights.display()), &results);
@@ -125,10 +155,22 @@ pub fn eval(weights: &Path, json_output: bool, device: &DeviceArgs) -> Result<()
     Ok(())
 }
 
-fn eval_on<B: Backend>(backend: &B, weights: &Path, test: &data::Split) -> Result<BTreeMap<String, SubnetMetrics>> {
+fn eval_on<B: Backend>(
+    backend: &B,
+    weights: &Path,
+    test: &data::Split,
+) -> Result<BTreeMap<String, SubnetMetrics>> {
     let net = checkpoint::load(backend, weights).context("cannot load the weights")?;
     let split = DeviceSplit::upload(backend, test)?;
-    Subnet::ALL.iter().map(|s| Ok((s.to_string(), evaluate(backend, &net, &split, &s.masks(), 1000)?))).collect()
+    Subnet::ALL
+        .iter()
+        .map(|s| {
+            Ok((
+                s.to_string(),
+                evaluate(backend, &net, &split, &s.masks(), 1000)?,
+            ))
+        })
+        .collect()
 }
 
 fn print_table(title: &str, subnets: &BTreeMap<String, SubnetMetrics>) {
@@ -136,7 +178,10 @@ fn print_table(title: &str, subnets: &BTreeMap<String, SubnetMetrics>) {
     println!("  subnet  accuracy  correct  loss");
     for subnet in Subnet::ALL {
         if let Some(m) = subnets.get(&subnet.to_string()) {
-            println!("  [{},{}]   {:.4}    {:>6}   {:.4}", subnet.0[0], subnet.0[1], m.accuracy, m.correct, m.loss);
+            println!(
+                "  [{},{}]   {:.4}    {:>6}   {:.4}",
+                subnet.0[0], subnet.0[1], m.accuracy, m.correct, m.loss
+            );
         }
     }
 }

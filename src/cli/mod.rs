@@ -12,7 +12,11 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Oneshot(train) => commands::train(&train, None),
         Command::Standalone { subnet, train } => commands::train(&train, Some(subnet)),
-        Command::Eval { weights, json, device } => commands::eval(&weights, json, &device),
+        Command::Eval {
+            weights,
+            json,
+            device,
+        } => commands::eval(&weights, json, &device),
         Command::Devices => backend::list_devices(),
     }
 }

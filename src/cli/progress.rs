@@ -16,14 +16,22 @@ pub struct Progress<'a> {
 
 impl<'a> Progress<'a> {
     pub fn new(run: &'a RunDir, label: String, epochs: usize) -> Self {
-        Progress { run, label, epochs, bar: None }
+        Progress {
+            run,
+            label,
+            epochs,
+            bar: None,
+        }
     }
 }
 
 impl Observer for Progress<'_> {
     fn epoch_started(&mut self, epoch: usize, steps: usize) {
         let bar = ProgressBar::new(steps as u64);
-        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps  {msg}  ({elapsed})").expect("valid template");
+        let style = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} steps  {msg}  ({elapsed})",
+        )
+        .expect("valid template");
         bar.set_style(style.progress_chars("=> "));
         bar.set_prefix(format!("{} epoch {epoch}/{}", self.label, self.epochs));
         self.bar = Some(bar);
@@ -32,15 +40,26 @@ impl Observer for Progress<'_> {
     fn steps_done(&mut self, steps: usize, recent_loss: f64, images_per_second: f64) {
         if let Some(bar) = &self.bar {
             bar.set_position(steps as u64);
-            bar.set_message(format!("loss {recent_loss:.4}  {images_per_second:.0} img/s"));
+            bar.set_message(format!(
+                "loss {recent_loss:.4}  {images_per_second:.0} img/s"
+            ));
         }
     }
 
-    fn epoch_finished<B: Backend>(&mut self, backend: &B, net: &SuperNet<B>, m: &EpochMetrics) -> supernet::Result<()> {
+    fn epoch_finished<B: Backend>(
+        &mut self,
+        backend: &B,
+        net: &SuperNet<B>,
+        m: &EpochMetrics,
+    ) -> supernet::Result<()> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let accuracies: Vec<String> = m.subnets.iter().map(|(name, s)| format!("{name} {:.4}", s.accuracy)).collect();
+        let accuracies: Vec<String> = m
+            .subnets
+            .iter()
+            .map(|(name, s)| format!("{name} {:.4}", s.accuracy))
+            .collect();
         eprintln!(
             "{} epoch {}/{}: lr {:.4}  train loss {:.4}  test accuracy {}  ({:.1} s train, {:.1} s eval)",
             self.label, m.epoch, self.epochs, m.lr, m.train_loss, accuracies.join("  "), m.train_seconds, m.eval_seconds

@@ -20,12 +20,18 @@ pub struct IdxArray {
 /// Reads an IDX file of `ndims` dimensions, decompressing it first if it is gzip'd.
 pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
     let bytes = decompressed(path)?;
-    parse_idx(&bytes, ndims).map_err(|detail| Error::Format { path: path.to_path_buf(), detail })
+    parse_idx(&bytes, ndims).map_err(|detail| Error::Format {
+        path: path.to_path_buf(),
+        detail,
+    })
 }
 
 /// The file's bytes, gunzipped if they start with the gzip magic number.
 pub fn decompressed(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|error| Error::Io { path: path.to_path_buf(), error })?;
+    let raw = std::fs::read(path).map_err(|error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
     if raw.starts_with(&GZIP_MAGIC) {
         gunzip(path, &raw)
     } else {
@@ -37,7 +43,10 @@ fn gunzip(path: &Path, compressed: &[u8]) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(compressed)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::Format { path: path.to_path_buf(), detail: format!("corrupt gzip data: {e}") })?;
+        .map_err(|e| Error::Format {
+            path: path.to_path_buf(),
+            detail: format!("corrupt gzip data: {e}"),
+        })?;
     Ok(bytes)
 }
 
@@ -45,7 +54,10 @@ fn gunzip(path: &Path, compressed: &[u8]) -> Result<Vec<u8>> {
 pub fn parse_idx(bytes: &[u8], ndims: usize) -> std::result::Result<IdxArray, String> {
     let header_len = 4 + 4 * ndims;
     if bytes.len() < header_len {
-        return Err(format!("{} bytes is too short for an IDX header of {ndims} dimensions", bytes.len()));
+        return Err(format!(
+            "{} bytes is too short for an IDX header of {ndims} dimensions",
+            bytes.len()
+        ));
     }
     let expected_magic = [0, 0, UNSIGNED_BYTE, ndims as u8];
     if bytes[..4] != expected_magic {
@@ -61,7 +73,13 @@ pub fn parse_idx(bytes: &[u8], ndims: usize) -> std::result::Result<IdxArray, St
     let values: usize = dims.iter().product();
     let body = &bytes[header_len..];
     if body.len() != values {
-        return Err(format!("dimensions {dims:?} announce {values} values but the file holds {}", body.len()));
+        return Err(format!(
+            "dimensions {dims:?} announce {values} values but the file holds {}",
+            body.len()
+        ));
     }
-    Ok(IdxArray { dims, data: body.to_vec() })
+    Ok(IdxArray {
+        dims,
+        data: body.to_vec(),
+    })
 }

@@ -43,7 +43,10 @@ pub fn default_dir() -> PathBuf {
 /// Loads `train-*` and `t10k-*` images and labels from `dir`.
 pub fn load(dir: &Path) -> Result<Dataset> {
     check_dir(dir)?;
-    Ok(Dataset { train: load_split(dir, "train")?, test: load_split(dir, "t10k")? })
+    Ok(Dataset {
+        train: load_split(dir, "train")?,
+        test: load_split(dir, "t10k")?,
+    })
 }
 
 /// Loads only the `t10k-*` test split (for evaluation).
@@ -69,26 +72,51 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
     let labels = read_idx(&labels_path, 1)?;
     let (count, rows, cols) = (images.dims[0], images.dims[1], images.dims[2]);
     if labels.dims[0] != count {
-        let detail = format!("{} labels for the {count} images of {}", labels.dims[0], images_path.display());
-        return Err(Error::Format { path: labels_path, detail });
+        let detail = format!(
+            "{} labels for the {count} images of {}",
+            labels.dims[0],
+            images_path.display()
+        );
+        return Err(Error::Format {
+            path: labels_path,
+            detail,
+        });
     }
     if let Some(bad) = labels.data.iter().find(|&&l| l as usize >= CLASSES) {
         let detail = format!("label {bad} is not a class 0-{}", CLASSES - 1);
-        return Err(Error::Format { path: labels_path, detail });
+        return Err(Error::Format {
+            path: labels_path,
+            detail,
+        });
     }
     if count == 0 || rows != cols || rows % 4 != 0 {
         let detail = format!("expected square images whose side is a multiple of 4, got {count} images of {rows}x{cols}");
-        return Err(Error::Format { path: images_path, detail });
+        return Err(Error::Format {
+            path: images_path,
+            detail,
+        });
     }
-    Ok(Split { images: images.data, labels: labels.data, count, rows, cols })
+    Ok(Split {
+        images: images.data,
+        labels: labels.data,
+        count,
+        rows,
+        cols,
+    })
 }
 
 /// `name` or `name.gz` in `dir`.
 fn find(dir: &Path, name: &str) -> Result<PathBuf> {
     let raw = dir.join(name);
     let gzipped = dir.join(format!("{name}.gz"));
-    [raw.clone(), gzipped.clone()].into_iter().find(|p| p.is_file()).ok_or_else(|| Error::Io {
-        path: gzipped,
-        error: std::io::Error::new(std::io::ErrorKind::NotFound, format!("neither {name} nor {name}.gz found")),
-    })
+    [raw.clone(), gzipped.clone()]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::Io {
+            path: gzipped,
+            error: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("neither {name} nor {name}.gz found"),
+            ),
+        })
 }

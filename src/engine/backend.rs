@@ -5,9 +5,9 @@
 //! `Backend` is simply "all of them"; model, tape and training are written against it once.
 
 use crate::engine::ops::{
-    accuracy::AccuracyKernel, adadelta::AdadeltaKernel, add::AddKernel, conv2d::Conv2dKernel, gather::GatherKernel,
-    linear::LinearKernel, masked_concat::MaskedConcatKernel, masked_sum::MaskedSumKernel,
-    maxpool2::MaxPool2Kernel, reduce::ReduceKernel, relu::ReluKernel,
+    accuracy::AccuracyKernel, adadelta::AdadeltaKernel, add::AddKernel, conv2d::Conv2dKernel,
+    gather::GatherKernel, linear::LinearKernel, masked_concat::MaskedConcatKernel,
+    masked_sum::MaskedSumKernel, maxpool2::MaxPool2Kernel, reduce::ReduceKernel, relu::ReluKernel,
     softmax_xent::SoftmaxXentKernel,
 };
 use crate::error::Result;
@@ -32,7 +32,13 @@ pub trait Memory: Sized {
     fn zeros(&self, len: usize) -> Result<Self::Storage>;
     /// Copies `len` values of `src` to `dst` from index `dst_offset`, in order with recorded
     /// work (how a step logs its loss without a readback).
-    fn copy_into(&self, src: &Self::Storage, dst: &Self::Storage, dst_offset: usize, len: usize) -> Result<()>;
+    fn copy_into(
+        &self,
+        src: &Self::Storage,
+        dst: &Self::Storage,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()>;
     /// Submits recorded work without waiting for it (GPU); nothing to do on the CPU.
     fn flush(&self) -> Result<()>;
 }

@@ -10,7 +10,10 @@ use crate::error::{Error, Result};
 use crate::training::EpochMetrics;
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |error| Error::Io { path: path.to_path_buf(), error }
+    move |error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    }
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader
@@ -20,7 +23,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     temp.push(".partial");
     let temp = PathBuf::from(temp);
     let mut file = File::create(&temp).map_err(io_error(&temp))?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(io_error(&temp))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(io_error(&temp))?;
     std::fs::rename(&temp, path).map_err(io_error(path))
 }
 
@@ -37,7 +42,9 @@ impl RunDir {
         let probe = path.join(".write-test");
         File::create(&probe).map_err(io_error(path))?;
         std::fs::remove_file(&probe).map_err(io_error(&probe))?;
-        Ok(RunDir { path: path.to_path_buf() })
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -64,7 +71,11 @@ impl RunDir {
     fn append_line(&self, name: &str, line: &str, header: Option<&str>) -> Result<()> {
         let path = self.path.join(name);
         let is_new = !path.exists();
-        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_error(&path))?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
         let mut text = String::new();
         if let (true, Some(header)) = (is_new, header) {
             text.push_str(header);
@@ -72,12 +83,17 @@ impl RunDir {
         }
         text.push_str(line);
         text.push('\n');
-        file.write_all(text.as_bytes()).and_then(|_| file.flush()).map_err(io_error(&path))
+        file.write_all(text.as_bytes())
+            .and_then(|_| file.flush())
+            .map_err(io_error(&path))
     }
 }
 
 fn csv_header(m: &EpochMetrics) -> String {
-    let mut columns = vec!["epoch", "lr", "train_loss", "train_seconds", "eval_seconds"].into_iter().map(String::from).collect::<Vec<_>>();
+    let mut columns = vec!["epoch", "lr", "train_loss", "train_seconds", "eval_seconds"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
     for subnet in m.subnets.keys() {
         columns.push(format!("accuracy_{subnet}"));
         columns.push(format!("loss_{subnet}"));
@@ -86,7 +102,13 @@ fn csv_header(m: &EpochMetrics) -> String {
 }
 
 fn csv_row(m: &EpochMetrics) -> String {
-    let mut cells = vec![m.epoch.to_string(), m.lr.to_string(), m.train_loss.to_string(), m.train_seconds.to_string(), m.eval_seconds.to_string()];
+    let mut cells = vec![
+        m.epoch.to_string(),
+        m.lr.to_string(),
+        m.train_loss.to_string(),
+        m.train_seconds.to_string(),
+        m.eval_seconds.to_string(),
+    ];
     for subnet in m.subnets.values() {
         cells.push(subnet.accuracy.to_string());
         cells.push(subnet.loss.to_string());

@@ -94,13 +94,22 @@ impl TrainConfig {
             ("log interval", self.log_every),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, v)| *v == 0) {
-            return Err(Error::invalid("training", format!("{name} must be at least 1, got 0")));
+            return Err(Error::invalid(
+                "training",
+                format!("{name} must be at least 1, got 0"),
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::invalid("training", format!("--lr must be a positive number, got {}", self.lr)));
+            return Err(Error::invalid(
+                "training",
+                format!("--lr must be a positive number, got {}", self.lr),
+            ));
         }
         if !(self.gamma.is_finite() && self.gamma > 0.0) {
-            return Err(Error::invalid("training", format!("--gamma must be a positive number, got {}", self.gamma)));
+            return Err(Error::invalid(
+                "training",
+                format!("--gamma must be a positive number, got {}", self.gamma),
+            ));
         }
         Ok(())
     }

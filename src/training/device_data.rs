@@ -22,7 +22,12 @@ pub struct Batch<B: Backend> {
 
 impl<B: Backend> DeviceSplit<B> {
     pub fn upload(backend: &B, split: &Split) -> Result<Self> {
-        Ok(DeviceSplit { images: backend.upload_bytes(&split.images)?, labels: split.labels.clone(), count: split.count, side: split.rows })
+        Ok(DeviceSplit {
+            images: backend.upload_bytes(&split.images)?,
+            labels: split.labels.clone(),
+            count: split.count,
+            side: split.rows,
+        })
     }
 
     pub fn count(&self) -> usize {
@@ -35,10 +40,24 @@ impl<B: Backend> DeviceSplit<B> {
 
     /// Images `indices`, normalised, with their labels.
     pub fn batch(&self, backend: &B, indices: &[u32]) -> Result<Batch<B>> {
-        let dims = GatherDims { count: self.count, batch: indices.len(), height: self.side, width: self.side, mean: mnist::MEAN, std: mnist::STD };
+        let dims = GatherDims {
+            count: self.count,
+            batch: indices.len(),
+            height: self.side,
+            width: self.side,
+            mean: mnist::MEAN,
+            std: mnist::STD,
+        };
         let device_indices = backend.upload_indices(indices)?;
         let images = gather_images(backend, &dims, &self.images, &device_indices, indices)?;
-        let labels: Vec<u32> = indices.iter().map(|&i| self.labels[i as usize] as u32).collect();
-        Ok(Batch { images, labels: backend.upload_indices(&labels)?, len: indices.len() })
+        let labels: Vec<u32> = indices
+            .iter()
+            .map(|&i| self.labels[i as usize] as u32)
+            .collect();
+        Ok(Batch {
+            images,
+            labels: backend.upload_indices(&labels)?,
+            len: indices.len(),
+        })
     }
 }

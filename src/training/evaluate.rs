@@ -8,7 +8,13 @@ use crate::model::{BlockMask, SuperNet};
 use crate::training::device_data::DeviceSplit;
 use crate::training::SubnetMetrics;
 
-pub fn evaluate<B: Backend>(backend: &B, net: &SuperNet<B>, split: &DeviceSplit<B>, masks: &[BlockMask; 2], batch_size: usize) -> Result<SubnetMetrics> {
+pub fn evaluate<B: Backend>(
+    backend: &B,
+    net: &SuperNet<B>,
+    split: &DeviceSplit<B>,
+    masks: &[BlockMask; 2],
+    batch_size: usize,
+) -> Result<SubnetMetrics> {
     let batches = split.count().div_ceil(batch_size);
     let batch_losses = backend.zeros(batches)?;
     let batch_correct = backend.zeros(batches)?;
@@ -19,7 +25,10 @@ pub fn evaluate<B: Backend>(backend: &B, net: &SuperNet<B>, split: &DeviceSplit<
         let tape = Tape::inference(backend);
         let logits = net.forward(&tape, &batch.images, masks)?;
         let loss = tape.softmax_cross_entropy(&logits, &batch.labels)?;
-        let dims = XentDims { batch: batch.len, classes: net.config.classes };
+        let dims = XentDims {
+            batch: batch.len,
+            classes: net.config.classes,
+        };
         let correct = backend.correct_rows(&dims, logits.storage(), &batch.labels)?;
         let correct = backend.reduce_rows(&correct, batch.len, 1)?;
         backend.copy_into(loss.storage(), &batch_losses, b, 1)?;
@@ -28,8 +37,20 @@ pub fn evaluate<B: Backend>(backend: &B, net: &SuperNet<B>, split: &DeviceSplit<
         sizes.push(batch.len);
     }
     let losses = backend.download(&batch_losses, batches)?;
-    let correct: f64 = backend.download(&batch_correct, batches)?.iter().map(|&c| c as f64).sum();
-    let total_loss: f64 = losses.iter().zip(&sizes).map(|(&l, &n)| l as f64 * n as f64).sum();
+    let correct: f64 = backend
+        .download(&batch_correct, batches)?
+        .iter()
+        .map(|&c| c as f64)
+        .sum();
+    let total_loss: f64 = losses
+        .iter()
+        .zip(&sizes)
+        .map(|(&l, &n)| l as f64 * n as f64)
+        .sum();
     let count = split.count() as f64;
-    Ok(SubnetMetrics { accuracy: correct / count, loss: total_loss / count, correct: correct as usize })
+    Ok(SubnetMetrics {
+        accuracy: correct / count,
+        loss: total_loss / count,
+        correct: correct as usize,
+    })
 }

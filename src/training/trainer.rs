@@ -24,7 +24,12 @@ pub trait Observer {
     fn epoch_started(&mut self, _epoch: usize, _steps: usize) {}
     /// `recent_loss`: mean loss of the steps since the last call.
     fn steps_done(&mut self, _steps: usize, _recent_loss: f64, _images_per_second: f64) {}
-    fn epoch_finished<B: Backend>(&mut self, _backend: &B, _net: &SuperNet<B>, _metrics: &EpochMetrics) -> Result<()> {
+    fn epoch_finished<B: Backend>(
+        &mut self,
+        _backend: &B,
+        _net: &SuperNet<B>,
+        _metrics: &EpochMetrics,
+    ) -> Result<()> {
         Ok(())
     }
 }
@@ -43,8 +48,14 @@ struct Streams {
 
 impl Streams {
     fn new(seed: u64) -> Self {
-        let stream = |k: u64| StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k));
-        Streams { init: stream(0), order: stream(1), subnets: stream(2) }
+        let stream = |k: u64| {
+            StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k))
+        };
+        Streams {
+            init: stream(0),
+            order: stream(1),
+            subnets: stream(2),
+        }
     }
 }
 
@@ -63,9 +74,22 @@ impl<'b, B: Backend> Trainer<'b, B> {
     pub fn new(backend: &'b B, data: &Dataset, config: TrainConfig) -> Result<Self> {
         config.validate()?;
         let mut streams = Streams::new(config.seed);
-        let net_config = SuperNetConfig { variant: config.variant, channels: config.channels, hidden: config.hidden, image_size: data.train.rows, classes: crate::data::mnist::CLASSES };
+        let net_config = SuperNetConfig {
+            variant: config.variant,
+            channels: config.channels,
+            hidden: config.hidden,
+            image_size: data.train.rows,
+            classes: crate::data::mnist::CLASSES,
+        };
         let net = SuperNet::init(backend, net_config, &mut streams.init)?;
-        let optimizer = Adadelta::new(backend, net.parameters(), AdadeltaConfig { lr: config.lr as f32, ..Default::default() })?;
+        let optimizer = Adadelta::new(
+            backend,
+            net.parameters(),
+            AdadeltaConfig {
+                lr: config.lr as f32,
+                ..Default::default()
+            },
+        )?;
         Ok(Trainer {
             backend,
             train: DeviceSplit::upload(backend, &data.train)?,
@@ -79,7 +103,10 @@ impl<'b, B: Backend> Trainer<'b, B> {
 
     /// Every epoch: train, then evaluate the subnets of the mode on the test set.
     pub fn run(&mut self, observer: &mut impl Observer) -> Result<Vec<EpochMetrics>> {
-        let schedule = StepLr { initial: self.config.lr, gamma: self.config.gamma };
+        let schedule = StepLr {
+            initial: self.config.lr,
+            gamma: self.config.gamma,
+        };
         let mut history = Vec::new();
         for epoch in 1..=self.config.epochs {
             self.optimizer.config.lr = schedule.lr(epoch - 1);
@@ -88,7 +115,14 @@ impl<'b, B: Backend> Trainer<'b, B> {
             let train_seconds = started.elapsed().as_secs_f64();
             let started = Instant::now();
             let subnets = self.evaluate_all()?;
-            let metrics = EpochMetrics { epoch, lr: self.optimizer.config.lr as f64, train_loss, train_seconds, eval_seconds: started.elapsed().as_secs_f64(), subnets };
+            let metrics = EpochMetrics {
+                epoch,
+                lr: self.optimizer.config.lr as f64,
+                train_loss,
+                train_seconds,
+                eval_seconds: started.elapsed().as_secs_f64(),
+                subnets,
+            };
             observer.epoch_finished(self.backend, &self.net, &metrics)?;
             history.push(metrics);
         }
@@ -110,12 +144,25 @@ impl<'b, B: Backend> Trainer<'b, B> {
         Ok(subnets.into_iter().zip(losses).collect())
     }
 
-    pub fn evaluate_all(&self) -> Result<std::collections::BTreeMap<String, crate::training::SubnetMetrics>> {
+    pub fn evaluate_all(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::training::SubnetMetrics>> {
         self.config
             .mode
             .evaluated()
             .into_iter()
-            .map(|subnet| Ok((subnet.to_string(), evaluate(self.backend, &self.net, &self.test, &subnet.masks(), self.config.eval_batch_size)?)))
+            .map(|subnet| {
+                Ok((
+                    subnet.to_string(),
+                    evaluate(
+                        self.backend,
+                        &self.net,
+                        &self.test,
+                        &subnet.masks(),
+                        self.config.eval_batch_size,
+                    )?,
+                ))
+            })
             .collect()
     }
 
@@ -136,23 +183,40 @@ impl<'b, B: Backend> Trainer<'b, B> {
                 check_finite(&losses, logged, epoch)?;
                 let recent = &losses[logged..done];
                 let images = ((done - logged) * batch_size).min(order.len() - logged * batch_size);
-                observer.steps_done(done, mean(recent), images as f64 / since.elapsed().as_secs_f64());
+                observer.steps_done(
+                    done,
+                    mean(recent),
+                    images as f64 / since.elapsed().as_secs_f64(),
+                );
                 (logged, since) = (done, Instant::now());
             }
         }
         // Each step's loss is its batch's mean: weight by batch size (the last may be short).
         let losses = self.backend.download(&loss_log, steps)?;
-        let weighted: f64 = order.chunks(batch_size).zip(&losses).map(|(batch, &loss)| loss as f64 * batch.len() as f64).sum();
+        let weighted: f64 = order
+            .chunks(batch_size)
+            .zip(&losses)
+            .map(|(batch, &loss)| loss as f64 * batch.len() as f64)
+            .sum();
         Ok(weighted / order.len() as f64)
     }
 
-    fn train_step(&mut self, indices: &[u32], subnet: Subnet, loss_log: &B::Storage, step: usize) -> Result<()> {
+    fn train_step(
+        &mut self,
+        indices: &[u32],
+        subnet: Subnet,
+        loss_log: &B::Storage,
+        step: usize,
+    ) -> Result<()> {
         let backend = self.backend;
         let batch = self.train.batch(backend, indices)?;
         let tape = Tape::new(backend);
-        let loss = self.net.loss(&tape, &batch.images, &batch.labels, &subnet.masks())?;
+        let loss = self
+            .net
+            .loss(&tape, &batch.images, &batch.labels, &subnet.masks())?;
         let grads = tape.backward(&loss)?;
-        self.optimizer.step(backend, self.net.parameters(), &grads)?;
+        self.optimizer
+            .step(backend, self.net.parameters(), &grads)?;
         backend.copy_into(loss.storage(), loss_log, step, 1)?;
         backend.flush()
     }
@@ -181,8 +245,17 @@ fn mean(values: &[f32]) -> f64 {
 
 /// Stops the run at the first non-finite loss, naming its epoch and step (counted from 1).
 fn check_finite(losses: &[f32], from: usize, epoch: usize) -> Result<()> {
-    match losses.iter().enumerate().skip(from).find(|(_, l)| !l.is_finite()) {
-        Some((step, loss)) => Err(Error::Diverged { epoch, step: step + 1, loss: *loss }),
+    match losses
+        .iter()
+        .enumerate()
+        .skip(from)
+        .find(|(_, l)| !l.is_finite())
+    {
+        Some((step, loss)) => Err(Error::Diverged {
+            epoch,
+            step: step + 1,
+            loss: *loss,
+        }),
         None => Ok(()),
     }
 }

@@ -58,7 +58,13 @@ impl Memory for CpuBackend {
         Ok(storage(vec![0.0; len]))
     }
 
-    fn copy_into(&self, src: &Self::Storage, dst: &Self::Storage, dst_offset: usize, len: usize) -> Result<()> {
+    fn copy_into(
+        &self,
+        src: &Self::Storage,
+        dst: &Self::Storage,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
         let src = src.borrow()[..len].to_vec();
         dst.borrow_mut()[dst_offset..dst_offset + len].copy_from_slice(&src);
         Ok(())

@@ -13,7 +13,12 @@ use crate::error::Result;
 const OP: &str = "accuracy";
 
 pub trait AccuracyKernel: Memory {
-    fn correct_rows(&self, d: &XentDims, logits: &Self::Storage, labels: &Self::Indices) -> Result<Self::Storage>;
+    fn correct_rows(
+        &self,
+        d: &XentDims,
+        logits: &Self::Storage,
+        labels: &Self::Indices,
+    ) -> Result<Self::Storage>;
 }
 
 pub mod cpu {
@@ -27,13 +32,22 @@ pub mod cpu {
     pub fn correct_rows(d: &XentDims, logits: &[f32], labels: &[u32], correct: &mut [f32]) {
         for (n, correct) in correct.iter_mut().enumerate().take(d.batch) {
             let row = &logits[n * d.classes..(n + 1) * d.classes];
-            *correct = if argmax(row) == labels[n] as usize { 1.0 } else { 0.0 };
+            *correct = if argmax(row) == labels[n] as usize {
+                1.0
+            } else {
+                0.0
+            };
         }
     }
 }
 
 impl AccuracyKernel for CpuBackend {
-    fn correct_rows(&self, d: &XentDims, logits: &Self::Storage, labels: &Self::Indices) -> Result<Self::Storage> {
+    fn correct_rows(
+        &self,
+        d: &XentDims,
+        logits: &Self::Storage,
+        labels: &Self::Indices,
+    ) -> Result<Self::Storage> {
         let mut correct = vec![0.0; d.batch];
         cpu::correct_rows(d, &logits.borrow(), &labels.borrow(), &mut correct);
         Ok(storage(correct))
@@ -47,10 +61,21 @@ pub(crate) const SHADER: ShaderSpec = ShaderSpec {
 };
 
 impl AccuracyKernel for GpuBackend {
-    fn correct_rows(&self, d: &XentDims, logits: &Self::Storage, labels: &Self::Indices) -> Result<Self::Storage> {
+    fn correct_rows(
+        &self,
+        d: &XentDims,
+        logits: &Self::Storage,
+        labels: &Self::Indices,
+    ) -> Result<Self::Storage> {
         let correct = self.alloc_values(OP, d.batch)?;
         let words = [d.batch as u32, d.classes as u32];
-        self.launch(OP, "correct_rows", &words, &[logits, labels, &correct], d.batch)?;
+        self.launch(
+            OP,
+            "correct_rows",
+            &words,
+            &[logits, labels, &correct],
+            d.batch,
+        )?;
         Ok(correct)
     }
 }

@@ -203,10 +203,18 @@ pub mod cpu {
     }
 
     /// `dst[p] += w * src[p + shift]` over the rows and columns where both exist.
-    fn shifted_axpy(d: &Conv2dDims, w: f32, src: &[f32], dst: &mut [f32], shift_y: isize, shift_x: isize) {
+    fn shifted_axpy(
+        d: &Conv2dDims,
+        w: f32,
+        src: &[f32],
+        dst: &mut [f32],
+        shift_y: isize,
+        shift_x: isize,
+    ) {
         let (rows, cols) = (overlap(shift_y, d.height), overlap(shift_x, d.width));
         for y in rows {
-            let src_start = (y as isize + shift_y) as usize * d.width + (cols.start as isize + shift_x) as usize;
+            let src_start = (y as isize + shift_y) as usize * d.width
+                + (cols.start as isize + shift_x) as usize;
             let src_row = &src[src_start..src_start + cols.len()];
             let dst_row = &mut dst[y * d.width + cols.start..y * d.width + cols.end];
             for (dst, src) in dst_row.iter_mut().zip(src_row) {
@@ -218,12 +226,17 @@ pub mod cpu {
     /// out[n, o, y, x] = bias[o] + sum over c, ky, kx of x[n, c, y + ky - pad, x + kx - pad] * w[o, c, ky, kx].
     pub fn forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
         let (hw, k, pad) = (d.height * d.width, d.kernel, d.pad() as isize);
-        let images = out.par_chunks_mut(d.out_channels * hw).zip(x.par_chunks(d.in_channels * hw));
+        let images = out
+            .par_chunks_mut(d.out_channels * hw)
+            .zip(x.par_chunks(d.in_channels * hw));
         images.for_each(|(out, x)| {
             for (o, out) in out.chunks_mut(hw).enumerate() {
                 out.fill(bias[o]);
                 for (c, x) in x.chunks(hw).enumerate() {
-                    for (tap, &w) in weight[(o * d.in_channels + c) * k * k..][..k * k].iter().enumerate() {
+                    for (tap, &w) in weight[(o * d.in_channels + c) * k * k..][..k * k]
+                        .iter()
+                        .enumerate()
+                    {
                         let (ky, kx) = ((tap / k) as isize, (tap % k) as isize);
                         shifted_axpy(d, w, x, out, ky - pad, kx - pad);
                     }
@@ -235,12 +248,17 @@ pub mod cpu {
     /// grad_x[n, c, iy, ix] = sum over o, ky, kx of grad_out[n, o, iy - ky + pad, ix - kx + pad] * w[o, c, ky, kx].
     pub fn backward_input(d: &Conv2dDims, weight: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
         let (hw, k, pad) = (d.height * d.width, d.kernel, d.pad() as isize);
-        let images = grad_x.par_chunks_mut(d.in_channels * hw).zip(grad_out.par_chunks(d.out_channels * hw));
+        let images = grad_x
+            .par_chunks_mut(d.in_channels * hw)
+            .zip(grad_out.par_chunks(d.out_channels * hw));
         images.for_each(|(grad_x, grad_out)| {
             for (c, grad_x) in grad_x.chunks_mut(hw).enumerate() {
                 grad_x.fill(0.0);
                 for (o, grad_out) in grad_out.chunks(hw).enumerate() {
-                    for (tap, &w) in weight[(o * d.in_channels + c) * k * k..][..k * k].iter().enumerate() {
+                    for (tap, &w) in weight[(o * d.in_channels + c) * k * k..][..k * k]
+                        .iter()
+                        .enumerate()
+                    {
                         let (ky, kx) = ((tap / k) as isize, (tap % k) as isize);
                         shifted_axpy(d, w, grad_out, grad_x, pad - ky, pad - kx);
                     }
@@ -253,27 +271,53 @@ pub mod cpu {
     /// image's rows are summed column-wise down the rows, then across the columns in order.
     pub fn weight_partials(d: &Conv2dDims, x: &[f32], grad_out: &[f32], partials: &mut [f32]) {
         let (hw, k, pad) = (d.height * d.width, d.kernel, d.pad() as isize);
-        let images = partials.par_chunks_mut(d.weight_len()).zip(x.par_chunks(d.in_channels * hw)).zip(grad_out.par_chunks(d.out_channels * hw));
+        let images = partials
+            .par_chunks_mut(d.weight_len())
+            .zip(x.par_chunks(d.in_channels * hw))
+            .zip(grad_out.par_chunks(d.out_channels * hw));
         images.for_each(|((partials, x), grad_out)| {
             let mut column_sums = vec![0.0f32; d.width];
             for (i, partial) in partials.iter_mut().enumerate() {
-                let (tap, c, o) = (i % (k * k), (i / (k * k)) % d.in_channels, i / (k * k * d.in_channels));
+                let (tap, c, o) = (
+                    i % (k * k),
+                    (i / (k * k)) % d.in_channels,
+                    i / (k * k * d.in_channels),
+                );
                 let (ky, kx) = ((tap / k) as isize, (tap % k) as isize);
                 column_sums.fill(0.0);
                 let x_c = &x[c * hw..(c + 1) * hw];
-                shifted_products(d, &grad_out[o * hw..(o + 1) * hw], x_c, &mut column_sums, ky - pad, kx - pad);
+                shifted_products(
+                    d,
+                    &grad_out[o * hw..(o + 1) * hw],
+                    x_c,
+                    &mut column_sums,
+                    ky - pad,
+                    kx - pad,
+                );
                 *partial = column_sums.iter().fold(0.0, |acc, v| acc + v);
             }
         });
     }
 
     /// `sums[p] += a[y, p] * b[y + shift_y, p + shift_x]` down the rows where both exist.
-    fn shifted_products(d: &Conv2dDims, a: &[f32], b: &[f32], sums: &mut [f32], shift_y: isize, shift_x: isize) {
+    fn shifted_products(
+        d: &Conv2dDims,
+        a: &[f32],
+        b: &[f32],
+        sums: &mut [f32],
+        shift_y: isize,
+        shift_x: isize,
+    ) {
         let (rows, cols) = (overlap(shift_y, d.height), overlap(shift_x, d.width));
         for y in rows {
-            let b_start = (y as isize + shift_y) as usize * d.width + (cols.start as isize + shift_x) as usize;
+            let b_start = (y as isize + shift_y) as usize * d.width
+                + (cols.start as isize + shift_x) as usize;
             let a_row = &a[y * d.width + cols.start..y * d.width + cols.end];
-            for ((sum, a), b) in sums[cols.clone()].iter_mut().zip(a_row).zip(&b[b_start..b_start + cols.len()]) {
+            for ((sum, a), b) in sums[cols.clone()]
+                .iter_mut()
+                .zip(a_row)
+                .zip(&b[b_start..b_start + cols.len()])
+            {
                 *sum += a * b;
             }
         }
@@ -282,8 +326,14 @@ pub mod cpu {
     /// Per-image bias gradients, `[N, O]`.
     pub fn bias_partials(d: &Conv2dDims, grad_out: &[f32], partials: &mut [f32]) {
         let hw = d.height * d.width;
-        for (i, partial) in partials.iter_mut().enumerate().take(d.batch * d.out_channels) {
-            *partial = grad_out[i * hw..(i + 1) * hw].iter().fold(0.0, |acc, v| acc + v);
+        for (i, partial) in partials
+            .iter_mut()
+            .enumerate()
+            .take(d.batch * d.out_channels)
+        {
+            *partial = grad_out[i * hw..(i + 1) * hw]
+                .iter()
+                .fold(0.0, |acc, v| acc + v);
         }
     }
 }

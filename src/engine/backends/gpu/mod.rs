@@ -316,12 +316,23 @@ impl Memory for GpuBackend {
         Ok(storage)
     }
 
-    fn copy_into(&self, src: &Self::Storage, dst: &Self::Storage, dst_offset: usize, len: usize) -> Result<()> {
+    fn copy_into(
+        &self,
+        src: &Self::Storage,
+        dst: &Self::Storage,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
         let (offset, bytes) = (4 * dst_offset as u64, 4 * len as u64);
         if offset + bytes > dst.raw().size() || bytes > src.raw().size() {
-            return Err(Error::invalid("copy_into", format!("{len} values at {dst_offset} do not fit")));
+            return Err(Error::invalid(
+                "copy_into",
+                format!("{len} values at {dst_offset} do not fit"),
+            ));
         }
-        self.with_encoder(|encoder| encoder.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), offset, bytes));
+        self.with_encoder(|encoder| {
+            encoder.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), offset, bytes)
+        });
         Ok(())
     }
 
