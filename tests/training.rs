@@ -59,6 +59,21 @@ fn gpu_and_cpu_agree_for_50_oneshot_steps() {
     }
 }
 
+/// A training step is one queue submission: the uploads, gather, forward, backward, optimizer
+/// and loss logging are recorded into one encoder, and nothing is read back.
+#[test]
+fn gpu_training_step_submits_once() {
+    let Some(gpu) = gpu() else { return };
+    let mut trainer =
+        Trainer::new(&gpu, mnist(), oneshot_config(Variant::Concat)).expect("trainer");
+    trainer.train_steps(1).expect("warm-up step");
+    let before = gpu.submit_count();
+    let steps = 4;
+    trainer.train_steps(steps).expect("steps");
+    // Besides the steps: the one read-back of the losses at the end.
+    assert_eq!(gpu.submit_count() - before, steps as u64 + 1);
+}
+
 /// One-shot steps on the real data: after each step, the branch of every block that was not
 /// drawn has exactly the bits it had before; the drawn branch has moved.
 fn oneshot_step_leaves_other_branch<B: Backend>(backend: &B, variant: Variant, steps: usize) {

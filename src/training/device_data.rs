@@ -48,15 +48,16 @@ impl<B: Backend> DeviceSplit<B> {
             mean: mnist::MEAN,
             std: mnist::STD,
         };
-        let device_indices = backend.upload_indices(indices)?;
-        let images = gather_images(backend, &dims, &self.images, &device_indices, indices)?;
         let labels: Vec<u32> = indices
             .iter()
             .map(|&i| self.labels[i as usize] as u32)
             .collect();
+        let labels = backend.upload_indices(&labels)?;
+        let device_indices = backend.upload_indices(indices)?;
+        let images = gather_images(backend, &dims, &self.images, &device_indices, indices)?;
         Ok(Batch {
             images,
-            labels: backend.upload_indices(&labels)?,
+            labels,
             len: indices.len(),
         })
     }

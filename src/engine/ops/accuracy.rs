@@ -67,15 +67,7 @@ impl AccuracyKernel for GpuBackend {
         logits: &Self::Storage,
         labels: &Self::Indices,
     ) -> Result<Self::Storage> {
-        let correct = self.alloc_values(OP, d.batch)?;
         let words = [d.batch as u32, d.classes as u32];
-        self.launch(
-            OP,
-            "correct_rows",
-            &words,
-            &[logits, labels, &correct],
-            d.batch,
-        )?;
-        Ok(correct)
+        self.launch_into(OP, "correct_rows", &words, &[logits, labels], d.batch)
     }
 }

@@ -61,8 +61,6 @@ impl AddKernel for GpuBackend {
         b: &Self::Storage,
         len: usize,
     ) -> Result<Self::Storage> {
-        let out = self.alloc_values(OP, len)?;
-        self.launch(OP, "add", &[len as u32], &[a, b, &out], len)?;
-        Ok(out)
+        self.launch_into(OP, "add", &[len as u32], &[a, b], len)
     }
 }

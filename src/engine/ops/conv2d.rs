@@ -173,7 +173,7 @@ pub(crate) fn backward<B: Backend>(
     let mut grads = Vec::new();
     if x.requires_grad() {
         let grad_x = backend.conv2d_backward_input(dims, weight.storage(), grad_out.storage())?;
-        grads.push((x.id(), Tensor::from_storage(grad_x, x.shape(), false)));
+        push_if_required(&mut grads, x, grad_x);
     }
     if weight.requires_grad() || bias.requires_grad() {
         let (grad_weight, grad_bias) =
@@ -397,15 +397,13 @@ impl Conv2dKernel for GpuBackend {
         weight: &Self::Storage,
         bias: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let out = self.alloc_values(OP, d.output_len())?;
-        self.launch(
+        self.launch_into(
             OP,
             "forward",
             &d.words(),
-            &[x, weight, bias, &out],
+            &[x, weight, bias],
             d.output_len(),
-        )?;
-        Ok(out)
+        )
     }
 
     fn conv2d_backward_input(
@@ -414,15 +412,13 @@ impl Conv2dKernel for GpuBackend {
         weight: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let grad_x = self.alloc_values(OP, d.input_len())?;
-        self.launch(
+        self.launch_into(
             OP,
             "backward_input",
             &d.words(),
-            &[weight, grad_out, &grad_x],
+            &[weight, grad_out],
             d.input_len(),
-        )?;
-        Ok(grad_x)
+        )
     }
 
     fn conv2d_backward_params(
@@ -431,20 +427,18 @@ impl Conv2dKernel for GpuBackend {
         x: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<(Self::Storage, Self::Storage)> {
-        let weight_partials = self.alloc_values(OP, d.batch * d.weight_len())?;
-        self.launch(
+        let weight_partials = self.launch_into(
             OP,
             "weight_partials",
             &d.words(),
-            &[x, grad_out, &weight_partials],
+            &[x, grad_out],
             d.batch * d.weight_len(),
         )?;
-        let bias_partials = self.alloc_values(OP, d.batch * d.out_channels)?;
-        self.launch(
+        let bias_partials = self.launch_into(
             OP,
             "bias_partials",
             &d.words(),
-            &[grad_out, &bias_partials],
+            &[grad_out],
             d.batch * d.out_channels,
         )?;
         let grad_weight = self.reduce_rows(&weight_partials, d.batch, d.weight_len())?;

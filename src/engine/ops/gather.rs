@@ -119,14 +119,6 @@ impl GatherKernel for GpuBackend {
         images: &Self::Bytes,
         indices: &Self::Indices,
     ) -> Result<Self::Storage> {
-        let out = self.alloc_values(OP, d.output_len())?;
-        self.launch(
-            OP,
-            "gather",
-            &d.words(),
-            &[images, indices, &out],
-            d.output_len(),
-        )?;
-        Ok(out)
+        self.launch_into(OP, "gather", &d.words(), &[images, indices], d.output_len())
     }
 }

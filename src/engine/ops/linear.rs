@@ -123,7 +123,7 @@ pub(crate) fn backward<B: Backend>(
     let mut grads = Vec::new();
     if x.requires_grad() {
         let grad_x = backend.linear_backward_input(dims, weight.storage(), grad_out.storage())?;
-        grads.push((x.id(), Tensor::from_storage(grad_x, x.shape(), false)));
+        push_if_required(&mut grads, x, grad_x);
     }
     if weight.requires_grad() || bias.requires_grad() {
         let grad_weight = backend.linear_backward_weight(dims, x.storage(), grad_out.storage())?;
@@ -227,9 +227,7 @@ impl LinearKernel for GpuBackend {
         bias: &Self::Storage,
     ) -> Result<Self::Storage> {
         let len = d.batch * d.out_features;
-        let out = self.alloc_values(OP, len)?;
-        self.launch(OP, "forward", &d.words(), &[x, weight, bias, &out], len)?;
-        Ok(out)
+        self.launch_into(OP, "forward", &d.words(), &[x, weight, bias], len)
     }
 
     fn linear_backward_input(
@@ -239,15 +237,7 @@ impl LinearKernel for GpuBackend {
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
         let len = d.batch * d.in_features;
-        let grad_x = self.alloc_values(OP, len)?;
-        self.launch(
-            OP,
-            "backward_input",
-            &d.words(),
-            &[weight, grad_out, &grad_x],
-            len,
-        )?;
-        Ok(grad_x)
+        self.launch_into(OP, "backward_input", &d.words(), &[weight, grad_out], len)
     }
 
     fn linear_backward_weight(
@@ -257,14 +247,6 @@ impl LinearKernel for GpuBackend {
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
         let len = d.out_features * d.in_features;
-        let grad_weight = self.alloc_values(OP, len)?;
-        self.launch(
-            OP,
-            "backward_weight",
-            &d.words(),
-            &[x, grad_out, &grad_weight],
-            len,
-        )?;
-        Ok(grad_weight)
+        self.launch_into(OP, "backward_weight", &d.words(), &[x, grad_out], len)
     }
 }

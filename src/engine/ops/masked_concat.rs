@@ -225,14 +225,12 @@ impl MaskedConcatKernel for GpuBackend {
         slot: usize,
         factor: f32,
     ) -> Result<Self::Storage> {
-        let grad_part = self.alloc_values(OP, d.part_len())?;
-        self.launch(
+        self.launch_into(
             OP,
             "read_slot",
             &d.words(slot, factor),
-            &[grad_out, &grad_part],
+            &[grad_out],
             d.part_len(),
-        )?;
-        Ok(grad_part)
+        )
     }
 }

@@ -121,15 +121,7 @@ pub(crate) const SHADER: ShaderSpec = ShaderSpec {
 
 impl MaskedSumKernel for GpuBackend {
     fn scale(&self, x: &Self::Storage, factor: f32, len: usize) -> Result<Self::Storage> {
-        let out = self.alloc_values(OP, len)?;
-        self.launch(
-            OP,
-            "scale",
-            &[len as u32, factor.to_bits()],
-            &[x, &out],
-            len,
-        )?;
-        Ok(out)
+        self.launch_into(OP, "scale", &[len as u32, factor.to_bits()], &[x], len)
     }
 
     fn axpy(&self, acc: &Self::Storage, x: &Self::Storage, factor: f32, len: usize) -> Result<()> {

@@ -194,14 +194,7 @@ impl MaxPool2Kernel for GpuBackend {
         x: &Self::Storage,
     ) -> Result<(Self::Storage, Self::Indices)> {
         let out = self.alloc_values(OP, d.output_len())?;
-        let argmax = self.alloc_values(OP, d.output_len())?;
-        self.launch(
-            OP,
-            "forward",
-            &d.words(),
-            &[x, &out, &argmax],
-            d.output_len(),
-        )?;
+        let argmax = self.launch_into(OP, "forward", &d.words(), &[x, &out], d.output_len())?;
         Ok((out, argmax))
     }
 
@@ -211,14 +204,12 @@ impl MaxPool2Kernel for GpuBackend {
         argmax: &Self::Indices,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let grad_x = self.alloc_values(OP, d.input_len())?;
-        self.launch(
+        self.launch_into(
             OP,
             "backward",
             &d.words(),
-            &[argmax, grad_out, &grad_x],
+            &[argmax, grad_out],
             d.input_len(),
-        )?;
-        Ok(grad_x)
+        )
     }
 }

@@ -39,14 +39,6 @@ pub(crate) const SHADER: ShaderSpec = ShaderSpec {
 
 impl ReduceKernel for GpuBackend {
     fn reduce_rows(&self, x: &Self::Storage, rows: usize, cols: usize) -> Result<Self::Storage> {
-        let out = self.alloc_values(OP, cols)?;
-        self.launch(
-            OP,
-            "reduce_rows",
-            &[rows as u32, cols as u32],
-            &[x, &out],
-            cols,
-        )?;
-        Ok(out)
+        self.launch_into(OP, "reduce_rows", &[rows as u32, cols as u32], &[x], cols)
     }
 }

@@ -94,9 +94,7 @@ pub(crate) const SHADER: ShaderSpec = ShaderSpec {
 
 impl ReluKernel for GpuBackend {
     fn relu_forward(&self, x: &Self::Storage, len: usize) -> Result<Self::Storage> {
-        let out = self.alloc_values(OP, len)?;
-        self.launch(OP, "forward", &[len as u32], &[x, &out], len)?;
-        Ok(out)
+        self.launch_into(OP, "forward", &[len as u32], &[x], len)
     }
 
     fn relu_backward(
@@ -105,14 +103,6 @@ impl ReluKernel for GpuBackend {
         grad_out: &Self::Storage,
         len: usize,
     ) -> Result<Self::Storage> {
-        let grad_x = self.alloc_values(OP, len)?;
-        self.launch(
-            OP,
-            "backward",
-            &[len as u32],
-            &[out, grad_out, &grad_x],
-            len,
-        )?;
-        Ok(grad_x)
+        self.launch_into(OP, "backward", &[len as u32], &[out, grad_out], len)
     }
 }

@@ -204,17 +204,8 @@ impl SoftmaxXentKernel for GpuBackend {
         logits: &Self::Storage,
         labels: &Self::Indices,
     ) -> Result<Self::Storage> {
-        let row_loss = self.alloc_values(OP, d.batch)?;
-        self.launch(
-            OP,
-            "row_loss",
-            &d.words(),
-            &[logits, labels, &row_loss],
-            d.batch,
-        )?;
-        let loss = self.alloc_values(OP, 1)?;
-        self.launch(OP, "mean", &d.words(), &[&row_loss, &loss], 1)?;
-        Ok(loss)
+        let row_loss = self.launch_into(OP, "row_loss", &d.words(), &[logits, labels], d.batch)?;
+        self.launch_into(OP, "mean", &d.words(), &[&row_loss], 1)
     }
 
     fn softmax_xent_backward(
@@ -225,14 +216,12 @@ impl SoftmaxXentKernel for GpuBackend {
         grad_loss: &Self::Storage,
     ) -> Result<Self::Storage> {
         let len = d.batch * d.classes;
-        let grad = self.alloc_values(OP, len)?;
-        self.launch(
+        self.launch_into(
             OP,
             "backward",
             &d.words(),
-            &[logits, labels, grad_loss, &grad],
+            &[logits, labels, grad_loss],
             len,
-        )?;
-        Ok(grad)
+        )
     }
 }

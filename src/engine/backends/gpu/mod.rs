@@ -63,6 +63,7 @@ pub struct GpuBackend {
     pool: Rc<RefCell<Pool>>,
     encoder: RefCell<Option<wgpu::CommandEncoder>>,
     dispatches: Cell<u64>,
+    submits: Cell<u64>,
 }
 
 impl GpuBackend {
@@ -77,6 +78,7 @@ impl GpuBackend {
             pool: Rc::new(RefCell::new(Pool::default())),
             encoder: RefCell::new(None),
             dispatches: Cell::new(0),
+            submits: Cell::new(0),
         }
     }
 
@@ -87,6 +89,16 @@ impl GpuBackend {
     /// Compute dispatches recorded since this backend was created.
     pub fn dispatch_count(&self) -> u64 {
         self.dispatches.get()
+    }
+
+    /// Queue submissions made since this backend was created (read-backs included).
+    pub fn submit_count(&self) -> u64 {
+        self.submits.get()
+    }
+
+    fn submit(&self, encoder: wgpu::CommandEncoder) {
+        self.ctx.queue.submit([encoder.finish()]);
+        self.submits.set(self.submits.get() + 1);
     }
 
     /// Bytes of device memory this backend has allocated (pooled buffers included).
@@ -184,6 +196,23 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// Allocates an output of `len` values, binds it after `inputs`, and launches one
+    /// invocation per output value: the shape of most kernels.
+    pub(crate) fn launch_into(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        params: &[u32],
+        inputs: &[&GpuStorage],
+        len: usize,
+    ) -> Result<GpuStorage> {
+        let out = self.alloc_values(shader, len)?;
+        let mut buffers = inputs.to_vec();
+        buffers.push(&out);
+        self.launch(shader, entry, params, &buffers, len)?;
+        Ok(out)
+    }
+
     /// Workgroups along x and y: x up to the per-dimension limit, the rest along y. Every
     /// kernel recovers its flat index as `gid.x + gid.y * groups.x * WORKGROUP_SIZE`.
     fn grid(&self, op: &'static str, invocations: usize) -> Result<(u32, u32)> {
@@ -219,21 +248,28 @@ impl GpuBackend {
         record(encoder)
     }
 
+    /// Uploads through a staging buffer copied inside the encoder, so an upload is ordered
+    /// with the recorded work around it (no submit needed, and a pooled buffer still read by
+    /// earlier commands is overwritten only after them).
     fn write(&self, op: &'static str, bytes: &[u8]) -> Result<GpuStorage> {
-        // Queue writes land before the *next* submit: submit what is recorded first, so a
-        // pooled buffer still read by recorded work is not overwritten early.
-        self.flush()?;
+        use wgpu::util::DeviceExt;
         let storage = self.alloc(op, bytes.len() as u64)?;
-        if !bytes.is_empty() {
-            let padded_len = bytes.len().next_multiple_of(4);
-            if padded_len == bytes.len() {
-                self.ctx.queue.write_buffer(storage.raw(), 0, bytes);
-            } else {
-                let mut padded = bytes.to_vec();
-                padded.resize(padded_len, 0);
-                self.ctx.queue.write_buffer(storage.raw(), 0, &padded);
-            }
+        if bytes.is_empty() {
+            return Ok(storage);
         }
+        let mut padded = bytes.to_vec();
+        padded.resize(bytes.len().next_multiple_of(4), 0);
+        let staging = self
+            .ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("upload"),
+                contents: &padded,
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
+        self.with_encoder(|encoder| {
+            encoder.copy_buffer_to_buffer(&staging, 0, storage.raw(), 0, padded.len() as u64)
+        });
         Ok(storage)
     }
 
@@ -254,7 +290,7 @@ impl GpuBackend {
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         encoder.copy_buffer_to_buffer(storage.raw(), 0, &staging, 0, size);
-        self.ctx.queue.submit([encoder.finish()]);
+        self.submit(encoder);
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
             let _ = sender.send(result);
@@ -337,8 +373,9 @@ impl Memory for GpuBackend {
     }
 
     fn flush(&self) -> Result<()> {
-        if let Some(encoder) = self.encoder.borrow_mut().take() {
-            self.ctx.queue.submit([encoder.finish()]);
+        let pending = self.encoder.borrow_mut().take();
+        if let Some(encoder) = pending {
+            self.submit(encoder);
         }
         self.ctx.check()
     }
