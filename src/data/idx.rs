@@ -83,3 +83,53 @@ pub fn parse_idx(bytes: &[u8], ndims: usize) -> std::result::Result<IdxArray, St
         data: body.to_vec(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_idx;
+
+    fn header(magic: [u8; 4], dims: &[u32]) -> Vec<u8> {
+        let mut bytes = magic.to_vec();
+        dims.iter().for_each(|d| bytes.extend(d.to_be_bytes()));
+        bytes
+    }
+
+    #[test]
+    fn reads_a_well_formed_array() {
+        let mut bytes = header([0, 0, 8, 3], &[2, 1, 3]);
+        bytes.extend([1, 2, 3, 4, 5, 6]);
+        let array = parse_idx(&bytes, 3).expect("valid");
+        assert_eq!(array.dims, [2, 1, 3]);
+        assert_eq!(array.data, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn rejects_a_wrong_magic_number() {
+        // A labels file (one dimension) where images (three) are expected.
+        let labels_header = header([0, 0, 8, 1], &[2, 0, 0]);
+        let error = parse_idx(&labels_header, 3).expect_err("labels read as images");
+        assert!(error.contains("magic number"), "{error}");
+        let float_data = header([0, 0, 0x0d, 1], &[0]);
+        let error = parse_idx(&float_data, 1).expect_err("float data");
+        assert!(error.contains("magic number"), "{error}");
+    }
+
+    #[test]
+    fn rejects_a_body_of_the_wrong_length() {
+        let mut bytes = header([0, 0, 8, 1], &[3]);
+        bytes.extend([7, 7]);
+        let error = parse_idx(&bytes, 1).expect_err("short body");
+        assert!(
+            error.contains("announce 3 values") && error.contains("holds 2"),
+            "{error}"
+        );
+        bytes.extend([7, 7]);
+        assert!(parse_idx(&bytes, 1).is_err(), "long body");
+    }
+
+    #[test]
+    fn rejects_a_truncated_header() {
+        let error = parse_idx(&[0, 0, 8, 3, 0, 0], 3).expect_err("short header");
+        assert!(error.contains("too short"), "{error}");
+    }
+}
