@@ -346,6 +346,10 @@ fn softmax_xent_cases<B: Backend>(backend: &B) -> Result<Vec<Case<'_>>> {
         .kernel("backward", elements, |b, i| {
             b.softmax_xent_backward(&i.dims, &i.logits, &i.labels, &i.grad_loss)
         })
+        // The accuracy op reads the same logits and labels: evaluation's per-row verdicts.
+        .kernel("accuracy_correct_rows", elements, |b, i| {
+            b.correct_rows(&i.dims, &i.logits, &i.labels)
+        })
         .done())
 }
 
