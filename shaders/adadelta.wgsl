@@ -32,8 +32,8 @@ fn step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 // ---- step_zero_grad: the same step with g = 0 (an inactive branch): only the accumulators
 // decay; delta is 0, so the parameter keeps its value exactly and is not touched.
-@group(0) @binding(1) var<storage, read_write> zg_square_avg: array<f32>;
-@group(0) @binding(2) var<storage, read_write> zg_acc_delta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> zg_square_avg: array<f32>;
+@group(0) @binding(6) var<storage, read_write> zg_acc_delta: array<f32>;
 
 @compute @workgroup_size(64)
 fn step_zero_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

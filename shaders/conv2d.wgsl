@@ -1,6 +1,7 @@
 // conv2d: stride 1, "same" padding (kernel / 2), with bias.
 //   x: [N, C, H, W]   weight: [O, C, K, K]   bias: [O]   out: [N, O, H, W]
-// Each entry point declares its own bindings (1..); binding numbers repeat across entry points.
+// Each entry point declares its own buffers, with binding numbers unique in the file (see
+// `Entry` in src/engine/backends/gpu/kernels.rs); the uniform at binding 0 is shared.
 
 struct Params {
     batch: u32,
@@ -53,9 +54,9 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 }
 
 // ---- backward_input: one invocation per input element (n, c, iy, ix), a gather -------------
-@group(0) @binding(1) var<storage, read> bin_weight: array<f32>;
-@group(0) @binding(2) var<storage, read> bin_grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bin_grad_x: array<f32>;
+@group(0) @binding(5) var<storage, read> bin_weight: array<f32>;
+@group(0) @binding(6) var<storage, read> bin_grad_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> bin_grad_x: array<f32>;
 
 @compute @workgroup_size(64)
 fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -94,9 +95,9 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 //   partials: [N, O, C, K, K]; summed over N in order by reduce.wgsl (no float atomics).
 //   Each column of products is summed down the rows, then the columns in order (the CPU
 //   twin's order, which lets it vectorise along rows).
-@group(0) @binding(1) var<storage, read> wp_x: array<f32>;
-@group(0) @binding(2) var<storage, read> wp_grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> wp_partials: array<f32>;
+@group(0) @binding(8) var<storage, read> wp_x: array<f32>;
+@group(0) @binding(9) var<storage, read> wp_grad_out: array<f32>;
+@group(0) @binding(10) var<storage, read_write> wp_partials: array<f32>;
 
 @compute @workgroup_size(64)
 fn weight_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -136,8 +137,8 @@ fn weight_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 
 // ---- bias_partials: per image, one invocation per (n, o) -------------------------------------
 //   partials: [N, O]
-@group(0) @binding(1) var<storage, read> bp_grad_out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> bp_partials: array<f32>;
+@group(0) @binding(11) var<storage, read> bp_grad_out: array<f32>;
+@group(0) @binding(12) var<storage, read_write> bp_partials: array<f32>;
 
 @compute @workgroup_size(64)
 fn bias_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -31,9 +31,9 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 }
 
 // ---- backward_input: one invocation per (n, i) ---------------------------------------------
-@group(0) @binding(1) var<storage, read> bin_weight: array<f32>;
-@group(0) @binding(2) var<storage, read> bin_grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bin_grad_x: array<f32>;
+@group(0) @binding(5) var<storage, read> bin_weight: array<f32>;
+@group(0) @binding(6) var<storage, read> bin_grad_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> bin_grad_x: array<f32>;
 
 @compute @workgroup_size(64)
 fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -51,9 +51,9 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 }
 
 // ---- backward_weight: one invocation per (o, i), summing the batch in order -----------------
-@group(0) @binding(1) var<storage, read> bw_x: array<f32>;
-@group(0) @binding(2) var<storage, read> bw_grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bw_grad_weight: array<f32>;
+@group(0) @binding(8) var<storage, read> bw_x: array<f32>;
+@group(0) @binding(9) var<storage, read> bw_grad_out: array<f32>;
+@group(0) @binding(10) var<storage, read_write> bw_grad_weight: array<f32>;
 
 @compute @workgroup_size(64)
 fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -33,8 +33,8 @@ fn write_slot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 }
 
 // ---- read_slot: grad_part = factor * grad_out[slot] -----------------------------------------
-@group(0) @binding(1) var<storage, read> rs_grad_out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> rs_grad_part: array<f32>;
+@group(0) @binding(3) var<storage, read> rs_grad_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rs_grad_part: array<f32>;
 
 @compute @workgroup_size(64)
 fn read_slot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

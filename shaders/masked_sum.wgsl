@@ -22,8 +22,8 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 }
 
 // ---- axpy: acc += factor * x ---------------------------------------------------------------
-@group(0) @binding(1) var<storage, read> axpy_x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> axpy_acc: array<f32>;
+@group(0) @binding(3) var<storage, read> axpy_x: array<f32>;
+@group(0) @binding(4) var<storage, read_write> axpy_acc: array<f32>;
 
 @compute @workgroup_size(64)
 fn axpy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

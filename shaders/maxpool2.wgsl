@@ -43,9 +43,9 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 }
 
 // ---- backward: one invocation per input element, a gather ----------------------------------
-@group(0) @binding(1) var<storage, read> bwd_argmax: array<u32>;
-@group(0) @binding(2) var<storage, read> bwd_grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bwd_grad_x: array<f32>;
+@group(0) @binding(4) var<storage, read> bwd_argmax: array<u32>;
+@group(0) @binding(5) var<storage, read> bwd_grad_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> bwd_grad_x: array<f32>;
 
 @compute @workgroup_size(64)
 fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -32,8 +32,8 @@ fn row_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 }
 
 // ---- mean: a single invocation sums the rows in order ---------------------------------------
-@group(0) @binding(1) var<storage, read> mean_row_loss: array<f32>;
-@group(0) @binding(2) var<storage, read_write> mean_loss: array<f32>;
+@group(0) @binding(4) var<storage, read> mean_row_loss: array<f32>;
+@group(0) @binding(5) var<storage, read_write> mean_loss: array<f32>;
 
 @compute @workgroup_size(64)
 fn mean(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -48,10 +48,10 @@ fn mean(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // ---- backward: one invocation per logit; lse recomputed per row (K is small) ----------------
-@group(0) @binding(1) var<storage, read> bwd_logits: array<f32>;
-@group(0) @binding(2) var<storage, read> bwd_labels: array<u32>;
-@group(0) @binding(3) var<storage, read> bwd_grad_loss: array<f32>;
-@group(0) @binding(4) var<storage, read_write> bwd_grad: array<f32>;
+@group(0) @binding(6) var<storage, read> bwd_logits: array<f32>;
+@group(0) @binding(7) var<storage, read> bwd_labels: array<u32>;
+@group(0) @binding(8) var<storage, read> bwd_grad_loss: array<f32>;
+@group(0) @binding(9) var<storage, read_write> bwd_grad: array<f32>;
 
 @compute @workgroup_size(64)
 fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

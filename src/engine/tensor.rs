@@ -92,7 +92,8 @@ impl<B: Backend> Tensor<B> {
         self.requires_grad
     }
 
-    /// Same storage and identity under another shape with as many elements (a free reshape).
+    /// The same storage under another shape with as many elements (a free reshape), as a new
+    /// tensor on the tape.
     pub(crate) fn with_shape(&self, shape: &[usize]) -> Self {
         Tensor {
             id: next_id(),

@@ -5,7 +5,7 @@
 
 use crate::engine::backend::Memory;
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::ops::softmax_xent::XentDims;
 use crate::error::Result;
@@ -57,7 +57,7 @@ impl AccuracyKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/accuracy.wgsl"),
-    entries: &["correct_rows"],
+    entries: &[Entry::new("correct_rows", &[1, 2, 3])],
 };
 
 impl AccuracyKernel for GpuBackend {

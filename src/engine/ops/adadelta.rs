@@ -9,7 +9,7 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::CpuBackend;
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::Gradients;
 use crate::engine::tensor::Tensor;
@@ -177,7 +177,10 @@ impl AdadeltaKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/adadelta.wgsl"),
-    entries: &["step", "step_zero_grad"],
+    entries: &[
+        Entry::new("step", &[1, 2, 3, 4]),
+        Entry::new("step_zero_grad", &[5, 6]),
+    ],
 };
 
 impl AdadeltaKernel for GpuBackend {

@@ -3,7 +3,7 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
@@ -51,7 +51,7 @@ impl AddKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/add.wgsl"),
-    entries: &["add"],
+    entries: &[Entry::new("add", &[1, 2, 3])],
 };
 
 impl AddKernel for GpuBackend {

@@ -6,7 +6,7 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::ops::reduce::{cpu::reduce_rows, ReduceKernel};
 use crate::engine::tape::{push_if_required, InputGrad, Op, Tape};
@@ -382,10 +382,10 @@ pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/conv2d.wgsl"),
     entries: &[
-        "forward",
-        "backward_input",
-        "weight_partials",
-        "bias_partials",
+        Entry::new("forward", &[1, 2, 3, 4]),
+        Entry::new("backward_input", &[5, 6, 7]),
+        Entry::new("weight_partials", &[8, 9, 10]),
+        Entry::new("bias_partials", &[11, 12]),
     ],
 };
 

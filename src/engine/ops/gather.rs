@@ -5,7 +5,7 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
@@ -109,7 +109,7 @@ impl GatherKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/gather.wgsl"),
-    entries: &["gather"],
+    entries: &[Entry::new("gather", &[1, 2, 3])],
 };
 
 impl GatherKernel for GpuBackend {

@@ -5,7 +5,7 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{push_if_required, InputGrad, Op, Tape};
 use crate::engine::tensor::Tensor;
@@ -215,7 +215,11 @@ impl LinearKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/linear.wgsl"),
-    entries: &["forward", "backward_input", "backward_weight"],
+    entries: &[
+        Entry::new("forward", &[1, 2, 3, 4]),
+        Entry::new("backward_input", &[5, 6, 7]),
+        Entry::new("backward_weight", &[8, 9, 10]),
+    ],
 };
 
 impl LinearKernel for GpuBackend {

@@ -6,7 +6,7 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
@@ -197,7 +197,10 @@ impl MaskedConcatKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/masked_concat.wgsl"),
-    entries: &["write_slot", "read_slot"],
+    entries: &[
+        Entry::new("write_slot", &[1, 2]),
+        Entry::new("read_slot", &[3, 4]),
+    ],
 };
 
 impl MaskedConcatKernel for GpuBackend {

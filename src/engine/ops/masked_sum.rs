@@ -6,7 +6,7 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
@@ -116,7 +116,7 @@ impl MaskedSumKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/masked_sum.wgsl"),
-    entries: &["scale", "axpy"],
+    entries: &[Entry::new("scale", &[1, 2]), Entry::new("axpy", &[3, 4])],
 };
 
 impl MaskedSumKernel for GpuBackend {

@@ -6,7 +6,7 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
@@ -184,7 +184,10 @@ impl MaxPool2Kernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/maxpool2.wgsl"),
-    entries: &["forward", "backward"],
+    entries: &[
+        Entry::new("forward", &[1, 2, 3]),
+        Entry::new("backward", &[4, 5, 6]),
+    ],
 };
 
 impl MaxPool2Kernel for GpuBackend {

@@ -6,7 +6,7 @@
 
 use crate::engine::backend::Memory;
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::error::Result;
 
@@ -34,7 +34,7 @@ impl ReduceKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/reduce.wgsl"),
-    entries: &["reduce_rows"],
+    entries: &[Entry::new("reduce_rows", &[1, 2])],
 };
 
 impl ReduceKernel for GpuBackend {

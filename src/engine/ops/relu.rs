@@ -3,7 +3,7 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
@@ -89,7 +89,10 @@ impl ReluKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/relu.wgsl"),
-    entries: &["forward", "backward"],
+    entries: &[
+        Entry::new("forward", &[1, 2]),
+        Entry::new("backward", &[3, 4, 5]),
+    ],
 };
 
 impl ReluKernel for GpuBackend {

@@ -7,7 +7,7 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::ShaderSpec;
+use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
 use crate::engine::tensor::Tensor;
@@ -192,7 +192,11 @@ impl SoftmaxXentKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/softmax_xent.wgsl"),
-    entries: &["row_loss", "mean", "backward"],
+    entries: &[
+        Entry::new("row_loss", &[1, 2, 3]),
+        Entry::new("mean", &[4, 5]),
+        Entry::new("backward", &[6, 7, 8, 9]),
+    ],
 };
 
 impl SoftmaxXentKernel for GpuBackend {

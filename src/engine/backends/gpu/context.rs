@@ -15,6 +15,8 @@ pub const WORKGROUP_SIZE: u32 = 64;
 pub(crate) struct Kernel {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// Binding numbers of the buffers, in launch order.
+    pub bindings: &'static [u32],
 }
 
 pub struct GpuContext {
@@ -208,16 +210,21 @@ fn build_shader(
         label: Some(spec.name),
         source: wgpu::ShaderSource::Wgsl(format!("{PRELUDE}\n{}", spec.source).into()),
     });
-    for &entry in spec.entries {
+    for entry in spec.entries {
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
+            label: Some(entry.name),
             layout: None,
             module: &module,
-            entry_point: Some(entry),
+            entry_point: Some(entry.name),
             compilation_options: Default::default(),
             cache: None,
         });
         let layout = pipeline.get_bind_group_layout(0);
-        kernels.insert((spec.name, entry), Kernel { pipeline, layout });
+        let kernel = Kernel {
+            pipeline,
+            layout,
+            bindings: entry.bindings,
+        };
+        kernels.insert((spec.name, entry.name), kernel);
     }
 }

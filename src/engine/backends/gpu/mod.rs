@@ -147,7 +147,7 @@ impl GpuBackend {
     }
 
     /// Records one dispatch of `shader.entry` with one invocation per element of `invocations`.
-    /// Binding 0 holds `params`; bindings 1.. hold `buffers` in order.
+    /// Binding 0 holds `params`; `buffers` go to the entry point's bindings, in order.
     pub(crate) fn launch(
         &self,
         shader: &'static str,
@@ -160,6 +160,14 @@ impl GpuBackend {
             return Ok(());
         }
         let kernel = self.ctx.kernel(shader, entry)?;
+        if buffers.len() != kernel.bindings.len() {
+            let expected = kernel.bindings.len();
+            let detail = format!(
+                "{shader}.{entry} takes {expected} buffers, got {}",
+                buffers.len()
+            );
+            return Err(Error::Gpu(detail));
+        }
         let (groups_x, groups_y) = self.grid(shader, invocations)?;
         let uniform = self.ctx.uniform(params);
         let mut entries = vec![wgpu::BindGroupEntry {
@@ -167,12 +175,13 @@ impl GpuBackend {
             resource: uniform.as_entire_binding(),
         }];
         entries.extend(
-            buffers
+            kernel
+                .bindings
                 .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: b.raw().as_entire_binding(),
+                .zip(buffers)
+                .map(|(&binding, buffer)| wgpu::BindGroupEntry {
+                    binding,
+                    resource: buffer.raw().as_entire_binding(),
                 }),
         );
         let bind_group = self
