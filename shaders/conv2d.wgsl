@@ -71,15 +71,19 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let n = i / (hw * p.in_channels);
     let pad = i32(p.kernel / 2u);
     var acc = 0.0;
+    // Kernel taps in reverse order: the CPU twin computes this as a forward pass with the
+    // kernel flipped, and the same order gives the same rounding.
     for (var o = 0u; o < p.out_channels; o++) {
         let dy_base = (n * p.out_channels + o) * hw;
         let w_base = (o * p.in_channels + c) * p.kernel * p.kernel;
-        for (var ky = 0u; ky < p.kernel; ky++) {
+        for (var kyr = 0u; kyr < p.kernel; kyr++) {
+            let ky = p.kernel - 1u - kyr;
             let y = iy - i32(ky) + pad;
             if (y < 0 || y >= i32(p.height)) {
                 continue;
             }
-            for (var kx = 0u; kx < p.kernel; kx++) {
+            for (var kxr = 0u; kxr < p.kernel; kxr++) {
+                let kx = p.kernel - 1u - kxr;
                 let x = ix - i32(kx) + pad;
                 if (x < 0 || x >= i32(p.width)) {
                     continue;
@@ -93,8 +97,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 
 // ---- weight_partials: per image, one invocation per weight (n, o, c, ky, kx) -----------------
 //   partials: [N, O, C, K, K]; summed over N in order by reduce.wgsl (no float atomics).
-//   Each column of products is summed down the rows, then the columns in order (the CPU
-//   twin's order, which lets it vectorise along rows).
+//   The image's pixels are visited in row-major order, as in the CPU twin.
 @group(0) @binding(8) var<storage, read> wp_x: array<f32>;
 @group(0) @binding(9) var<storage, read> wp_grad_out: array<f32>;
 @group(0) @binding(10) var<storage, read_write> wp_partials: array<f32>;
@@ -117,20 +120,18 @@ fn weight_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let x_base = (n * p.in_channels + c) * hw;
     let pad = i32(k / 2u);
     var acc = 0.0;
-    for (var px = 0u; px < p.width; px++) {
-        let ix = i32(px) + i32(kx) - pad;
-        if (ix < 0 || ix >= i32(p.width)) {
+    for (var y = 0u; y < p.height; y++) {
+        let iy = i32(y) + i32(ky) - pad;
+        if (iy < 0 || iy >= i32(p.height)) {
             continue;
         }
-        var column = 0.0;
-        for (var y = 0u; y < p.height; y++) {
-            let iy = i32(y) + i32(ky) - pad;
-            if (iy < 0 || iy >= i32(p.height)) {
+        for (var px = 0u; px < p.width; px++) {
+            let ix = i32(px) + i32(kx) - pad;
+            if (ix < 0 || ix >= i32(p.width)) {
                 continue;
             }
-            column += wp_grad_out[dy_base + y * p.width + px] * wp_x[x_base + u32(iy) * p.width + u32(ix)];
+            acc += wp_grad_out[dy_base + y * p.width + px] * wp_x[x_base + u32(iy) * p.width + u32(ix)];
         }
-        acc += column;
     }
     wp_partials[i] = acc;
 }

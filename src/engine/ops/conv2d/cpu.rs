@@ -1,0 +1,350 @@
+//! The CPU twin of conv2d.
+//!
+//! Each image is rearranged channels-last and zero-padded (`[H + 2p, W + 2p, C]`) and the
+//! weights to `[O / 8, C, K, K, 8]`, so the innermost loop runs over 8 output channels at once:
+//! one 256-bit vector, with fused multiply-adds where the CPU has AVX2 and FMA (chosen at run
+//! time). Every output element still receives the bias, then its terms channel by channel,
+//! kernel row by kernel row, as in `shaders/conv2d.wgsl`. Images run in parallel (rayon).
+//!
+//! The input gradient is this same forward over the output gradient, with the kernel flipped
+//! and its channel axes swapped. The weight gradient accumulates, per image and pixel, an input
+//! value times the 8 output-channel gradients; images are then summed in order.
+
+use rayon::prelude::*;
+
+use super::Conv2dDims;
+
+/// Output channels computed together: one 256-bit vector of f32.
+const LANES: usize = 8;
+type Lanes = [f32; LANES];
+
+fn blocks(channels: usize) -> usize {
+    channels.div_ceil(LANES)
+}
+
+/// `a * b + c`, fused when the caller was compiled for FMA.
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// One image `[C, H, W]` -> zero-padded channels-last `[H + 2p, W + 2p, C]` in `out`.
+fn pad_channels_last(d: &Conv2dDims, image: &[f32], out: &mut Vec<f32>) {
+    let (c_in, h, w, pad) = (d.in_channels, d.height, d.width, d.pad());
+    let padded_width = w + 2 * pad;
+    out.clear();
+    out.resize((h + 2 * pad) * padded_width * c_in, 0.0);
+    for (c, plane) in image.chunks_exact(h * w).enumerate() {
+        for (y, row) in plane.chunks_exact(w).enumerate() {
+            let start = (y + pad) * padded_width + pad;
+            for (x, &value) in row.iter().enumerate() {
+                out[(start + x) * c_in + c] = value;
+            }
+        }
+    }
+}
+
+/// Weights `[O, C, K, K]` -> `[O / 8, C, K, K, 8]`, zero past the last output channel.
+fn weights_by_lanes(d: &Conv2dDims, weight: &[f32]) -> Vec<f32> {
+    let taps = d.in_channels * d.kernel * d.kernel;
+    let mut lanes = vec![0.0; blocks(d.out_channels) * taps * LANES];
+    for (o, filter) in weight.chunks_exact(taps).enumerate() {
+        let (block, lane) = (o / LANES, o % LANES);
+        for (tap, &value) in filter.iter().enumerate() {
+            lanes[(block * taps + tap) * LANES + lane] = value;
+        }
+    }
+    lanes
+}
+
+/// out[n, o, y, x] = bias[o] + sum over c, ky, kx of x[n, c, y + ky - pad, x + kx - pad] * w[o, c, ky, kx].
+pub fn forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
+    let weight_lanes = weights_by_lanes(d, weight);
+    let (in_len, out_len) = (
+        d.in_channels * d.height * d.width,
+        d.out_channels * d.height * d.width,
+    );
+    out.par_chunks_mut(out_len)
+        .zip(x.par_chunks(in_len))
+        .for_each_init(Vec::new, |padded, (out, image)| {
+            pad_channels_last(d, image, padded);
+            forward_image(d, padded, &weight_lanes, bias, out);
+        });
+}
+
+fn forward_image(
+    d: &Conv2dDims,
+    padded: &[f32],
+    weight_lanes: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has the features `forward_image_avx2` is compiled for.
+        return unsafe { forward_image_avx2(d, padded, weight_lanes, bias, out) };
+    }
+    forward_image_lanes::<false>(d, padded, weight_lanes, bias, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn forward_image_avx2(
+    d: &Conv2dDims,
+    padded: &[f32],
+    weight_lanes: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    forward_image_lanes::<true>(d, padded, weight_lanes, bias, out)
+}
+
+/// Pixels of a row computed together: four independent accumulator vectors keep the FMA units
+/// busy while each weight vector is loaded once.
+const PIXELS: usize = 4;
+
+/// One image: for each block of 8 output channels, rows of pixels in groups of four.
+#[inline(always)]
+fn forward_image_lanes<const FMA: bool>(
+    d: &Conv2dDims,
+    padded: &[f32],
+    weight_lanes: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    let (w, hw) = (d.width, d.height * d.width);
+    let taps = d.in_channels * d.kernel * d.kernel;
+    for (block, block_weights) in weight_lanes.chunks_exact(taps * LANES).enumerate() {
+        let (block_weights, _) = block_weights.as_chunks::<LANES>();
+        let first = block * LANES;
+        let lanes = LANES.min(d.out_channels - first);
+        let mut start: Lanes = [0.0; LANES];
+        start[..lanes].copy_from_slice(&bias[first..first + lanes]);
+        let mut store = |y: usize, x: usize, acc: &Lanes| {
+            for (lane, &value) in acc[..lanes].iter().enumerate() {
+                out[(first + lane) * hw + y * w + x] = value;
+            }
+        };
+        for y in 0..d.height {
+            let mut x = 0;
+            while x + PIXELS <= w {
+                let acc = pixel_sums::<FMA, PIXELS>(d, padded, block_weights, start, y, x);
+                acc.iter()
+                    .enumerate()
+                    .for_each(|(p, acc)| store(y, x + p, acc));
+                x += PIXELS;
+            }
+            for x in x..w {
+                store(
+                    y,
+                    x,
+                    &pixel_sums::<FMA, 1>(d, padded, block_weights, start, y, x)[0],
+                );
+            }
+        }
+    }
+}
+
+/// `start` plus every tap's contribution, for the `PX` pixels from (y, x), channel by channel,
+/// kernel row by kernel row.
+#[inline(always)]
+fn pixel_sums<const FMA: bool, const PX: usize>(
+    d: &Conv2dDims,
+    padded: &[f32],
+    filter: &[Lanes],
+    start: Lanes,
+    y: usize,
+    x: usize,
+) -> [Lanes; PX] {
+    let (c_in, k) = (d.in_channels, d.kernel);
+    let padded_width = d.width + 2 * d.pad();
+    let mut acc = [start; PX];
+    let mut weights = filter.iter();
+    for c in 0..c_in {
+        for ky in 0..k {
+            let row = (y + ky) * padded_width + x;
+            for kx in 0..k {
+                let weight = weights.next().expect("one weight vector per tap");
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    let value = padded[(row + kx + p) * c_in + c];
+                    for lane in 0..LANES {
+                        acc[lane] = madd::<FMA>(value, weight[lane], acc[lane]);
+                    }
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// grad_x[n, c, iy, ix] = sum over o, ky, kx of grad_out[n, o, iy - ky + pad, ix - kx + pad] * w[o, c, ky, kx]:
+/// the forward over `grad_out` with the kernel flipped and its channel axes swapped.
+pub fn backward_input(d: &Conv2dDims, weight: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
+    let k = d.kernel;
+    let transposed = Conv2dDims {
+        in_channels: d.out_channels,
+        out_channels: d.in_channels,
+        ..*d
+    };
+    let mut flipped = vec![0.0; weight.len()];
+    for o in 0..d.out_channels {
+        for c in 0..d.in_channels {
+            for tap in 0..k * k {
+                flipped[(c * d.out_channels + o) * k * k + (k * k - 1 - tap)] =
+                    weight[(o * d.in_channels + c) * k * k + tap];
+            }
+        }
+    }
+    forward(
+        &transposed,
+        grad_out,
+        &flipped,
+        &vec![0.0; d.in_channels],
+        grad_x,
+    );
+}
+
+/// Per-image weight gradients `[N, O, C, K, K]`: the image's pixels in row-major order, each
+/// adding input value x output gradient to every weight it touches.
+pub fn weight_partials(d: &Conv2dDims, x: &[f32], grad_out: &[f32], partials: &mut [f32]) {
+    let (in_len, out_len) = (
+        d.in_channels * d.height * d.width,
+        d.out_channels * d.height * d.width,
+    );
+    let images = partials
+        .par_chunks_mut(d.weight_len())
+        .zip(x.par_chunks(in_len))
+        .zip(grad_out.par_chunks(out_len));
+    images.for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(padded, grad_lanes), ((partials, image), grad_out)| {
+            pad_channels_last(d, image, padded);
+            grad_lanes.clear();
+            grad_lanes.resize(
+                blocks(d.out_channels) * d.in_channels * d.kernel * d.kernel * LANES,
+                0.0,
+            );
+            weight_grad_image(d, padded, grad_out, grad_lanes);
+            from_lanes(d, grad_lanes, partials);
+        },
+    );
+}
+
+/// `[O / 8, C, K, K, 8]` -> `[O, C, K, K]`.
+fn from_lanes(d: &Conv2dDims, lanes: &[f32], weights: &mut [f32]) {
+    let taps = d.in_channels * d.kernel * d.kernel;
+    for (o, filter) in weights.chunks_exact_mut(taps).enumerate() {
+        let (block, lane) = (o / LANES, o % LANES);
+        for (tap, value) in filter.iter_mut().enumerate() {
+            *value = lanes[(block * taps + tap) * LANES + lane];
+        }
+    }
+}
+
+fn weight_grad_image(d: &Conv2dDims, padded: &[f32], grad_out: &[f32], grad_lanes: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has the features `weight_grad_image_avx2` is compiled for.
+        return unsafe { weight_grad_image_avx2(d, padded, grad_out, grad_lanes) };
+    }
+    weight_grad_image_lanes::<false>(d, padded, grad_out, grad_lanes)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn weight_grad_image_avx2(
+    d: &Conv2dDims,
+    padded: &[f32],
+    grad_out: &[f32],
+    grad_lanes: &mut [f32],
+) {
+    weight_grad_image_lanes::<true>(d, padded, grad_out, grad_lanes)
+}
+
+/// One image: each pixel adds input value x its 8 output-channel gradients to every tap's sum,
+/// pixels in row-major order (four at a time, still in that order for every sum).
+#[inline(always)]
+fn weight_grad_image_lanes<const FMA: bool>(
+    d: &Conv2dDims,
+    padded: &[f32],
+    grad_out: &[f32],
+    grad_lanes: &mut [f32],
+) {
+    let (w, hw) = (d.width, d.height * d.width);
+    let taps = d.in_channels * d.kernel * d.kernel;
+    for (block, block_sums) in grad_lanes.chunks_exact_mut(taps * LANES).enumerate() {
+        let (block_sums, _) = block_sums.as_chunks_mut::<LANES>();
+        let first = block * LANES;
+        let lanes = LANES.min(d.out_channels - first);
+        let grad_at = |y: usize, x: usize| {
+            let mut grad: Lanes = [0.0; LANES];
+            for (lane, grad) in grad[..lanes].iter_mut().enumerate() {
+                *grad = grad_out[(first + lane) * hw + y * w + x];
+            }
+            grad
+        };
+        for y in 0..d.height {
+            let mut x = 0;
+            while x + PIXELS <= w {
+                let grads: [Lanes; PIXELS] = std::array::from_fn(|p| grad_at(y, x + p));
+                add_pixel_products::<FMA, PIXELS>(d, padded, block_sums, &grads, y, x);
+                x += PIXELS;
+            }
+            for x in x..w {
+                add_pixel_products::<FMA, 1>(d, padded, block_sums, &[grad_at(y, x)], y, x);
+            }
+        }
+    }
+}
+
+/// For every tap, adds the products of the `PX` pixels from (y, x), in pixel order.
+#[inline(always)]
+fn add_pixel_products<const FMA: bool, const PX: usize>(
+    d: &Conv2dDims,
+    padded: &[f32],
+    sums: &mut [Lanes],
+    grads: &[Lanes; PX],
+    y: usize,
+    x: usize,
+) {
+    let (c_in, k) = (d.in_channels, d.kernel);
+    let padded_width = d.width + 2 * d.pad();
+    let mut sums = sums.iter_mut();
+    for c in 0..c_in {
+        for ky in 0..k {
+            let row = (y + ky) * padded_width + x;
+            for kx in 0..k {
+                let sum = sums.next().expect("one gradient vector per tap");
+                let mut acc = *sum;
+                for (p, grad) in grads.iter().enumerate() {
+                    let value = padded[(row + kx + p) * c_in + c];
+                    for lane in 0..LANES {
+                        acc[lane] = madd::<FMA>(value, grad[lane], acc[lane]);
+                    }
+                }
+                *sum = acc;
+            }
+        }
+    }
+}
+
+/// Per-image bias gradients, `[N, O]`: each plane summed in row-major order.
+pub fn bias_partials(d: &Conv2dDims, grad_out: &[f32], partials: &mut [f32]) {
+    let hw = d.height * d.width;
+    for (partial, plane) in partials
+        .iter_mut()
+        .zip(grad_out.chunks_exact(hw))
+        .take(d.batch * d.out_channels)
+    {
+        *partial = plane.iter().fold(0.0, |acc, v| acc + v);
+    }
+}
