@@ -134,45 +134,69 @@ pub(crate) fn backward<B: Backend>(
     Ok(grads)
 }
 
+/// The CPU twin. Each output row is a sum of scaled rows (`acc += x[i] * row_i`), so the
+/// innermost loop runs along contiguous memory and vectorises, while every element still gets
+/// its terms in the order of `shaders/linear.wgsl`. Rows of the batch run in parallel.
 pub mod cpu {
+    use rayon::prelude::*;
+
     use super::LinearDims;
 
-    pub fn forward(d: &LinearDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
-        let (i_len, o_len) = (d.in_features, d.out_features);
-        for n in 0..d.batch {
-            for o in 0..o_len {
-                let x_row = &x[n * i_len..(n + 1) * i_len];
-                let w_row = &weight[o * i_len..(o + 1) * i_len];
-                out[n * o_len + o] = x_row
-                    .iter()
-                    .zip(w_row)
-                    .fold(bias[o], |acc, (x, w)| acc + x * w);
-            }
+    /// `acc += scale * row`, element by element.
+    fn add_scaled(acc: &mut [f32], scale: f32, row: &[f32]) {
+        for (acc, value) in acc.iter_mut().zip(row) {
+            *acc += scale * value;
         }
     }
 
-    /// grad_x[n, i] = sum over o of grad_out[n, o] * weight[o, i].
+    /// out[n, o] = bias[o] + sum over i (in order) of x[n, i] * weight[o, i].
+    pub fn forward(d: &LinearDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
+        let (i_len, o_len) = (d.in_features, d.out_features);
+        let weight_t = transpose(weight, o_len, i_len);
+        let rows = out.par_chunks_mut(o_len).zip(x.par_chunks(i_len));
+        rows.for_each(|(out, x)| {
+            out.copy_from_slice(&bias[..o_len]);
+            for (&value, weight_row) in x.iter().zip(weight_t.chunks_exact(o_len)) {
+                add_scaled(out, value, weight_row);
+            }
+        });
+    }
+
+    /// grad_x[n, i] = sum over o (in order) of grad_out[n, o] * weight[o, i].
     pub fn backward_input(d: &LinearDims, weight: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
         let (i_len, o_len) = (d.in_features, d.out_features);
-        for n in 0..d.batch {
-            for i in 0..i_len {
-                grad_x[n * i_len + i] = (0..o_len).fold(0.0, |acc, o| {
-                    acc + grad_out[n * o_len + o] * weight[o * i_len + i]
-                });
+        let rows = grad_x.par_chunks_mut(i_len).zip(grad_out.par_chunks(o_len));
+        rows.for_each(|(grad_x, grad_out)| {
+            grad_x.fill(0.0);
+            for (&grad, weight_row) in grad_out.iter().zip(weight.chunks_exact(i_len)) {
+                add_scaled(grad_x, grad, weight_row);
             }
-        }
+        });
     }
 
     /// grad_weight[o, i] = sum over n (in order) of grad_out[n, o] * x[n, i].
     pub fn backward_weight(d: &LinearDims, x: &[f32], grad_out: &[f32], grad_weight: &mut [f32]) {
         let (i_len, o_len) = (d.in_features, d.out_features);
-        for o in 0..o_len {
-            for i in 0..i_len {
-                grad_weight[o * i_len + i] = (0..d.batch).fold(0.0, |acc, n| {
-                    acc + grad_out[n * o_len + o] * x[n * i_len + i]
-                });
+        grad_weight
+            .par_chunks_mut(i_len)
+            .enumerate()
+            .for_each(|(o, grad_row)| {
+                grad_row.fill(0.0);
+                for (n, x_row) in x.chunks_exact(i_len).enumerate().take(d.batch) {
+                    add_scaled(grad_row, grad_out[n * o_len + o], x_row);
+                }
+            });
+    }
+
+    /// `[rows, cols]` -> `[cols, rows]`.
+    fn transpose(matrix: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        let mut out = vec![0.0; rows * cols];
+        for (r, row) in matrix.chunks_exact(cols).enumerate() {
+            for (c, &value) in row.iter().enumerate() {
+                out[c * rows + r] = value;
             }
         }
+        out
     }
 }
 

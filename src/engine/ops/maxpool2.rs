@@ -126,25 +126,30 @@ pub(crate) fn backward<B: Backend>(
 }
 
 pub mod cpu {
+    use rayon::prelude::*;
+
     use super::Pool2Dims;
 
-    /// Window (oy, ox) scanned row by row; a later value wins only if larger.
+    /// Window (oy, ox) scanned row by row; a later value wins only if larger. Planes run in
+    /// parallel.
     pub fn forward(d: &Pool2Dims, x: &[f32], out: &mut [f32], argmax: &mut [u32]) {
         let (oh, ow, w) = (d.out_height(), d.out_width(), d.width);
-        for plane in 0..d.batch * d.channels {
-            let base = plane * d.height * w;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let top_left = base + 2 * oy * w + 2 * ox;
-                    let best = [top_left + 1, top_left + w, top_left + w + 1]
-                        .into_iter()
-                        .fold(top_left, |best, j| if x[j] > x[best] { j } else { best });
-                    let i = (plane * oh + oy) * ow + ox;
-                    out[i] = x[best];
-                    argmax[i] = best as u32;
-                }
+        let (plane_in, plane_out) = (d.height * w, oh * ow);
+        let planes = out
+            .par_chunks_mut(plane_out)
+            .zip(argmax.par_chunks_mut(plane_out))
+            .enumerate();
+        planes.for_each(|(plane, (out, argmax))| {
+            let base = plane * plane_in;
+            for (i, (out, argmax)) in out.iter_mut().zip(argmax).enumerate() {
+                let top_left = base + 2 * (i / ow) * w + 2 * (i % ow);
+                let best = [top_left + 1, top_left + w, top_left + w + 1]
+                    .into_iter()
+                    .fold(top_left, |best, j| if x[j] > x[best] { j } else { best });
+                *out = x[best];
+                *argmax = best as u32;
             }
-        }
+        });
     }
 
     /// Each window's gradient goes to its argmax. Windows do not overlap, so this scatter
