@@ -1,16 +1,68 @@
 //! The CPU backend: plain Rust, the reference every GPU kernel is checked against.
 //!
 //! Storage is a shared, mutable `Vec`; the kernels themselves live in their op modules
-//! (`engine::ops::*::cpu`).
+//! (`engine::ops::*::cpu`). f32 buffers come from a pool, like the GPU's: shapes are fixed per
+//! model, so after the first step a training step allocates nothing.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::Deref;
 use std::rc::Rc;
 
 use crate::engine::backend::Memory;
 use crate::error::Result;
 
-/// A host buffer shared between tensors (and mutated in place by the optimizer).
-pub type CpuStorage<T> = Rc<RefCell<Vec<T>>>;
+/// An f32 host buffer shared between tensors (and mutated in place by the optimizer); when the
+/// last handle drops, its `Vec` returns to this thread's pool.
+pub type CpuStorage = Rc<CpuBuffer>;
+
+/// u32 or u8 host buffers (indices, labels, dataset pixels).
+pub type CpuShared<T> = Rc<RefCell<Vec<T>>>;
+
+pub struct CpuBuffer {
+    values: RefCell<Vec<f32>>,
+}
+
+impl Deref for CpuBuffer {
+    type Target = RefCell<Vec<f32>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.values
+    }
+}
+
+impl Drop for CpuBuffer {
+    fn drop(&mut self) {
+        let values = std::mem::take(self.values.get_mut());
+        // A thread that is shutting down has no pool left; the Vec is then simply freed.
+        let _ = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let free = pool.entry(values.len()).or_default();
+            if free.len() < POOL_DEPTH {
+                free.push(values);
+            }
+        });
+    }
+}
+
+/// Free buffers kept per length: more than a step's working set never comes back.
+const POOL_DEPTH: usize = 64;
+
+thread_local! {
+    static POOL: RefCell<HashMap<usize, Vec<Vec<f32>>>> = RefCell::new(HashMap::new());
+}
+
+/// A buffer of `len` zeros, reused from the pool when one of that length is free.
+pub(crate) fn zeroed(len: usize) -> Vec<f32> {
+    let reused = POOL.with(|pool| pool.borrow_mut().get_mut(&len).and_then(Vec::pop));
+    match reused {
+        Some(mut values) => {
+            values.fill(0.0);
+            values
+        }
+        None => vec![0.0; len],
+    }
+}
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuBackend;
@@ -21,21 +73,29 @@ impl CpuBackend {
     }
 }
 
-pub(crate) fn storage<T>(values: Vec<T>) -> CpuStorage<T> {
+pub(crate) fn storage(values: Vec<f32>) -> CpuStorage {
+    Rc::new(CpuBuffer {
+        values: RefCell::new(values),
+    })
+}
+
+pub(crate) fn shared<T>(values: Vec<T>) -> CpuShared<T> {
     Rc::new(RefCell::new(values))
 }
 
 impl Memory for CpuBackend {
-    type Storage = CpuStorage<f32>;
-    type Indices = CpuStorage<u32>;
-    type Bytes = CpuStorage<u8>;
+    type Storage = CpuStorage;
+    type Indices = CpuShared<u32>;
+    type Bytes = CpuShared<u8>;
 
     fn name(&self) -> String {
         "cpu".to_string()
     }
 
     fn upload(&self, data: &[f32]) -> Result<Self::Storage> {
-        Ok(storage(data.to_vec()))
+        let mut values = zeroed(data.len());
+        values.copy_from_slice(data);
+        Ok(storage(values))
     }
 
     fn download(&self, storage: &Self::Storage, len: usize) -> Result<Vec<f32>> {
@@ -43,7 +103,7 @@ impl Memory for CpuBackend {
     }
 
     fn upload_indices(&self, data: &[u32]) -> Result<Self::Indices> {
-        Ok(storage(data.to_vec()))
+        Ok(shared(data.to_vec()))
     }
 
     fn download_indices(&self, indices: &Self::Indices, len: usize) -> Result<Vec<u32>> {
@@ -51,11 +111,11 @@ impl Memory for CpuBackend {
     }
 
     fn upload_bytes(&self, data: &[u8]) -> Result<Self::Bytes> {
-        Ok(storage(data.to_vec()))
+        Ok(shared(data.to_vec()))
     }
 
     fn zeros(&self, len: usize) -> Result<Self::Storage> {
-        Ok(storage(vec![0.0; len]))
+        Ok(storage(zeroed(len)))
     }
 
     fn copy_into(

@@ -4,7 +4,7 @@
 //! the batch in order, the bias gradient is `reduce_rows(grad_out)`: both deterministic.
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{storage, CpuBackend};
+use crate::engine::backends::cpu::{storage, zeroed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{push_if_required, InputGrad, Op, Tape};
@@ -208,7 +208,7 @@ impl LinearKernel for CpuBackend {
         weight: &Self::Storage,
         bias: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut out = vec![0.0; d.batch * d.out_features];
+        let mut out = zeroed(d.batch * d.out_features);
         cpu::forward(d, &x.borrow(), &weight.borrow(), &bias.borrow(), &mut out);
         Ok(storage(out))
     }
@@ -219,7 +219,7 @@ impl LinearKernel for CpuBackend {
         weight: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut grad_x = vec![0.0; d.batch * d.in_features];
+        let mut grad_x = zeroed(d.batch * d.in_features);
         cpu::backward_input(d, &weight.borrow(), &grad_out.borrow(), &mut grad_x);
         Ok(storage(grad_x))
     }
@@ -230,7 +230,7 @@ impl LinearKernel for CpuBackend {
         x: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut grad_weight = vec![0.0; d.out_features * d.in_features];
+        let mut grad_weight = zeroed(d.out_features * d.in_features);
         cpu::backward_weight(d, &x.borrow(), &grad_out.borrow(), &mut grad_weight);
         Ok(storage(grad_weight))
     }

@@ -2,7 +2,7 @@
 //! `threshold_backward` on the result).
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{storage, CpuBackend};
+use crate::engine::backends::cpu::{storage, zeroed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
@@ -69,7 +69,7 @@ pub mod cpu {
 
 impl ReluKernel for CpuBackend {
     fn relu_forward(&self, x: &Self::Storage, len: usize) -> Result<Self::Storage> {
-        let mut out = vec![0.0; len];
+        let mut out = zeroed(len);
         cpu::forward(&x.borrow()[..len], &mut out);
         Ok(storage(out))
     }
@@ -80,7 +80,7 @@ impl ReluKernel for CpuBackend {
         grad_out: &Self::Storage,
         len: usize,
     ) -> Result<Self::Storage> {
-        let mut grad_x = vec![0.0; len];
+        let mut grad_x = zeroed(len);
         cpu::backward(&out.borrow()[..len], &grad_out.borrow()[..len], &mut grad_x);
         Ok(storage(grad_x))
     }
