@@ -228,3 +228,30 @@ fn help_names_every_command() {
         assert!(help.contains(command), "--help does not mention {command}");
     }
 }
+
+#[test]
+fn bench_reports_speed_and_memory() {
+    let output = supernet(&["bench", "--backend", "cpu", "--steps", "3", "--warmup", "1"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "images/s",
+        "s per epoch of 938 steps",
+        "evaluation: 4 subnets x 10000",
+        "peak resident memory",
+    ] {
+        assert!(
+            report.contains(expected),
+            "bench output lacks '{expected}':\n{report}"
+        );
+    }
+}
+
+#[test]
+fn bench_rejects_zero_steps() {
+    assert_fails(&["bench", "--backend", "cpu", "--steps", "0"], &["--steps"]);
+}

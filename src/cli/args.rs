@@ -46,6 +46,22 @@ pub enum Command {
     },
     /// List the GPU adapters and say which backend `--backend auto` takes, and why.
     Devices,
+    /// Time one-shot training steps and one evaluation pass (images/s, seconds per epoch,
+    /// dispatches per step on the GPU, peak memory).
+    Bench {
+        #[arg(long = "supernet", value_enum, default_value_t = VariantArg::Sum)]
+        variant: VariantArg,
+        /// Timed training steps.
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        /// Untimed steps first.
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
 }
 
 #[derive(Clone, Debug)]

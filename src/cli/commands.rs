@@ -185,3 +185,25 @@ fn print_table(title: &str, subnets: &BTreeMap<String, SubnetMetrics>) {
         }
     }
 }
+
+/// `bench`: see `cli::bench`.
+pub fn bench(
+    variant_arg: VariantArg,
+    steps: usize,
+    warmup: usize,
+    batch_size: usize,
+    device: &DeviceArgs,
+) -> Result<()> {
+    if steps == 0 || batch_size == 0 {
+        anyhow::bail!("--steps and --batch-size must be at least 1");
+    }
+    let data = load_data(device)?;
+    let backend = select(device.backend)?;
+    let args = crate::cli::bench::BenchArgs {
+        variant: variant(variant_arg),
+        batch_size,
+        steps,
+        warmup,
+    };
+    crate::cli::bench::run(&backend, &data, &args)
+}

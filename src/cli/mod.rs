@@ -2,6 +2,7 @@
 
 pub mod args;
 mod backend;
+mod bench;
 mod commands;
 mod progress;
 
@@ -18,5 +19,12 @@ pub fn run(cli: Cli) -> Result<()> {
             device,
         } => commands::eval(&weights, json, &device),
         Command::Devices => backend::list_devices(),
+        Command::Bench {
+            variant,
+            steps,
+            warmup,
+            batch_size,
+            device,
+        } => commands::bench(variant, steps, warmup, batch_size, &device),
     }
 }

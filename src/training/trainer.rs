@@ -67,6 +67,8 @@ pub struct Trainer<'b, B: Backend> {
     pub net: SuperNet<B>,
     optimizer: Adadelta<B>,
     streams: Streams,
+    /// Time spent recording and submitting steps (on the CPU backend: running them).
+    step_seconds: f64,
 }
 
 impl<'b, B: Backend> Trainer<'b, B> {
@@ -98,6 +100,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
             net,
             optimizer,
             streams,
+            step_seconds: 0.0,
         })
     }
 
@@ -201,6 +204,12 @@ impl<'b, B: Backend> Trainer<'b, B> {
         Ok(weighted / order.len() as f64)
     }
 
+    /// Seconds spent in training steps so far, not counting read-backs: on the GPU the CPU time
+    /// to record and submit them, on the CPU backend the work itself.
+    pub fn step_seconds(&self) -> f64 {
+        self.step_seconds
+    }
+
     fn train_step(
         &mut self,
         indices: &[u32],
@@ -208,6 +217,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
         loss_log: &B::Storage,
         step: usize,
     ) -> Result<()> {
+        let started = Instant::now();
         let backend = self.backend;
         let batch = self.train.batch(backend, indices)?;
         let tape = Tape::new(backend);
@@ -218,7 +228,9 @@ impl<'b, B: Backend> Trainer<'b, B> {
         self.optimizer
             .step(backend, self.net.parameters(), &grads)?;
         backend.copy_into(loss.storage(), loss_log, step, 1)?;
-        backend.flush()
+        backend.flush()?;
+        self.step_seconds += started.elapsed().as_secs_f64();
+        Ok(())
     }
 
     /// The images of an epoch: shuffled, or in the file's order as in the original study.

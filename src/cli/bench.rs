@@ -1,0 +1,91 @@
+//! `supernet bench`: times one-shot training steps and one evaluation pass on a backend.
+//!
+//! Method: the data is uploaded and `--warmup` steps run first (pipelines, buffer pools and
+//! caches warm); then `--steps` steps are timed from the first to the loss read-back that waits
+//! for the last of them, and one evaluation of the four subnets on the test set is timed the
+//! same way. An epoch is extrapolated from the time per step (60,000 images / batch steps).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use supernet::data::Dataset;
+use supernet::engine::{Backend, GpuBackend};
+use supernet::model::Variant;
+use supernet::training::{Mode, TrainConfig, Trainer};
+
+use crate::cli::backend::Selected;
+
+pub struct BenchArgs {
+    pub variant: Variant,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub warmup: usize,
+}
+
+pub fn run(selected: &Selected, data: &Dataset, args: &BenchArgs) -> Result<()> {
+    println!("backend: {}", selected.describe());
+    match selected {
+        Selected::Cpu(cpu) => bench_on(cpu, None, data, args),
+        Selected::Gpu(gpu) => bench_on(gpu, Some(gpu), data, args),
+    }
+}
+
+fn bench_on<B: Backend>(
+    backend: &B,
+    gpu: Option<&GpuBackend>,
+    data: &Dataset,
+    args: &BenchArgs,
+) -> Result<()> {
+    let config = TrainConfig {
+        batch_size: args.batch_size,
+        ..TrainConfig::study(args.variant, Mode::OneShot)
+    };
+    let mut trainer = Trainer::new(backend, data, config)?;
+    trainer.train_steps(args.warmup)?;
+    let (seconds_before, dispatches_before) =
+        (trainer.step_seconds(), gpu.map(GpuBackend::dispatch_count));
+
+    let started = Instant::now();
+    let steps = trainer.train_steps(args.steps)?.len();
+    let train_seconds = started.elapsed().as_secs_f64();
+    let per_step = train_seconds / steps as f64;
+    let images = (steps * args.batch_size) as f64;
+    let epoch_steps = data.train.count.div_ceil(args.batch_size);
+    println!(
+        "one-shot training ({:?}, batch {}): {steps} steps in {train_seconds:.3} s, {:.0} images/s, {:.2} ms/step -> {:.2} s per epoch of {epoch_steps} steps",
+        args.variant,
+        args.batch_size,
+        images / train_seconds,
+        1e3 * per_step,
+        per_step * epoch_steps as f64
+    );
+    if let (Some(gpu), Some(before)) = (gpu, dispatches_before) {
+        let dispatches = (gpu.dispatch_count() - before) as f64 / steps as f64;
+        let encode = (trainer.step_seconds() - seconds_before) / steps as f64;
+        println!("gpu: {dispatches:.1} dispatches per step, {:.3} ms of CPU time to record and submit a step", 1e3 * encode);
+    }
+
+    let started = Instant::now();
+    let subnets = trainer.evaluate_all()?;
+    let eval_seconds = started.elapsed().as_secs_f64();
+    let evaluated = subnets.len() * data.test.count;
+    println!(
+        "evaluation: {} subnets x {} test images in {eval_seconds:.3} s, {:.0} images/s",
+        subnets.len(),
+        data.test.count,
+        evaluated as f64 / eval_seconds
+    );
+    match peak_resident_megabytes() {
+        Some(megabytes) => println!("peak resident memory: {megabytes:.0} MB"),
+        None => println!("peak resident memory: not available on this system"),
+    }
+    Ok(())
+}
+
+/// The process's peak resident set (VmHWM), where the OS reports it (Linux).
+fn peak_resident_megabytes() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kilobytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kilobytes / 1024.0)
+}
