@@ -52,16 +52,37 @@ thread_local! {
     static POOL: RefCell<HashMap<usize, Vec<Vec<f32>>>> = RefCell::new(HashMap::new());
 }
 
+/// A buffer of `len` values for a kernel that writes every one of them: reused from the pool
+/// when one of that length is free (its old values are left in place), else zeros.
+pub(crate) fn output(len: usize) -> Vec<f32> {
+    let reused = POOL.with(|pool| pool.borrow_mut().get_mut(&len).and_then(Vec::pop));
+    reused.unwrap_or_else(|| vec![0.0; len])
+}
+
 /// A buffer of `len` zeros, reused from the pool when one of that length is free.
 pub(crate) fn zeroed(len: usize) -> Vec<f32> {
-    let reused = POOL.with(|pool| pool.borrow_mut().get_mut(&len).and_then(Vec::pop));
-    match reused {
-        Some(mut values) => {
-            values.fill(0.0);
-            values
-        }
-        None => vec![0.0; len],
+    let mut values = output(len);
+    values.fill(0.0);
+    values
+}
+
+/// Runs `kernel` compiled for AVX2 where the CPU has it (wide vectors for the loops inlined into
+/// it), else as built. Plain `a * b + c` stays unfused either way, so results do not depend on
+/// the machine.
+#[inline(always)]
+pub(crate) fn vectorised<R>(kernel: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has the feature `run_avx2` is compiled for.
+        return unsafe { run_avx2(kernel) };
     }
+    kernel()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn run_avx2<R>(kernel: impl FnOnce() -> R) -> R {
+    kernel()
 }
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -4,7 +4,7 @@
 //! Shapes: images `[count, H, W]` (u8), indices `[N]` (u32) -> out `[N, 1, H, W]` (f32).
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{storage, zeroed, CpuBackend};
+use crate::engine::backends::cpu::{output, storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tensor::Tensor;
@@ -100,7 +100,7 @@ impl GatherKernel for CpuBackend {
         images: &Self::Bytes,
         indices: &Self::Indices,
     ) -> Result<Self::Storage> {
-        let mut out = zeroed(d.output_len());
+        let mut out = output(d.output_len());
         cpu::gather(d, &images.borrow(), &indices.borrow(), &mut out);
         Ok(storage(out))
     }

@@ -4,7 +4,7 @@
 //! the batch in order, the bias gradient is `reduce_rows(grad_out)`: both deterministic.
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{storage, zeroed, CpuBackend};
+use crate::engine::backends::cpu::{output, storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{push_if_required, InputGrad, Op, Tape};
@@ -141,8 +141,10 @@ pub mod cpu {
     use rayon::prelude::*;
 
     use super::LinearDims;
+    use crate::engine::backends::cpu::vectorised;
 
     /// `acc += scale * row`, element by element.
+    #[inline(always)]
     fn add_scaled(acc: &mut [f32], scale: f32, row: &[f32]) {
         for (acc, value) in acc.iter_mut().zip(row) {
             *acc += scale * value;
@@ -155,10 +157,12 @@ pub mod cpu {
         let weight_t = transpose(weight, o_len, i_len);
         let rows = out.par_chunks_mut(o_len).zip(x.par_chunks(i_len));
         rows.for_each(|(out, x)| {
-            out.copy_from_slice(&bias[..o_len]);
-            for (&value, weight_row) in x.iter().zip(weight_t.chunks_exact(o_len)) {
-                add_scaled(out, value, weight_row);
-            }
+            vectorised(|| {
+                out.copy_from_slice(&bias[..o_len]);
+                for (&value, weight_row) in x.iter().zip(weight_t.chunks_exact(o_len)) {
+                    add_scaled(out, value, weight_row);
+                }
+            })
         });
     }
 
@@ -167,10 +171,12 @@ pub mod cpu {
         let (i_len, o_len) = (d.in_features, d.out_features);
         let rows = grad_x.par_chunks_mut(i_len).zip(grad_out.par_chunks(o_len));
         rows.for_each(|(grad_x, grad_out)| {
-            grad_x.fill(0.0);
-            for (&grad, weight_row) in grad_out.iter().zip(weight.chunks_exact(i_len)) {
-                add_scaled(grad_x, grad, weight_row);
-            }
+            vectorised(|| {
+                grad_x.fill(0.0);
+                for (&grad, weight_row) in grad_out.iter().zip(weight.chunks_exact(i_len)) {
+                    add_scaled(grad_x, grad, weight_row);
+                }
+            })
         });
     }
 
@@ -208,7 +214,7 @@ impl LinearKernel for CpuBackend {
         weight: &Self::Storage,
         bias: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut out = zeroed(d.batch * d.out_features);
+        let mut out = output(d.batch * d.out_features);
         cpu::forward(d, &x.borrow(), &weight.borrow(), &bias.borrow(), &mut out);
         Ok(storage(out))
     }
@@ -219,7 +225,7 @@ impl LinearKernel for CpuBackend {
         weight: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut grad_x = zeroed(d.batch * d.in_features);
+        let mut grad_x = output(d.batch * d.in_features);
         cpu::backward_input(d, &weight.borrow(), &grad_out.borrow(), &mut grad_x);
         Ok(storage(grad_x))
     }
@@ -230,7 +236,7 @@ impl LinearKernel for CpuBackend {
         x: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut grad_weight = zeroed(d.out_features * d.in_features);
+        let mut grad_weight = output(d.out_features * d.in_features);
         cpu::backward_weight(d, &x.borrow(), &grad_out.borrow(), &mut grad_weight);
         Ok(storage(grad_weight))
     }

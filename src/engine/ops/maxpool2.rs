@@ -5,7 +5,7 @@
 //! the backward is a gather over input elements, so it needs no atomics.
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{shared, storage, zeroed, CpuBackend};
+use crate::engine::backends::cpu::{output, shared, storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
@@ -168,7 +168,7 @@ impl MaxPool2Kernel for CpuBackend {
         d: &Pool2Dims,
         x: &Self::Storage,
     ) -> Result<(Self::Storage, Self::Indices)> {
-        let mut out = zeroed(d.output_len());
+        let mut out = output(d.output_len());
         let mut argmax = vec![0; d.output_len()];
         cpu::forward(d, &x.borrow(), &mut out, &mut argmax);
         Ok((storage(out), shared(argmax)))
@@ -180,7 +180,7 @@ impl MaxPool2Kernel for CpuBackend {
         argmax: &Self::Indices,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut grad_x = zeroed(d.input_len());
+        let mut grad_x = output(d.input_len());
         cpu::backward(d, &argmax.borrow(), &grad_out.borrow(), &mut grad_x);
         Ok(storage(grad_x))
     }

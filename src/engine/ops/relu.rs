@@ -2,7 +2,7 @@
 //! `threshold_backward` on the result).
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{storage, zeroed, CpuBackend};
+use crate::engine::backends::cpu::{output, storage, vectorised, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
@@ -54,12 +54,14 @@ pub(crate) fn backward<B: Backend>(
 }
 
 pub mod cpu {
+    #[inline(always)]
     pub fn forward(x: &[f32], out: &mut [f32]) {
         for (out, x) in out.iter_mut().zip(x) {
             *out = x.max(0.0);
         }
     }
 
+    #[inline(always)]
     pub fn backward(out: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
         for ((grad_x, out), grad_out) in grad_x.iter_mut().zip(out).zip(grad_out) {
             *grad_x = if *out > 0.0 { *grad_out } else { 0.0 };
@@ -69,8 +71,8 @@ pub mod cpu {
 
 impl ReluKernel for CpuBackend {
     fn relu_forward(&self, x: &Self::Storage, len: usize) -> Result<Self::Storage> {
-        let mut out = zeroed(len);
-        cpu::forward(&x.borrow()[..len], &mut out);
+        let mut out = output(len);
+        vectorised(|| cpu::forward(&x.borrow()[..len], &mut out));
         Ok(storage(out))
     }
 
@@ -80,8 +82,8 @@ impl ReluKernel for CpuBackend {
         grad_out: &Self::Storage,
         len: usize,
     ) -> Result<Self::Storage> {
-        let mut grad_x = zeroed(len);
-        cpu::backward(&out.borrow()[..len], &grad_out.borrow()[..len], &mut grad_x);
+        let mut grad_x = output(len);
+        vectorised(|| cpu::backward(&out.borrow()[..len], &grad_out.borrow()[..len], &mut grad_x));
         Ok(storage(grad_x))
     }
 }

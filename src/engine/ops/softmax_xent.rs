@@ -6,7 +6,7 @@
 //! order. Backward: `grad = (exp(z - lse) - onehot(label)) * grad_loss / N`.
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{storage, zeroed, CpuBackend};
+use crate::engine::backends::cpu::{output, storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
@@ -177,7 +177,7 @@ impl SoftmaxXentKernel for CpuBackend {
         labels: &Self::Indices,
         grad_loss: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut grad = zeroed(d.batch * d.classes);
+        let mut grad = output(d.batch * d.classes);
         cpu::backward(
             d,
             &logits.borrow(),

@@ -5,7 +5,7 @@
 //! gradients are per-image partial sums reduced in image order, so they are deterministic.
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{storage, zeroed, CpuBackend};
+use crate::engine::backends::cpu::{output, storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::ops::reduce::{cpu::reduce_rows, ReduceKernel};
@@ -194,7 +194,7 @@ impl Conv2dKernel for CpuBackend {
         weight: &Self::Storage,
         bias: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut out = zeroed(d.output_len());
+        let mut out = output(d.output_len());
         cpu::forward(d, &x.borrow(), &weight.borrow(), &bias.borrow(), &mut out);
         Ok(storage(out))
     }
@@ -205,7 +205,7 @@ impl Conv2dKernel for CpuBackend {
         weight: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut grad_x = zeroed(d.input_len());
+        let mut grad_x = output(d.input_len());
         cpu::backward_input(d, &weight.borrow(), &grad_out.borrow(), &mut grad_x);
         Ok(storage(grad_x))
     }
@@ -216,9 +216,9 @@ impl Conv2dKernel for CpuBackend {
         x: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<(Self::Storage, Self::Storage)> {
-        let mut weight_partials = zeroed(d.batch * d.weight_len());
+        let mut weight_partials = output(d.batch * d.weight_len());
         cpu::weight_partials(d, &x.borrow(), &grad_out.borrow(), &mut weight_partials);
-        let mut bias_partials = zeroed(d.batch * d.out_channels);
+        let mut bias_partials = output(d.batch * d.out_channels);
         cpu::bias_partials(d, &grad_out.borrow(), &mut bias_partials);
         let grad_weight = reduce_rows(&weight_partials, d.batch, d.weight_len());
         let grad_bias = reduce_rows(&bias_partials, d.batch, d.out_channels);
