@@ -66,24 +66,33 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
     values
 }
 
-/// Runs `kernel` compiled for AVX2 where the CPU has it (wide vectors for the loops inlined into
-/// it), else as built. Plain `a * b + c` stays unfused either way, so results do not depend on
-/// the machine.
-#[inline(always)]
-pub(crate) fn vectorised<R>(kernel: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has the feature `run_avx2` is compiled for.
-        return unsafe { run_avx2(kernel) };
-    }
-    kernel()
-}
+/// Defines a kernel function whose body is compiled twice, as built and for AVX2, and runs
+/// the AVX2 build where the CPU has it (checked once per call, a cached flag). Helpers the body
+/// calls must be `#[inline(always)]` to be vectorised with it. Plain `a * b + c` stays unfused
+/// in both builds, so results do not depend on the machine.
+macro_rules! vectorised_fn {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn portable($($arg: $ty),*) $body
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn run_avx2<R>(kernel: impl FnOnce() -> R) -> R {
-    kernel()
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            fn avx2($($arg: $ty),*) {
+                portable($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has the feature `avx2` is compiled for.
+                return unsafe { avx2($($arg),*) };
+            }
+            portable($($arg),*)
+        }
+    };
 }
+pub(crate) use vectorised_fn;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuBackend;

@@ -137,11 +137,14 @@ pub(crate) fn backward<B: Backend>(
 /// The CPU twin. Each output row is a sum of scaled rows (`acc += x[i] * row_i`), so the
 /// innermost loop runs along contiguous memory and vectorises, while every element still gets
 /// its terms in the order of `shaders/linear.wgsl`. Rows of the batch run in parallel.
+/// The CPU twin. Each output row is a sum of scaled rows (`acc += x[i] * row_i`), so the
+/// innermost loop runs along contiguous memory and vectorises, while every element still gets
+/// its terms in the order of `shaders/linear.wgsl`. Rows run in parallel.
 pub mod cpu {
     use rayon::prelude::*;
 
     use super::LinearDims;
-    use crate::engine::backends::cpu::vectorised;
+    use crate::engine::backends::cpu::vectorised_fn;
 
     /// `acc += scale * row`, element by element.
     #[inline(always)]
@@ -151,47 +154,42 @@ pub mod cpu {
         }
     }
 
+    vectorised_fn! {
+        /// `acc = start`, then `acc += scales[r] * rows[r]` for every row in order.
+        fn sum_scaled_rows(acc: &mut [f32], start: Option<&[f32]>, scales: &[f32], rows: &[f32]) {
+            match start {
+                Some(start) => acc.copy_from_slice(start),
+                None => acc.fill(0.0),
+            }
+            for (&scale, row) in scales.iter().zip(rows.chunks_exact(acc.len())) {
+                add_scaled(acc, scale, row);
+            }
+        }
+    }
+
     /// out[n, o] = bias[o] + sum over i (in order) of x[n, i] * weight[o, i].
     pub fn forward(d: &LinearDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
         let (i_len, o_len) = (d.in_features, d.out_features);
         let weight_t = transpose(weight, o_len, i_len);
         let rows = out.par_chunks_mut(o_len).zip(x.par_chunks(i_len));
-        rows.for_each(|(out, x)| {
-            vectorised(|| {
-                out.copy_from_slice(&bias[..o_len]);
-                for (&value, weight_row) in x.iter().zip(weight_t.chunks_exact(o_len)) {
-                    add_scaled(out, value, weight_row);
-                }
-            })
-        });
+        rows.for_each(|(out, x)| sum_scaled_rows(out, Some(&bias[..o_len]), x, &weight_t));
     }
 
     /// grad_x[n, i] = sum over o (in order) of grad_out[n, o] * weight[o, i].
     pub fn backward_input(d: &LinearDims, weight: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
         let (i_len, o_len) = (d.in_features, d.out_features);
         let rows = grad_x.par_chunks_mut(i_len).zip(grad_out.par_chunks(o_len));
-        rows.for_each(|(grad_x, grad_out)| {
-            vectorised(|| {
-                grad_x.fill(0.0);
-                for (&grad, weight_row) in grad_out.iter().zip(weight.chunks_exact(i_len)) {
-                    add_scaled(grad_x, grad, weight_row);
-                }
-            })
-        });
+        rows.for_each(|(grad_x, grad_out)| sum_scaled_rows(grad_x, None, grad_out, weight));
     }
 
     /// grad_weight[o, i] = sum over n (in order) of grad_out[n, o] * x[n, i].
     pub fn backward_weight(d: &LinearDims, x: &[f32], grad_out: &[f32], grad_weight: &mut [f32]) {
         let (i_len, o_len) = (d.in_features, d.out_features);
-        grad_weight
+        let grad_out_t = transpose(&grad_out[..d.batch * o_len], d.batch, o_len);
+        let rows = grad_weight
             .par_chunks_mut(i_len)
-            .enumerate()
-            .for_each(|(o, grad_row)| {
-                grad_row.fill(0.0);
-                for (n, x_row) in x.chunks_exact(i_len).enumerate().take(d.batch) {
-                    add_scaled(grad_row, grad_out[n * o_len + o], x_row);
-                }
-            });
+            .zip(grad_out_t.par_chunks(d.batch));
+        rows.for_each(|(grad_row, grads)| sum_scaled_rows(grad_row, None, grads, x));
     }
 
     /// `[rows, cols]` -> `[cols, rows]`.

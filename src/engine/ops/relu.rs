@@ -2,7 +2,7 @@
 //! `threshold_backward` on the result).
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{output, storage, vectorised, CpuBackend};
+use crate::engine::backends::cpu::{output, storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
@@ -54,17 +54,21 @@ pub(crate) fn backward<B: Backend>(
 }
 
 pub mod cpu {
-    #[inline(always)]
-    pub fn forward(x: &[f32], out: &mut [f32]) {
-        for (out, x) in out.iter_mut().zip(x) {
-            *out = x.max(0.0);
+    use crate::engine::backends::cpu::vectorised_fn;
+
+    vectorised_fn! {
+        pub fn forward(x: &[f32], out: &mut [f32]) {
+            for (out, x) in out.iter_mut().zip(x) {
+                *out = x.max(0.0);
+            }
         }
     }
 
-    #[inline(always)]
-    pub fn backward(out: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
-        for ((grad_x, out), grad_out) in grad_x.iter_mut().zip(out).zip(grad_out) {
-            *grad_x = if *out > 0.0 { *grad_out } else { 0.0 };
+    vectorised_fn! {
+        pub fn backward(out: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
+            for ((grad_x, out), grad_out) in grad_x.iter_mut().zip(out).zip(grad_out) {
+                *grad_x = if *out > 0.0 { *grad_out } else { 0.0 };
+            }
         }
     }
 }
@@ -72,7 +76,7 @@ pub mod cpu {
 impl ReluKernel for CpuBackend {
     fn relu_forward(&self, x: &Self::Storage, len: usize) -> Result<Self::Storage> {
         let mut out = output(len);
-        vectorised(|| cpu::forward(&x.borrow()[..len], &mut out));
+        cpu::forward(&x.borrow()[..len], &mut out);
         Ok(storage(out))
     }
 
@@ -83,7 +87,7 @@ impl ReluKernel for CpuBackend {
         len: usize,
     ) -> Result<Self::Storage> {
         let mut grad_x = output(len);
-        vectorised(|| cpu::backward(&out.borrow()[..len], &grad_out.borrow()[..len], &mut grad_x));
+        cpu::backward(&out.borrow()[..len], &grad_out.borrow()[..len], &mut grad_x);
         Ok(storage(grad_x))
     }
 }
