@@ -129,27 +129,44 @@ pub mod cpu {
     use rayon::prelude::*;
 
     use super::Pool2Dims;
+    use crate::engine::backends::cpu::vectorised_fn;
 
     /// Window (oy, ox) scanned row by row; a later value wins only if larger. Planes run in
     /// parallel.
     pub fn forward(d: &Pool2Dims, x: &[f32], out: &mut [f32], argmax: &mut [u32]) {
-        let (oh, ow, w) = (d.out_height(), d.out_width(), d.width);
-        let (plane_in, plane_out) = (d.height * w, oh * ow);
+        let plane_in = d.height * d.width;
+        let plane_out = d.out_height() * d.out_width();
         let planes = out
             .par_chunks_mut(plane_out)
             .zip(argmax.par_chunks_mut(plane_out))
             .enumerate();
         planes.for_each(|(plane, (out, argmax))| {
             let base = plane * plane_in;
-            for (i, (out, argmax)) in out.iter_mut().zip(argmax).enumerate() {
-                let top_left = base + 2 * (i / ow) * w + 2 * (i % ow);
-                let best = [top_left + 1, top_left + w, top_left + w + 1]
-                    .into_iter()
-                    .fold(top_left, |best, j| if x[j] > x[best] { j } else { best });
-                *out = x[best];
-                *argmax = best as u32;
-            }
+            pool_plane(&x[base..base + plane_in], d.width, base as u32, out, argmax);
         });
+    }
+
+    vectorised_fn! {
+        /// One plane; comparisons select rather than branch (ties after ReLU are common).
+        fn pool_plane(x: &[f32], width: usize, base: u32, out: &mut [f32], argmax: &mut [u32]) {
+            let out_width = width / 2;
+            let rows = out.chunks_exact_mut(out_width).zip(argmax.chunks_exact_mut(out_width));
+            for (oy, (out, argmax)) in rows.enumerate() {
+                let top = &x[2 * oy * width..(2 * oy + 1) * width];
+                let bottom = &x[(2 * oy + 1) * width..(2 * oy + 2) * width];
+                for (ox, (out, argmax)) in out.iter_mut().zip(argmax.iter_mut()).enumerate() {
+                    let mut best = top[2 * ox];
+                    let mut offset = 0;
+                    for (value, candidate) in [(top[2 * ox + 1], 1), (bottom[2 * ox], width), (bottom[2 * ox + 1], width + 1)] {
+                        let larger = value > best;
+                        best = if larger { value } else { best };
+                        offset = if larger { candidate } else { offset };
+                    }
+                    *out = best;
+                    *argmax = base + (2 * oy * width + 2 * ox + offset) as u32;
+                }
+            }
+        }
     }
 
     /// Each window's gradient goes to its argmax. Windows do not overlap, so this scatter
