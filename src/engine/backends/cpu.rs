@@ -2,7 +2,7 @@
 //!
 //! Storage is a shared, mutable `Vec`; the kernels themselves live in their op modules
 //! (`engine::ops::*::cpu`). f32 buffers come from a pool, like the GPU's: shapes are fixed per
-//! model, so after the first step a training step allocates nothing.
+//! model, so each training step reuses the buffers of the step before.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -57,6 +57,14 @@ thread_local! {
 pub(crate) fn output(len: usize) -> Vec<f32> {
     let reused = POOL.with(|pool| pool.borrow_mut().get_mut(&len).and_then(Vec::pop));
     reused.unwrap_or_else(|| vec![0.0; len])
+}
+
+/// Runs `kernel` on a fresh output of `len` values (it must write all of them) and wraps the
+/// result: the CPU side of every single-output kernel.
+pub(crate) fn computed(len: usize, kernel: impl FnOnce(&mut [f32])) -> CpuStorage {
+    let mut values = output(len);
+    kernel(&mut values);
+    storage(values)
 }
 
 /// A buffer of `len` zeros, reused from the pool when one of that length is free.

@@ -4,7 +4,7 @@
 //! Shapes: logits `[N, K]`, labels `[N]` (u32) -> correct `[N]`.
 
 use crate::engine::backend::Memory;
-use crate::engine::backends::cpu::{output, storage, CpuBackend};
+use crate::engine::backends::cpu::{computed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::ops::softmax_xent::XentDims;
@@ -48,9 +48,9 @@ impl AccuracyKernel for CpuBackend {
         logits: &Self::Storage,
         labels: &Self::Indices,
     ) -> Result<Self::Storage> {
-        let mut correct = output(d.batch);
-        cpu::correct_rows(d, &logits.borrow(), &labels.borrow(), &mut correct);
-        Ok(storage(correct))
+        Ok(computed(d.batch, |correct| {
+            cpu::correct_rows(d, &logits.borrow(), &labels.borrow(), correct)
+        }))
     }
 }
 

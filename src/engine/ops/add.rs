@@ -2,7 +2,7 @@
 //! several ops.
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{output, storage, CpuBackend};
+use crate::engine::backends::cpu::{computed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tensor::Tensor;
@@ -42,9 +42,9 @@ impl AddKernel for CpuBackend {
         b: &Self::Storage,
         len: usize,
     ) -> Result<Self::Storage> {
-        let mut out = output(len);
-        cpu::add(&a.borrow()[..len], &b.borrow()[..len], &mut out);
-        Ok(storage(out))
+        Ok(computed(len, |out| {
+            cpu::add(&a.borrow()[..len], &b.borrow()[..len], out)
+        }))
     }
 }
 

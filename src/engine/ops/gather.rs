@@ -4,7 +4,7 @@
 //! Shapes: images `[count, H, W]` (u8), indices `[N]` (u32) -> out `[N, 1, H, W]` (f32).
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{output, storage, CpuBackend};
+use crate::engine::backends::cpu::{computed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tensor::Tensor;
@@ -100,9 +100,9 @@ impl GatherKernel for CpuBackend {
         images: &Self::Bytes,
         indices: &Self::Indices,
     ) -> Result<Self::Storage> {
-        let mut out = output(d.output_len());
-        cpu::gather(d, &images.borrow(), &indices.borrow(), &mut out);
-        Ok(storage(out))
+        Ok(computed(d.output_len(), |out| {
+            cpu::gather(d, &images.borrow(), &indices.borrow(), out)
+        }))
     }
 }
 

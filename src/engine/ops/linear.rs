@@ -4,7 +4,7 @@
 //! the batch in order, the bias gradient is `reduce_rows(grad_out)`: both deterministic.
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{output, storage, CpuBackend};
+use crate::engine::backends::cpu::{computed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{push_if_required, InputGrad, Op, Tape};
@@ -212,9 +212,9 @@ impl LinearKernel for CpuBackend {
         weight: &Self::Storage,
         bias: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut out = output(d.batch * d.out_features);
-        cpu::forward(d, &x.borrow(), &weight.borrow(), &bias.borrow(), &mut out);
-        Ok(storage(out))
+        Ok(computed(d.batch * d.out_features, |out| {
+            cpu::forward(d, &x.borrow(), &weight.borrow(), &bias.borrow(), out)
+        }))
     }
 
     fn linear_backward_input(
@@ -223,9 +223,9 @@ impl LinearKernel for CpuBackend {
         weight: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut grad_x = output(d.batch * d.in_features);
-        cpu::backward_input(d, &weight.borrow(), &grad_out.borrow(), &mut grad_x);
-        Ok(storage(grad_x))
+        Ok(computed(d.batch * d.in_features, |grad_x| {
+            cpu::backward_input(d, &weight.borrow(), &grad_out.borrow(), grad_x)
+        }))
     }
 
     fn linear_backward_weight(
@@ -234,9 +234,9 @@ impl LinearKernel for CpuBackend {
         x: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut grad_weight = output(d.out_features * d.in_features);
-        cpu::backward_weight(d, &x.borrow(), &grad_out.borrow(), &mut grad_weight);
-        Ok(storage(grad_weight))
+        Ok(computed(d.out_features * d.in_features, |grad_weight| {
+            cpu::backward_weight(d, &x.borrow(), &grad_out.borrow(), grad_weight)
+        }))
     }
 }
 

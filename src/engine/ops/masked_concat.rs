@@ -5,7 +5,7 @@
 //! `s*C .. (s+1)*C`. An inactive slot is `None`: never computed, its channels are zero.
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{output, storage, CpuBackend};
+use crate::engine::backends::cpu::{computed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
@@ -188,9 +188,9 @@ impl MaskedConcatKernel for CpuBackend {
         slot: usize,
         factor: f32,
     ) -> Result<Self::Storage> {
-        let mut grad_part = output(d.part_len());
-        cpu::read_slot(d, &grad_out.borrow(), slot, factor, &mut grad_part);
-        Ok(storage(grad_part))
+        Ok(computed(d.part_len(), |grad_part| {
+            cpu::read_slot(d, &grad_out.borrow(), slot, factor, grad_part)
+        }))
     }
 }
 

@@ -5,7 +5,7 @@
 //! no gradient. A single part with factor 1 is returned as is (no kernel, no tape node).
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{output, storage, CpuBackend};
+use crate::engine::backends::cpu::{computed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
@@ -102,9 +102,9 @@ pub mod cpu {
 
 impl MaskedSumKernel for CpuBackend {
     fn scale(&self, x: &Self::Storage, factor: f32, len: usize) -> Result<Self::Storage> {
-        let mut out = output(len);
-        cpu::scale(&x.borrow()[..len], factor, &mut out);
-        Ok(storage(out))
+        Ok(computed(len, |out| {
+            cpu::scale(&x.borrow()[..len], factor, out)
+        }))
     }
 
     fn axpy(&self, acc: &Self::Storage, x: &Self::Storage, factor: f32, len: usize) -> Result<()> {

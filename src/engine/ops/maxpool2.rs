@@ -5,7 +5,7 @@
 //! the backward is a gather over input elements, so it needs no atomics.
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{output, shared, storage, CpuBackend};
+use crate::engine::backends::cpu::{computed, output, shared, storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
@@ -197,9 +197,9 @@ impl MaxPool2Kernel for CpuBackend {
         argmax: &Self::Indices,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut grad_x = output(d.input_len());
-        cpu::backward(d, &argmax.borrow(), &grad_out.borrow(), &mut grad_x);
-        Ok(storage(grad_x))
+        Ok(computed(d.input_len(), |grad_x| {
+            cpu::backward(d, &argmax.borrow(), &grad_out.borrow(), grad_x)
+        }))
     }
 }
 

@@ -2,7 +2,7 @@
 //! `threshold_backward` on the result).
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{output, storage, CpuBackend};
+use crate::engine::backends::cpu::{computed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::tape::{InputGrad, Op, Tape};
@@ -75,9 +75,7 @@ pub mod cpu {
 
 impl ReluKernel for CpuBackend {
     fn relu_forward(&self, x: &Self::Storage, len: usize) -> Result<Self::Storage> {
-        let mut out = output(len);
-        cpu::forward(&x.borrow()[..len], &mut out);
-        Ok(storage(out))
+        Ok(computed(len, |out| cpu::forward(&x.borrow()[..len], out)))
     }
 
     fn relu_backward(
@@ -86,9 +84,9 @@ impl ReluKernel for CpuBackend {
         grad_out: &Self::Storage,
         len: usize,
     ) -> Result<Self::Storage> {
-        let mut grad_x = output(len);
-        cpu::backward(&out.borrow()[..len], &grad_out.borrow()[..len], &mut grad_x);
-        Ok(storage(grad_x))
+        Ok(computed(len, |grad_x| {
+            cpu::backward(&out.borrow()[..len], &grad_out.borrow()[..len], grad_x)
+        }))
     }
 }
 

@@ -5,7 +5,7 @@
 //! gradients are per-image partial sums reduced in image order, so they are deterministic.
 
 use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{output, storage, CpuBackend};
+use crate::engine::backends::cpu::{computed, output, storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
 use crate::engine::backends::gpu::GpuBackend;
 use crate::engine::ops::reduce::{cpu::reduce_rows, ReduceKernel};
@@ -194,9 +194,9 @@ impl Conv2dKernel for CpuBackend {
         weight: &Self::Storage,
         bias: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut out = output(d.output_len());
-        cpu::forward(d, &x.borrow(), &weight.borrow(), &bias.borrow(), &mut out);
-        Ok(storage(out))
+        Ok(computed(d.output_len(), |out| {
+            cpu::forward(d, &x.borrow(), &weight.borrow(), &bias.borrow(), out)
+        }))
     }
 
     fn conv2d_backward_input(
@@ -205,9 +205,9 @@ impl Conv2dKernel for CpuBackend {
         weight: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let mut grad_x = output(d.input_len());
-        cpu::backward_input(d, &weight.borrow(), &grad_out.borrow(), &mut grad_x);
-        Ok(storage(grad_x))
+        Ok(computed(d.input_len(), |grad_x| {
+            cpu::backward_input(d, &weight.borrow(), &grad_out.borrow(), grad_x)
+        }))
     }
 
     fn conv2d_backward_params(
