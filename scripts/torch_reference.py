@@ -6,8 +6,14 @@ per minibatch, shuffled) and one evaluation of the four subnets on the 10k test 
 `--threads` CPU threads (2 by default, like the project's machine). Reads the shipped MNIST
 (data/mnist/*.gz) directly, so torchvision is not needed. Prints one JSON object.
 
+Two ways to run the same protocol:
+- `--style lean` (default): only the drawn branch is computed (as this project does) and
+  batches are sliced from pre-normalised tensors.
+- `--style study`: as the original study's code: both branches computed and masked
+  (`conv3(x) * (1 - c) + conv5(x) * c`) and batches drawn through a `DataLoader`.
+
     python3 -m pip install torch numpy
-    python3 scripts/torch_reference.py [--threads 2] [--steps 938]
+    python3 scripts/torch_reference.py [--style lean|study] [--threads 2] [--steps 938]
 """
 import argparse
 import gzip
@@ -38,21 +44,26 @@ def split(prefix):
 
 
 class Block(nn.Module):
-    def __init__(self, cin, cout):
+    def __init__(self, cin, cout, masked):
         super().__init__()
         self.conv3 = nn.Conv2d(cin, cout, 3, padding=1)
         self.conv5 = nn.Conv2d(cin, cout, 5, padding=2)
+        self.masked = masked
 
     def forward(self, x, c):
-        # Only the chosen branch runs, as in this project (the original multiplies by 0).
-        y = self.conv5(x) if c else self.conv3(x)
+        if self.masked:
+            # The study: both branches run, the inactive one multiplied by 0.
+            y = self.conv3(x) * (1 - c) + self.conv5(x) * c
+        else:
+            # This project: only the chosen branch runs.
+            y = self.conv5(x) if c else self.conv3(x)
         return F.max_pool2d(F.relu(y), 2)
 
 
 class SuperNetSum(nn.Module):
-    def __init__(self):
+    def __init__(self, masked):
         super().__init__()
-        self.block1, self.block2 = Block(1, 8), Block(8, 8)
+        self.block1, self.block2 = Block(1, 8, masked), Block(8, 8, masked)
         self.fc1, self.fc2 = nn.Linear(8 * 7 * 7, 32), nn.Linear(32, 10)
 
     def forward(self, x, choice):
@@ -62,6 +73,7 @@ class SuperNetSum(nn.Module):
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--style", choices=["lean", "study"], default="lean")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=938)
     args = parser.parse_args()
@@ -70,16 +82,21 @@ def main():
     random.seed(1)
     train_x, train_y = split("train")
     test_x, test_y = split("t10k")
-    net = SuperNetSum()
+    study = args.style == "study"
+    net = SuperNetSum(masked=study)
     optimizer = torch.optim.Adadelta(net.parameters(), lr=1.0)
     subnets = [(0, 0), (1, 0), (0, 1), (1, 1)]
 
-    order = torch.randperm(len(train_x))
+    if study:
+        dataset = torch.utils.data.TensorDataset(train_x, train_y)
+        batches = iter(torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True))
+    else:
+        order = torch.randperm(len(train_x))
+        batches = ((train_x[b], train_y[b]) for b in order.split(64))
     started = time.perf_counter()
-    for step in range(args.steps):
-        batch = order[step * 64:(step + 1) * 64]
+    for _, (images, labels) in zip(range(args.steps), batches):
         optimizer.zero_grad()
-        loss = F.nll_loss(net(train_x[batch], random.choice(subnets)), train_y[batch])
+        loss = F.nll_loss(net(images, random.choice(subnets)), labels)
         loss.backward()
         optimizer.step()
     train_seconds = time.perf_counter() - started
@@ -96,6 +113,7 @@ def main():
     eval_seconds = time.perf_counter() - started
     print(json.dumps({
         "torch": torch.__version__,
+        "style": args.style,
         "threads": args.threads,
         "train_steps": args.steps,
         "train_seconds": round(train_seconds, 3),

@@ -139,19 +139,24 @@ pub(crate) fn backward<B: Backend>(
         .collect()
 }
 
+/// The CPU twin: an image's part is one contiguous run of `C * H * W` values, copied (scaled)
+/// to or from its slot's run in the concatenation.
 pub mod cpu {
     use super::ConcatDims;
 
-    /// Flat index in the concatenation of element `i` of the part in `slot`.
-    fn concat_index(d: &ConcatDims, slot: usize, i: usize) -> usize {
-        let plane = d.channels * d.pixels;
-        let (n, within) = (i / plane, i % plane);
-        (n * d.slots + slot) * plane + within
+    /// The run of image `n`'s slot `slot` in the concatenation.
+    fn slot_range(d: &ConcatDims, n: usize, slot: usize) -> std::ops::Range<usize> {
+        let run = d.channels * d.pixels;
+        let start = (n * d.slots + slot) * run;
+        start..start + run
     }
 
     pub fn write_slot(d: &ConcatDims, out: &mut [f32], part: &[f32], slot: usize, factor: f32) {
-        for (i, value) in part.iter().enumerate().take(d.part_len()) {
-            out[concat_index(d, slot, i)] = factor * value;
+        let run = d.channels * d.pixels;
+        for (n, image) in part.chunks_exact(run).take(d.batch).enumerate() {
+            for (out, value) in out[slot_range(d, n, slot)].iter_mut().zip(image) {
+                *out = factor * value;
+            }
         }
     }
 
@@ -162,8 +167,11 @@ pub mod cpu {
         factor: f32,
         grad_part: &mut [f32],
     ) {
-        for (i, grad) in grad_part.iter_mut().enumerate().take(d.part_len()) {
-            *grad = factor * grad_out[concat_index(d, slot, i)];
+        let run = d.channels * d.pixels;
+        for (n, image) in grad_part.chunks_exact_mut(run).take(d.batch).enumerate() {
+            for (grad, value) in image.iter_mut().zip(&grad_out[slot_range(d, n, slot)]) {
+                *grad = factor * value;
+            }
         }
     }
 }
