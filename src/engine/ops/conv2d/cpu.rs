@@ -108,11 +108,12 @@ fn forward_image_avx2(
     forward_image_lanes::<true>(d, padded, weight_lanes, bias, out)
 }
 
-/// Pixels of a row computed together: four independent accumulator vectors keep the FMA units
-/// busy while each weight vector is loaded once.
-const PIXELS: usize = 4;
+/// Pixels of a row computed together: seven independent accumulator vectors keep the FMA units
+/// busy while each weight vector is loaded once, and the SuperNet's rows (28 and 14 pixels)
+/// divide evenly; other widths finish a row one pixel at a time.
+const PIXELS: usize = 7;
 
-/// One image: for each block of 8 output channels, rows of pixels in groups of four.
+/// One image: for each block of 8 output channels, rows of pixels in groups of seven.
 #[inline(always)]
 fn forward_image_lanes<const FMA: bool>(
     d: &Conv2dDims,
@@ -271,7 +272,7 @@ fn weight_grad_image_avx2(
 }
 
 /// One image: each pixel adds input value x its 8 output-channel gradients to every tap's sum,
-/// pixels in row-major order (four at a time, still in that order for every sum).
+/// pixels in row-major order (seven at a time, still in that order for every sum).
 #[inline(always)]
 fn weight_grad_image_lanes<const FMA: bool>(
     d: &Conv2dDims,
