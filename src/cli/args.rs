@@ -86,6 +86,12 @@ pub enum VariantArg {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SamplingArg {
+    Uniform,
+    Fair,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
     /// A hardware GPU if there is one, else the CPU.
     Auto,
@@ -133,6 +139,10 @@ pub struct TrainArgs {
     /// Keep the training file's order (the original study) instead of shuffling every epoch.
     #[arg(long)]
     pub no_shuffle: bool,
+    /// One-shot subnet sampling: `uniform` (the study) or `fair` (FairNAS: every option of a
+    /// block trained equally often, in shuffled rounds).
+    #[arg(long, value_enum, default_value_t = SamplingArg::Uniform)]
+    pub sampling: SamplingArg,
     /// Output directory. Default: runs/<supernet>-<mode>-<timestamp>/.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -11,10 +11,10 @@ use supernet::engine::Backend;
 use supernet::model::{checkpoint, Subnet, Variant};
 use supernet::report::RunDir;
 use supernet::training::{
-    evaluate, DeviceSplit, EpochMetrics, Mode, SubnetMetrics, TrainConfig, Trainer,
+    evaluate, DeviceSplit, EpochMetrics, Mode, Sampling, SubnetMetrics, TrainConfig, Trainer,
 };
 
-use crate::cli::args::{DeviceArgs, SubnetChoice, TrainArgs, VariantArg};
+use crate::cli::args::{DeviceArgs, SamplingArg, SubnetChoice, TrainArgs, VariantArg};
 use crate::cli::backend::{select, Selected};
 use crate::cli::progress::Progress;
 
@@ -42,6 +42,10 @@ fn train_config(args: &TrainArgs, mode: Mode) -> Result<TrainConfig> {
         gamma: args.gamma,
         seed: args.seed,
         shuffle: !args.no_shuffle,
+        sampling: match args.sampling {
+            SamplingArg::Uniform => Sampling::Uniform,
+            SamplingArg::Fair => Sampling::Fair,
+        },
         ..TrainConfig::study(variant(args.variant), mode)
     };
     config.validate()?;

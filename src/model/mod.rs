@@ -5,5 +5,5 @@ pub mod checkpoint;
 mod subnet;
 mod supernet;
 
-pub use subnet::{BlockMask, Subnet};
+pub use subnet::{BlockMask, Subnet, BLOCKS};
 pub use supernet::{SuperNet, SuperNetConfig, Variant};

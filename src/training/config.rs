@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::{Subnet, Variant};
+use crate::training::Sampling;
 
 /// One-shot trains the SuperNet with a subnet drawn per minibatch; stand-alone trains one
 /// fixed subnet from scratch.
@@ -48,6 +49,9 @@ pub struct TrainConfig {
     pub gamma: f64,
     pub seed: u64,
     pub shuffle: bool,
+    /// How one-shot training draws each minibatch's subnet.
+    #[serde(serialize_with = "sampling_name")]
+    pub sampling: Sampling,
     /// Images per evaluation batch (memory only; results do not depend on it).
     pub eval_batch_size: usize,
     /// Steps between loss read-backs (progress, divergence check).
@@ -59,6 +63,10 @@ fn variant_name<S: serde::Serializer>(v: &Variant, s: S) -> std::result::Result<
         Variant::Sum => "sum",
         Variant::Concat => "concat",
     })
+}
+
+fn sampling_name<S: serde::Serializer>(v: &Sampling, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(v.name())
 }
 
 fn mode_name<S: serde::Serializer>(m: &Mode, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -78,6 +86,7 @@ impl TrainConfig {
             gamma: 0.7,
             seed: 1,
             shuffle: true,
+            sampling: Sampling::Uniform,
             eval_batch_size: 1000,
             log_every: 50,
         }

@@ -4,6 +4,7 @@ mod config;
 mod device_data;
 mod evaluate;
 mod metrics;
+mod sampling;
 mod schedule;
 mod trainer;
 
@@ -11,5 +12,6 @@ pub use config::{Mode, TrainConfig};
 pub use device_data::{Batch, DeviceSplit};
 pub use evaluate::evaluate;
 pub use metrics::{EpochMetrics, SubnetMetrics};
+pub use sampling::{Sampling, SubnetSampler};
 pub use schedule::StepLr;
 pub use trainer::{Observer, Silent, Trainer};

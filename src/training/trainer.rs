@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use crate::data::Dataset;
 use crate::engine::{Adadelta, AdadeltaConfig, Backend, Tape};
@@ -17,7 +17,7 @@ use crate::model::{Subnet, SuperNet, SuperNetConfig};
 use crate::training::config::{Mode, TrainConfig};
 use crate::training::device_data::DeviceSplit;
 use crate::training::evaluate::evaluate;
-use crate::training::{EpochMetrics, StepLr};
+use crate::training::{EpochMetrics, Sampling, StepLr, SubnetSampler};
 
 /// Told about progress; the CLI draws bars and writes files, tests record.
 pub trait Observer {
@@ -43,18 +43,18 @@ impl Observer for Silent {}
 struct Streams {
     init: StdRng,
     order: StdRng,
-    subnets: StdRng,
+    subnets: SubnetSampler,
 }
 
 impl Streams {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, sampling: Sampling) -> Self {
         let stream = |k: u64| {
             StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k))
         };
         Streams {
             init: stream(0),
             order: stream(1),
-            subnets: stream(2),
+            subnets: SubnetSampler::new(sampling, stream(2)),
         }
     }
 }
@@ -75,7 +75,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
     /// Uploads the data and initialises the network (PyTorch's default initialisation).
     pub fn new(backend: &'b B, data: &Dataset, config: TrainConfig) -> Result<Self> {
         config.validate()?;
-        let mut streams = Streams::new(config.seed);
+        let mut streams = Streams::new(config.seed, config.sampling);
         let net_config = SuperNetConfig {
             variant: config.variant,
             channels: config.channels,
@@ -242,10 +242,10 @@ impl<'b, B: Backend> Trainer<'b, B> {
         order
     }
 
-    /// One-shot: uniform over the subnets; stand-alone: always the same one.
+    /// One-shot: drawn by the sampling strategy; stand-alone: always the same one.
     fn next_subnet(&mut self) -> Subnet {
         match self.config.mode {
-            Mode::OneShot => Subnet::ALL[self.streams.subnets.random_range(0..Subnet::ALL.len())],
+            Mode::OneShot => self.streams.subnets.next_subnet(),
             Mode::Standalone(subnet) => subnet,
         }
     }
