@@ -1,0 +1,156 @@
+//! Does one-shot accuracy rank the subnets as stand-alone training does? Rank statistics and the
+//! regret of trusting the one-shot winner, plus the symmetrized KL divergence used as a proxy
+//! of subnet quality (Bender et al., ICML 2018).
+//!
+//! With four subnets a statistic from one run moves in coarse steps (Kendall's tau in thirds),
+//! so these are meant to be reported per seed and summarised over seeds.
+
+/// Kendall's tau-b between paired scores: `(C - D) / sqrt((C + D + Tx) (C + D + Ty))`, where
+/// `Tx` (`Ty`) counts pairs tied in `x` only (`y` only); pairs tied in both count nowhere.
+/// `None` when either side is constant or fewer than two pairs are given.
+pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> Option<f64> {
+    assert_eq!(x.len(), y.len(), "kendall_tau_b: paired scores");
+    let (mut concordant, mut discordant, mut tied_x, mut tied_y) = (0.0f64, 0.0, 0.0, 0.0);
+    for i in 0..x.len() {
+        for j in i + 1..x.len() {
+            let (dx, dy) = (x[i] - x[j], y[i] - y[j]);
+            match (dx == 0.0, dy == 0.0) {
+                (true, true) => {}
+                (true, false) => tied_x += 1.0,
+                (false, true) => tied_y += 1.0,
+                (false, false) if (dx > 0.0) == (dy > 0.0) => concordant += 1.0,
+                (false, false) => discordant += 1.0,
+            }
+        }
+    }
+    let pairs = concordant + discordant;
+    let denominator = ((pairs + tied_x) * (pairs + tied_y)).sqrt();
+    (denominator > 0.0).then(|| (concordant - discordant) / denominator)
+}
+
+/// Spearman's rho: Pearson's correlation of the ranks, tied values sharing their average rank.
+/// `None` when either side is constant.
+pub fn spearman_rho(x: &[f64], y: &[f64]) -> Option<f64> {
+    assert_eq!(x.len(), y.len(), "spearman_rho: paired scores");
+    pearson(&average_ranks(x), &average_ranks(y))
+}
+
+/// Ranks from 1, ties sharing the mean of the ranks they span.
+pub fn average_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let end = (start..order.len())
+            .find(|&k| values[order[k]] != values[order[start]])
+            .unwrap_or(order.len());
+        let shared = (start + 1 + end) as f64 / 2.0;
+        order[start..end].iter().for_each(|&i| ranks[i] = shared);
+        start = end;
+    }
+    ranks
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len() as f64;
+    let (mean_x, mean_y) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let covariance: f64 = x
+        .iter()
+        .zip(y)
+        .map(|(a, b)| (a - mean_x) * (b - mean_y))
+        .sum();
+    let var_x: f64 = x.iter().map(|a| (a - mean_x).powi(2)).sum();
+    let var_y: f64 = y.iter().map(|b| (b - mean_y).powi(2)).sum();
+    (var_x > 0.0 && var_y > 0.0).then(|| covariance / (var_x * var_y).sqrt())
+}
+
+/// Best stand-alone accuracy minus the stand-alone accuracy of the one-shot winner (the first
+/// one in order if several tie): what trusting the one-shot ranking costs.
+pub fn regret(oneshot: &[f64], standalone: &[f64]) -> f64 {
+    assert_eq!(oneshot.len(), standalone.len(), "regret: paired scores");
+    let winner = (0..oneshot.len()).fold(
+        0,
+        |best, i| if oneshot[i] > oneshot[best] { i } else { best },
+    );
+    let best = standalone.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    best - standalone[winner]
+}
+
+/// `KL(p || q) + KL(q || p) = sum over classes of (p - q) (ln p - ln q)`, from log-probabilities
+/// (as a log-softmax gives them), so no probability is ever divided by another.
+pub fn symmetric_kl(log_p: &[f64], log_q: &[f64]) -> f64 {
+    assert_eq!(log_p.len(), log_q.len(), "symmetric_kl: same classes");
+    log_p
+        .iter()
+        .zip(log_q)
+        .map(|(&lp, &lq)| (lp.exp() - lq.exp()) * (lp - lq))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn kendall_tau_b_hand_computed() {
+        // One discordant pair of six.
+        assert!(close(
+            kendall_tau_b(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 4.0]).unwrap(),
+            4.0 / 6.0
+        ));
+        // C = 4, D = 0, one pair tied in x only, one in y only: 4 / sqrt(5 * 5).
+        assert!(close(
+            kendall_tau_b(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 3.0]).unwrap(),
+            0.8
+        ));
+        assert!(close(
+            kendall_tau_b(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]).unwrap(),
+            -1.0
+        ));
+        assert_eq!(kendall_tau_b(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+    }
+
+    #[test]
+    fn spearman_rho_hand_computed() {
+        // Ranks [1, 2.5, 2.5, 4] and [1, 2, 3.5, 3.5]: covariance 3.75, variances 4.5 each.
+        assert!(close(
+            spearman_rho(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 3.0]).unwrap(),
+            3.75 / 4.5
+        ));
+        assert!(close(
+            spearman_rho(&[0.1, 0.5, 0.3], &[10.0, 30.0, 20.0]).unwrap(),
+            1.0
+        ));
+        assert!(close(
+            spearman_rho(&[1.0, 2.0, 3.0, 4.0], &[4.0, 3.0, 2.0, 1.0]).unwrap(),
+            -1.0
+        ));
+        assert_eq!(spearman_rho(&[2.0, 2.0], &[1.0, 3.0]), None);
+        assert_eq!(average_ranks(&[0.3, 0.1, 0.3, 0.2]), [3.5, 1.0, 3.5, 2.0]);
+    }
+
+    #[test]
+    fn regret_of_the_oneshot_winner() {
+        let oneshot = [0.98, 0.99, 0.97, 0.985];
+        let standalone = [0.985, 0.98, 0.99, 0.988];
+        assert!(close(regret(&oneshot, &standalone), 0.01));
+        assert!(close(regret(&standalone, &standalone), 0.0));
+    }
+
+    #[test]
+    fn symmetric_kl_hand_computed() {
+        let (p, q) = ([0.5f64, 0.5], [0.9f64, 0.1]);
+        let expected =
+            (0.5 - 0.9) * (0.5f64.ln() - 0.9f64.ln()) + (0.5 - 0.1) * (0.5f64.ln() - 0.1f64.ln());
+        assert!(close(expected, 0.878_889_830_934), "{expected}");
+        let log = |v: [f64; 2]| v.map(f64::ln);
+        assert!(close(symmetric_kl(&log(p), &log(q)), expected));
+        assert!(close(symmetric_kl(&log(q), &log(p)), expected));
+        assert!(close(symmetric_kl(&log(p), &log(p)), 0.0));
+    }
+}
