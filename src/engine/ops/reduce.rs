@@ -18,10 +18,16 @@ pub trait ReduceKernel: Memory {
 }
 
 pub mod cpu {
+    /// Adds whole rows in order: every column still sums its rows first to last, while the
+    /// memory is read contiguously.
     pub fn reduce_rows(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-        (0..cols)
-            .map(|j| (0..rows).fold(0.0, |acc, r| acc + x[r * cols + j]))
-            .collect()
+        let mut sums = vec![0.0; cols];
+        for row in x.chunks_exact(cols).take(rows) {
+            for (sum, value) in sums.iter_mut().zip(row) {
+                *sum += value;
+            }
+        }
+        sums
     }
 }
 
