@@ -29,7 +29,7 @@ pub fn select(arg: BackendArg) -> Result<Selected> {
     match arg {
         BackendArg::Cpu => Ok(Selected::Cpu(CpuBackend::new())),
         BackendArg::Gpu => {
-            let gpu = GpuBackend::new().context("--backend gpu: no usable GPU adapter")?;
+            let gpu = GpuBackend::new().context("--backend gpu")?;
             Ok(Selected::Gpu(gpu))
         }
         BackendArg::Auto => Ok(match GpuContext::shared() {
@@ -43,7 +43,7 @@ pub fn select(arg: BackendArg) -> Result<Selected> {
 pub fn list_devices() -> Result<()> {
     let adapters = enumerate_adapters();
     if adapters.is_empty() {
-        println!("No GPU adapters found (Vulkan, Metal, DX12 or GL).");
+        println!("No GPU adapters found (Vulkan, Metal or DX12).");
     }
     for info in &adapters {
         println!("  {}", describe_adapter(info));
