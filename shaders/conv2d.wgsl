@@ -14,7 +14,11 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-// ---- forward: one invocation per output element (n, o, y, x) --------------------------------
+// ---- forward: one invocation per pixel (n, y, x) and block of 8 output channels -------------
+// Each input value is read once for the 8 outputs it feeds (LANES accumulators); every output
+// still adds bias, then its terms channel by channel, kernel row by kernel row.
+const LANES: u32 = 8u;
+
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
 @group(0) @binding(2) var<storage, read> fwd_weight: array<f32>;
 @group(0) @binding(3) var<storage, read> fwd_bias: array<f32>;
@@ -24,18 +28,24 @@ struct Params {
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     let hw = p.height * p.width;
-    if (i >= p.batch * p.out_channels * hw) {
+    let blocks = (p.out_channels + LANES - 1u) / LANES;
+    if (i >= p.batch * blocks * hw) {
         return;
     }
-    let px = i32(i % p.width);
-    let py = i32((i / p.width) % p.height);
-    let o = (i / hw) % p.out_channels;
-    let n = i / (hw * p.out_channels);
+    let pixel = i % hw;
+    let px = i32(pixel % p.width);
+    let py = i32(pixel / p.width);
+    let first = ((i / hw) % blocks) * LANES;
+    let n = i / (hw * blocks);
     let pad = i32(p.kernel / 2u);
-    var acc = fwd_bias[o];
+    let taps = p.kernel * p.kernel;
+    // Lanes past the last output channel read that channel's weights and are never stored.
+    var acc: array<f32, 8>;
+    for (var lane = 0u; lane < LANES; lane++) {
+        acc[lane] = fwd_bias[min(first + lane, p.out_channels - 1u)];
+    }
     for (var c = 0u; c < p.in_channels; c++) {
         let x_base = (n * p.in_channels + c) * hw;
-        let w_base = (o * p.in_channels + c) * p.kernel * p.kernel;
         for (var ky = 0u; ky < p.kernel; ky++) {
             let iy = py + i32(ky) - pad;
             if (iy < 0 || iy >= i32(p.height)) {
@@ -46,14 +56,24 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
                 if (ix < 0 || ix >= i32(p.width)) {
                     continue;
                 }
-                acc += fwd_x[x_base + u32(iy) * p.width + u32(ix)] * fwd_weight[w_base + ky * p.kernel + kx];
+                let value = fwd_x[x_base + u32(iy) * p.width + u32(ix)];
+                let tap = ky * p.kernel + kx;
+                for (var lane = 0u; lane < LANES; lane++) {
+                    let o = min(first + lane, p.out_channels - 1u);
+                    acc[lane] += value * fwd_weight[(o * p.in_channels + c) * taps + tap];
+                }
             }
         }
     }
-    fwd_out[i] = acc;
+    for (var lane = 0u; lane < LANES; lane++) {
+        if (first + lane < p.out_channels) {
+            fwd_out[(n * p.out_channels + first + lane) * hw + pixel] = acc[lane];
+        }
+    }
 }
 
-// ---- backward_input: one invocation per input element (n, c, iy, ix), a gather -------------
+// ---- backward_input: one invocation per input pixel (n, iy, ix) and block of 8 channels -----
+// A gather (a transposed convolution): each output gradient is read once for 8 input channels.
 @group(0) @binding(5) var<storage, read> bin_weight: array<f32>;
 @group(0) @binding(6) var<storage, read> bin_grad_out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> bin_grad_x: array<f32>;
@@ -62,20 +82,22 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     let hw = p.height * p.width;
-    if (i >= p.batch * p.in_channels * hw) {
+    let blocks = (p.in_channels + LANES - 1u) / LANES;
+    if (i >= p.batch * blocks * hw) {
         return;
     }
-    let ix = i32(i % p.width);
-    let iy = i32((i / p.width) % p.height);
-    let c = (i / hw) % p.in_channels;
-    let n = i / (hw * p.in_channels);
+    let pixel = i % hw;
+    let ix = i32(pixel % p.width);
+    let iy = i32(pixel / p.width);
+    let first = ((i / hw) % blocks) * LANES;
+    let n = i / (hw * blocks);
     let pad = i32(p.kernel / 2u);
-    var acc = 0.0;
+    let taps = p.kernel * p.kernel;
+    var acc: array<f32, 8>;
     // Kernel taps in reverse order: the CPU twin computes this as a forward pass with the
     // kernel flipped, and the same order gives the same rounding.
     for (var o = 0u; o < p.out_channels; o++) {
         let dy_base = (n * p.out_channels + o) * hw;
-        let w_base = (o * p.in_channels + c) * p.kernel * p.kernel;
         for (var kyr = 0u; kyr < p.kernel; kyr++) {
             let ky = p.kernel - 1u - kyr;
             let y = iy - i32(ky) + pad;
@@ -88,16 +110,26 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
                 if (x < 0 || x >= i32(p.width)) {
                     continue;
                 }
-                acc += bin_grad_out[dy_base + u32(y) * p.width + u32(x)] * bin_weight[w_base + ky * p.kernel + kx];
+                let grad = bin_grad_out[dy_base + u32(y) * p.width + u32(x)];
+                let tap = ky * p.kernel + kx;
+                for (var lane = 0u; lane < LANES; lane++) {
+                    let c = min(first + lane, p.in_channels - 1u);
+                    acc[lane] += grad * bin_weight[(o * p.in_channels + c) * taps + tap];
+                }
             }
         }
     }
-    bin_grad_x[i] = acc;
+    for (var lane = 0u; lane < LANES; lane++) {
+        if (first + lane < p.in_channels) {
+            bin_grad_x[(n * p.in_channels + first + lane) * hw + pixel] = acc[lane];
+        }
+    }
 }
 
-// ---- weight_partials: per image, one invocation per weight (n, o, c, ky, kx) -----------------
+// ---- weight_partials: per image, one invocation per (n, c, ky, kx) and block of 8 outputs ---
 //   partials: [N, O, C, K, K]; summed over N in order by reduce.wgsl (no float atomics).
-//   The image's pixels are visited in row-major order, as in the CPU twin.
+//   The image's pixels are visited in row-major order, as in the CPU twin; each input value is
+//   read once for the 8 output channels it feeds.
 @group(0) @binding(8) var<storage, read> wp_x: array<f32>;
 @group(0) @binding(9) var<storage, read> wp_grad_out: array<f32>;
 @group(0) @binding(10) var<storage, read_write> wp_partials: array<f32>;
@@ -106,20 +138,21 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 fn weight_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     let k = p.kernel;
-    let weight_len = p.out_channels * p.in_channels * k * k;
-    if (i >= p.batch * weight_len) {
+    let taps = k * k;
+    let blocks = (p.out_channels + LANES - 1u) / LANES;
+    if (i >= p.batch * blocks * p.in_channels * taps) {
         return;
     }
-    let kx = i % k;
-    let ky = (i / k) % k;
-    let c = (i / (k * k)) % p.in_channels;
-    let o = (i / (k * k * p.in_channels)) % p.out_channels;
-    let n = i / weight_len;
+    let tap = i % taps;
+    let kx = tap % k;
+    let ky = tap / k;
+    let c = (i / taps) % p.in_channels;
+    let first = ((i / (taps * p.in_channels)) % blocks) * LANES;
+    let n = i / (taps * p.in_channels * blocks);
     let hw = p.height * p.width;
-    let dy_base = (n * p.out_channels + o) * hw;
     let x_base = (n * p.in_channels + c) * hw;
     let pad = i32(k / 2u);
-    var acc = 0.0;
+    var acc: array<f32, 8>;
     for (var y = 0u; y < p.height; y++) {
         let iy = i32(y) + i32(ky) - pad;
         if (iy < 0 || iy >= i32(p.height)) {
@@ -130,10 +163,19 @@ fn weight_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
             if (ix < 0 || ix >= i32(p.width)) {
                 continue;
             }
-            acc += wp_grad_out[dy_base + y * p.width + px] * wp_x[x_base + u32(iy) * p.width + u32(ix)];
+            let value = wp_x[x_base + u32(iy) * p.width + u32(ix)];
+            for (var lane = 0u; lane < LANES; lane++) {
+                let o = min(first + lane, p.out_channels - 1u);
+                acc[lane] += wp_grad_out[(n * p.out_channels + o) * hw + y * p.width + px] * value;
+            }
         }
     }
-    wp_partials[i] = acc;
+    for (var lane = 0u; lane < LANES; lane++) {
+        let o = first + lane;
+        if (o < p.out_channels) {
+            wp_partials[((n * p.out_channels + o) * p.in_channels + c) * taps + tap] = acc[lane];
+        }
+    }
 }
 
 // ---- bias_partials: per image, one invocation per (n, o) -------------------------------------

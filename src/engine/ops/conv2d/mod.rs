@@ -226,6 +226,9 @@ impl Conv2dKernel for CpuBackend {
     }
 }
 
+/// Channels one invocation of the conv2d kernels handles (`LANES` in shaders/conv2d.wgsl).
+const SHADER_LANES: usize = 8;
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../../shaders/conv2d.wgsl"),
@@ -245,13 +248,12 @@ impl Conv2dKernel for GpuBackend {
         weight: &Self::Storage,
         bias: &Self::Storage,
     ) -> Result<Self::Storage> {
-        self.launch_into(
-            OP,
-            "forward",
-            &d.words(),
-            &[x, weight, bias],
-            d.output_len(),
-        )
+        // One invocation per pixel and block of output channels (see the shader).
+        let out = self.alloc_values(OP, d.output_len())?;
+        let invocations = d.batch * d.out_channels.div_ceil(SHADER_LANES) * d.height * d.width;
+        let buffers = [x, weight, bias, &out];
+        self.launch(OP, "forward", &d.words(), &buffers, invocations)?;
+        Ok(out)
     }
 
     fn conv2d_backward_input(
@@ -260,13 +262,11 @@ impl Conv2dKernel for GpuBackend {
         weight: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        self.launch_into(
-            OP,
-            "backward_input",
-            &d.words(),
-            &[weight, grad_out],
-            d.input_len(),
-        )
+        let grad_x = self.alloc_values(OP, d.input_len())?;
+        let invocations = d.batch * d.in_channels.div_ceil(SHADER_LANES) * d.height * d.width;
+        let buffers = [weight, grad_out, &grad_x];
+        self.launch(OP, "backward_input", &d.words(), &buffers, invocations)?;
+        Ok(grad_x)
     }
 
     fn conv2d_backward_params(
@@ -275,13 +275,11 @@ impl Conv2dKernel for GpuBackend {
         x: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<(Self::Storage, Self::Storage)> {
-        let weight_partials = self.launch_into(
-            OP,
-            "weight_partials",
-            &d.words(),
-            &[x, grad_out],
-            d.batch * d.weight_len(),
-        )?;
+        let weight_partials = self.alloc_values(OP, d.batch * d.weight_len())?;
+        let taps = d.in_channels * d.kernel * d.kernel;
+        let invocations = d.batch * d.out_channels.div_ceil(SHADER_LANES) * taps;
+        let buffers = [x, grad_out, &weight_partials];
+        self.launch(OP, "weight_partials", &d.words(), &buffers, invocations)?;
         let bias_partials = self.launch_into(
             OP,
             "bias_partials",
