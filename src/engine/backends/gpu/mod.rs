@@ -215,10 +215,23 @@ impl GpuBackend {
         inputs: &[&GpuStorage],
         len: usize,
     ) -> Result<GpuStorage> {
+        self.launch_with_output(shader, entry, params, inputs, len, len)
+    }
+
+    /// Like `launch_into`, for kernels whose invocations each write several output values.
+    pub(crate) fn launch_with_output(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        params: &[u32],
+        inputs: &[&GpuStorage],
+        len: usize,
+        invocations: usize,
+    ) -> Result<GpuStorage> {
         let out = self.alloc_values(shader, len)?;
         let mut buffers = inputs.to_vec();
         buffers.push(&out);
-        self.launch(shader, entry, params, &buffers, len)?;
+        self.launch(shader, entry, params, &buffers, invocations)?;
         Ok(out)
     }
 

@@ -249,11 +249,16 @@ impl Conv2dKernel for GpuBackend {
         bias: &Self::Storage,
     ) -> Result<Self::Storage> {
         // One invocation per pixel and block of output channels (see the shader).
-        let out = self.alloc_values(OP, d.output_len())?;
         let invocations = d.batch * d.out_channels.div_ceil(SHADER_LANES) * d.height * d.width;
-        let buffers = [x, weight, bias, &out];
-        self.launch(OP, "forward", &d.words(), &buffers, invocations)?;
-        Ok(out)
+        let inputs = [x, weight, bias];
+        self.launch_with_output(
+            OP,
+            "forward",
+            &d.words(),
+            &inputs,
+            d.output_len(),
+            invocations,
+        )
     }
 
     fn conv2d_backward_input(
@@ -262,11 +267,16 @@ impl Conv2dKernel for GpuBackend {
         weight: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
-        let grad_x = self.alloc_values(OP, d.input_len())?;
         let invocations = d.batch * d.in_channels.div_ceil(SHADER_LANES) * d.height * d.width;
-        let buffers = [weight, grad_out, &grad_x];
-        self.launch(OP, "backward_input", &d.words(), &buffers, invocations)?;
-        Ok(grad_x)
+        let inputs = [weight, grad_out];
+        self.launch_with_output(
+            OP,
+            "backward_input",
+            &d.words(),
+            &inputs,
+            d.input_len(),
+            invocations,
+        )
     }
 
     fn conv2d_backward_params(
@@ -275,11 +285,17 @@ impl Conv2dKernel for GpuBackend {
         x: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<(Self::Storage, Self::Storage)> {
-        let weight_partials = self.alloc_values(OP, d.batch * d.weight_len())?;
         let taps = d.in_channels * d.kernel * d.kernel;
         let invocations = d.batch * d.out_channels.div_ceil(SHADER_LANES) * taps;
-        let buffers = [x, grad_out, &weight_partials];
-        self.launch(OP, "weight_partials", &d.words(), &buffers, invocations)?;
+        let partials_len = d.batch * d.weight_len();
+        let weight_partials = self.launch_with_output(
+            OP,
+            "weight_partials",
+            &d.words(),
+            &[x, grad_out],
+            partials_len,
+            invocations,
+        )?;
         let bias_partials = self.launch_into(
             OP,
             "bias_partials",
