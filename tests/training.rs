@@ -236,3 +236,31 @@ fn cpu_short_oneshot_run_learns() {
         );
     }
 }
+
+/// One-shot training with `fair` sampling: after every round of two steps, each option of each
+/// block has been trained equally often, and all four subnets appear.
+#[test]
+fn fair_sampling_trains_every_option_of_a_block_equally_often() {
+    let config = TrainConfig {
+        sampling: supernet::training::Sampling::Fair,
+        ..oneshot_config(Variant::Sum)
+    };
+    let cpu = CpuBackend::new();
+    let mut trainer = Trainer::new(&cpu, mnist(), config).expect("trainer");
+    let steps = trainer.train_steps(40).expect("training steps");
+    for done in (2..=steps.len()).step_by(2) {
+        for block in 0..2 {
+            let fives = steps[..done]
+                .iter()
+                .filter(|(s, _)| s.0[block] == 1)
+                .count();
+            assert_eq!(2 * fives, done, "block {} after {done} steps", block + 1);
+        }
+    }
+    for subnet in Subnet::ALL {
+        assert!(
+            steps.iter().any(|(s, _)| *s == subnet),
+            "{subnet} never trained"
+        );
+    }
+}

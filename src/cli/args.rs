@@ -33,6 +33,15 @@ pub enum Command {
         #[command(flatten)]
         train: TrainArgs,
     },
+    /// The whole study: for each variant and seed, one-shot and the four stand-alone
+    /// trainings; then rank statistics, the KL proxy, figures and `report.md`. Resumable.
+    Experiment(ExperimentArgs),
+    /// Rebuild `report.md`, `results.json` and the figures of an experiment directory from its
+    /// saved results, without training.
+    Report {
+        /// The experiment's `--out` directory.
+        dir: PathBuf,
+    },
     /// Evaluate saved weights (ours or PyTorch's, same names) on the test set: every subnet.
     Eval {
         /// A model.safetensors; the variant and sizes are read from its tensors.
@@ -112,12 +121,9 @@ pub struct DeviceArgs {
     pub data: Option<PathBuf>,
 }
 
-/// The training protocol; the defaults are the study's.
+/// The training protocol shared by every command that trains; the defaults are the study's.
 #[derive(Args, Clone, Debug)]
-pub struct TrainArgs {
-    /// SuperNet variant: `sum` adds the branch outputs, `concat` concatenates them before a 1x1 conv.
-    #[arg(long = "supernet", value_enum, default_value_t = VariantArg::Sum)]
-    pub variant: VariantArg,
+pub struct ProtocolArgs {
     #[arg(long, default_value_t = 14)]
     pub epochs: u32,
     #[arg(long, default_value_t = 64)]
@@ -128,8 +134,6 @@ pub struct TrainArgs {
     /// Learning-rate factor after every epoch.
     #[arg(long, default_value_t = 0.7)]
     pub gamma: f64,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
     /// Filters of every conv.
     #[arg(long, default_value_t = 8)]
     pub channels: u32,
@@ -139,13 +143,60 @@ pub struct TrainArgs {
     /// Keep the training file's order (the original study) instead of shuffling every epoch.
     #[arg(long)]
     pub no_shuffle: bool,
+    /// Hold the last N training images out of training and evaluate on them after every epoch;
+    /// the experiment then ranks subnets on them and reports the test set apart.
+    #[arg(long, default_value_t = 0)]
+    pub val: u32,
+}
+
+/// One training command (`oneshot`, `standalone`).
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// SuperNet variant: `sum` adds the branch outputs, `concat` concatenates them before a 1x1 conv.
+    #[arg(long = "supernet", value_enum, default_value_t = VariantArg::Sum)]
+    pub variant: VariantArg,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// One-shot subnet sampling: `uniform` (the study) or `fair` (FairNAS: every option of a
     /// block trained equally often, in shuffled rounds).
     #[arg(long, value_enum, default_value_t = SamplingArg::Uniform)]
     pub sampling: SamplingArg,
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
     /// Output directory. Default: runs/<supernet>-<mode>-<timestamp>/.
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// `experiment`: the whole study over variants, seeds and sampling strategies.
+#[derive(Args, Clone, Debug)]
+pub struct ExperimentArgs {
+    /// Variants to study: `sum`, `concat` or `both`.
+    #[arg(long = "supernet", value_enum, default_value_t = VariantsArg::Both)]
+    pub variants: VariantsArg,
+    /// Seeds, comma-separated; each gives one one-shot and four stand-alone trainings.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub seeds: Vec<u64>,
+    /// One-shot sampling strategies to compare, comma-separated: `uniform`, `fair`.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "uniform")]
+    pub sampling: Vec<SamplingArg>,
+    /// Training images (a fixed sample) the KL-divergence proxy averages over.
+    #[arg(long, default_value_t = 1024)]
+    pub kl_images: usize,
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
+    /// Output directory; rerunning with the same one skips every finished training.
+    #[arg(long, default_value = "runs/experiment")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VariantsArg {
+    Sum,
+    Concat,
+    Both,
 }

@@ -14,7 +14,9 @@ use supernet::training::{
     evaluate, DeviceSplit, EpochMetrics, Mode, Sampling, SubnetMetrics, TrainConfig, Trainer,
 };
 
-use crate::cli::args::{DeviceArgs, SamplingArg, SubnetChoice, TrainArgs, VariantArg};
+use crate::cli::args::{
+    DeviceArgs, ProtocolArgs, SamplingArg, SubnetChoice, TrainArgs, VariantArg,
+};
 use crate::cli::backend::{select, Selected};
 use crate::cli::progress::Progress;
 
@@ -25,38 +27,43 @@ fn variant(arg: VariantArg) -> Variant {
     }
 }
 
-fn variant_name(arg: VariantArg) -> &'static str {
+pub fn sampling(arg: SamplingArg) -> Sampling {
     match arg {
-        VariantArg::Sum => "sum",
-        VariantArg::Concat => "concat",
+        SamplingArg::Uniform => Sampling::Uniform,
+        SamplingArg::Fair => Sampling::Fair,
     }
 }
 
-fn train_config(args: &TrainArgs, mode: Mode) -> Result<TrainConfig> {
-    let config = TrainConfig {
+/// The protocol flags over the study's defaults.
+pub fn protocol_config(args: &ProtocolArgs, variant: Variant, mode: Mode) -> TrainConfig {
+    TrainConfig {
         channels: args.channels as usize,
         hidden: args.hidden as usize,
         epochs: args.epochs as usize,
         batch_size: args.batch_size as usize,
         lr: args.lr,
         gamma: args.gamma,
-        seed: args.seed,
         shuffle: !args.no_shuffle,
-        sampling: match args.sampling {
-            SamplingArg::Uniform => Sampling::Uniform,
-            SamplingArg::Fair => Sampling::Fair,
-        },
-        ..TrainConfig::study(variant(args.variant), mode)
+        validation: args.val as usize,
+        ..TrainConfig::study(variant, mode)
+    }
+}
+
+fn train_config(args: &TrainArgs, mode: Mode) -> Result<TrainConfig> {
+    let config = TrainConfig {
+        seed: args.seed,
+        sampling: sampling(args.sampling),
+        ..protocol_config(&args.protocol, variant(args.variant), mode)
     };
     config.validate()?;
     Ok(config)
 }
 
-fn data_dir(device: &DeviceArgs) -> PathBuf {
+pub fn data_dir(device: &DeviceArgs) -> PathBuf {
     device.data.clone().unwrap_or_else(mnist::default_dir)
 }
 
-fn load_data(device: &DeviceArgs) -> Result<Dataset> {
+pub fn load_data(device: &DeviceArgs) -> Result<Dataset> {
     let dir = data_dir(device);
     data::load(&dir).context("cannot load the dataset")
 }
@@ -74,6 +81,7 @@ pub fn train(args: &TrainArgs, subnets: Option<SubnetChoice>) -> Result<()> {
         .map(|&mode| train_config(args, mode))
         .collect::<Result<Vec<_>>>()?;
     let data = load_data(&args.device)?;
+    data.train.check_hold_out(args.protocol.val as usize)?;
     let backend = select(args.device.backend)?;
     eprintln!("backend: {}", backend.describe());
     let kind = if subnets.is_none() {
@@ -83,7 +91,7 @@ pub fn train(args: &TrainArgs, subnets: Option<SubnetChoice>) -> Result<()> {
     };
     let out = args.out.clone().unwrap_or_else(|| {
         let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
-        PathBuf::from("runs").join(format!("{}-{kind}-{stamp}", variant_name(args.variant)))
+        PathBuf::from("runs").join(format!("{}-{kind}-{stamp}", variant(args.variant).name()))
     });
     let mut finals = Vec::new();
     for config in configs {
@@ -94,48 +102,59 @@ pub fn train(args: &TrainArgs, subnets: Option<SubnetChoice>) -> Result<()> {
         };
         let run = RunDir::create(&dir).context("cannot write the output directory")?;
         let history = match &backend {
-            Selected::Cpu(cpu) => train_one(cpu, &backend, &data, &config, &run, args)?,
-            Selected::Gpu(gpu) => train_one(gpu, &backend, &data, &config, &run, args)?,
+            Selected::Cpu(cpu) => train_one(cpu, &backend, &data, &config, &run, &args.device)?.0,
+            Selected::Gpu(gpu) => train_one(gpu, &backend, &data, &config, &run, &args.device)?.0,
         };
         finals.extend(history.last().map(|m| m.subnets.clone()));
         eprintln!("results in {}", run.path().display());
     }
     let merged: BTreeMap<String, SubnetMetrics> = finals.into_iter().flatten().collect();
     print_table(
-        &format!("{} {kind}: final test accuracy", variant_name(args.variant)),
+        &format!(
+            "{} {kind}: final test accuracy",
+            variant(args.variant).name()
+        ),
         &merged,
     );
     Ok(())
 }
 
-fn train_one<B: Backend>(
-    backend: &B,
+/// Writes `config.json`, then trains with progress bars, metrics and weights kept current in
+/// `run`; returns the history and the trainer (for what is computed after training).
+pub fn train_one<'b, B: Backend>(
+    backend: &'b B,
     selected: &Selected,
     data: &Dataset,
     config: &TrainConfig,
     run: &RunDir,
-    args: &TrainArgs,
-) -> Result<Vec<EpochMetrics>> {
+    device: &DeviceArgs,
+) -> Result<(Vec<EpochMetrics>, Trainer<'b, B>)> {
     let started = Instant::now();
     let settings = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "command": if config.mode == Mode::OneShot { "oneshot" } else { "standalone" },
         "training": config,
         "backend": selected.describe(),
-        "data": data_dir(&args.device),
-        "train_images": data.train.count,
+        "data": data_dir(device),
+        "train_images": data.train.count - config.validation,
+        "validation_images": config.validation,
         "test_images": data.test.count,
     });
     run.write_json("config.json", &settings)?;
     let mut trainer = Trainer::new(backend, data, config.clone())?;
-    let label = format!("{} {}", variant_name(args.variant), config.mode);
+    let label = format!(
+        "{} seed {} {}",
+        config.variant.name(),
+        config.seed,
+        config.mode
+    );
     let history = trainer.run(&mut Progress::new(run, label, config.epochs))?;
     eprintln!(
         "{} trained in {:.1} s",
         config.mode,
         started.elapsed().as_secs_f64()
     );
-    Ok(history)
+    Ok((history, trainer))
 }
 
 /// `eval --weights FILE`: every subnet's test accuracy and mean loss.
@@ -177,7 +196,7 @@ fn eval_on<B: Backend>(
         .collect()
 }
 
-fn print_table(title: &str, subnets: &BTreeMap<String, SubnetMetrics>) {
+pub fn print_table(title: &str, subnets: &BTreeMap<String, SubnetMetrics>) {
     println!("{title}");
     println!("  subnet  accuracy  correct  loss");
     for subnet in Subnet::ALL {

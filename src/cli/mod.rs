@@ -4,6 +4,7 @@ pub mod args;
 mod backend;
 mod bench;
 mod commands;
+mod experiment;
 mod progress;
 
 use anyhow::Result;
@@ -13,6 +14,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Oneshot(train) => commands::train(&train, None),
         Command::Standalone { subnet, train } => commands::train(&train, Some(subnet)),
+        Command::Experiment(args) => experiment::experiment(&args),
+        Command::Report { dir } => experiment::report(&dir),
         Command::Eval {
             weights,
             json,

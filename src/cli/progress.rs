@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use supernet::engine::Backend;
 use supernet::model::{checkpoint, SuperNet};
 use supernet::report::RunDir;
-use supernet::training::{EpochMetrics, Observer};
+use supernet::training::{EpochMetrics, Observer, SubnetMetrics};
 
 pub struct Progress<'a> {
     run: &'a RunDir,
@@ -55,14 +55,20 @@ impl Observer for Progress<'_> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let accuracies: Vec<String> = m
-            .subnets
-            .iter()
-            .map(|(name, s)| format!("{name} {:.4}", s.accuracy))
-            .collect();
+        let accuracies = |set: &std::collections::BTreeMap<String, SubnetMetrics>| {
+            set.iter()
+                .map(|(name, s)| format!("{name} {:.4}", s.accuracy))
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        let validation = m
+            .validation
+            .as_ref()
+            .map(|v| format!("  validation accuracy {}", accuracies(v)))
+            .unwrap_or_default();
         eprintln!(
-            "{} epoch {}/{}: lr {:.4}  train loss {:.4}  test accuracy {}  ({:.1} s train, {:.1} s eval)",
-            self.label, m.epoch, self.epochs, m.lr, m.train_loss, accuracies.join("  "), m.train_seconds, m.eval_seconds
+            "{} epoch {}/{}: lr {:.4}  train loss {:.4}  test accuracy {}{validation}  ({:.1} s train, {:.1} s eval)",
+            self.label, m.epoch, self.epochs, m.lr, m.train_loss, accuracies(&m.subnets), m.train_seconds, m.eval_seconds
         );
         self.run.append_epoch(m)?;
         checkpoint::save(backend, net, &self.run.model_path())

@@ -27,6 +27,36 @@ impl Split {
     pub fn pixels(&self) -> usize {
         self.rows * self.cols
     }
+
+    /// Removes the last `count` images and returns them as their own split: a validation set
+    /// that is the same for every seed. At least one image must stay.
+    pub fn split_off_last(&mut self, count: usize) -> Result<Split> {
+        self.check_hold_out(count)?;
+        let keep = self.count - count;
+        let held = Split {
+            images: self.images.split_off(keep * self.pixels()),
+            labels: self.labels.split_off(keep),
+            count,
+            rows: self.rows,
+            cols: self.cols,
+        };
+        self.count = keep;
+        Ok(held)
+    }
+
+    /// Whether `count` images can be held out (checked before anything is written).
+    pub fn check_hold_out(&self, count: usize) -> Result<()> {
+        if count >= self.count {
+            return Err(Error::invalid(
+                "--val",
+                format!(
+                    "cannot hold out {count} of the {} training images; at least one must stay for training",
+                    self.count
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -20,6 +20,18 @@ pub enum Variant {
     Concat,
 }
 
+impl Variant {
+    pub const ALL: [Variant; 2] = [Variant::Sum, Variant::Concat];
+
+    /// "sum" or "concat", as on the command line and in results files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Variant::Sum => "sum",
+            Variant::Concat => "concat",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SuperNetConfig {
     pub variant: Variant,

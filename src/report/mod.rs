@@ -2,7 +2,11 @@
 //! `model.safetensors`, each file valid whenever a run stops; and the statistics that compare
 //! one-shot with stand-alone rankings.
 
+pub mod experiment;
+pub mod figures;
+mod markdown;
 pub mod ranking;
 mod run_dir;
+pub mod summary;
 
 pub use run_dir::{write_atomically, RunDir};

@@ -52,6 +52,9 @@ pub struct TrainConfig {
     /// How one-shot training draws each minibatch's subnet.
     #[serde(serialize_with = "sampling_name")]
     pub sampling: Sampling,
+    /// The last `validation` training images are held out (not trained on) and evaluated
+    /// after every epoch beside the test set; 0 = none.
+    pub validation: usize,
     /// Images per evaluation batch (memory only; results do not depend on it).
     pub eval_batch_size: usize,
     /// Steps between loss read-backs (progress, divergence check).
@@ -59,10 +62,7 @@ pub struct TrainConfig {
 }
 
 fn variant_name<S: serde::Serializer>(v: &Variant, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(match v {
-        Variant::Sum => "sum",
-        Variant::Concat => "concat",
-    })
+    s.serialize_str(v.name())
 }
 
 fn sampling_name<S: serde::Serializer>(v: &Sampling, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -87,6 +87,7 @@ impl TrainConfig {
             seed: 1,
             shuffle: true,
             sampling: Sampling::Uniform,
+            validation: 0,
             eval_batch_size: 1000,
             log_every: 50,
         }

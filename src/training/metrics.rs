@@ -20,6 +20,17 @@ pub struct EpochMetrics {
     pub train_loss: f64,
     pub train_seconds: f64,
     pub eval_seconds: f64,
-    /// By subnet name ("00", "10", ...).
+    /// On the test set, by subnet name ("00", "10", ...).
     pub subnets: BTreeMap<String, SubnetMetrics>,
+    /// On the held-out training images (`--val`), when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<BTreeMap<String, SubnetMetrics>>,
+}
+
+impl EpochMetrics {
+    /// The set subnets are ranked on: the held-out images if any, else the test set (as in the
+    /// original study).
+    pub fn ranking(&self) -> &BTreeMap<String, SubnetMetrics> {
+        self.validation.as_ref().unwrap_or(&self.subnets)
+    }
 }

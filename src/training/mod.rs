@@ -3,6 +3,8 @@
 mod config;
 mod device_data;
 mod evaluate;
+pub mod experiment;
+mod kl_proxy;
 mod metrics;
 mod sampling;
 mod schedule;
@@ -11,6 +13,7 @@ mod trainer;
 pub use config::{Mode, TrainConfig};
 pub use device_data::{Batch, DeviceSplit};
 pub use evaluate::evaluate;
+pub use kl_proxy::{kl_proxy, sample_indices, KlProxy};
 pub use metrics::{EpochMetrics, SubnetMetrics};
 pub use sampling::{Sampling, SubnetSampler};
 pub use schedule::StepLr;

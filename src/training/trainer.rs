@@ -4,6 +4,7 @@
 //! every parameter, the loss copied into a per-epoch log buffer, and one submit. The log is
 //! read back every `log_every` steps (progress and the divergence check), never inside a step.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -17,7 +18,9 @@ use crate::model::{Subnet, SuperNet, SuperNetConfig};
 use crate::training::config::{Mode, TrainConfig};
 use crate::training::device_data::DeviceSplit;
 use crate::training::evaluate::evaluate;
-use crate::training::{EpochMetrics, Sampling, StepLr, SubnetSampler};
+use crate::training::{
+    kl_proxy, EpochMetrics, KlProxy, Sampling, StepLr, SubnetMetrics, SubnetSampler,
+};
 
 /// Told about progress; the CLI draws bars and writes files, tests record.
 pub trait Observer {
@@ -64,6 +67,7 @@ pub struct Trainer<'b, B: Backend> {
     config: TrainConfig,
     train: DeviceSplit<B>,
     test: DeviceSplit<B>,
+    validation: Option<DeviceSplit<B>>,
     pub net: SuperNet<B>,
     optimizer: Adadelta<B>,
     streams: Streams,
@@ -72,9 +76,15 @@ pub struct Trainer<'b, B: Backend> {
 }
 
 impl<'b, B: Backend> Trainer<'b, B> {
-    /// Uploads the data and initialises the network (PyTorch's default initialisation).
+    /// Uploads the data (holding out the validation images, if any) and initialises the
+    /// network (PyTorch's default initialisation).
     pub fn new(backend: &'b B, data: &Dataset, config: TrainConfig) -> Result<Self> {
         config.validate()?;
+        let mut train = data.train.clone();
+        let validation = match config.validation {
+            0 => None,
+            count => Some(train.split_off_last(count)?),
+        };
         let mut streams = Streams::new(config.seed, config.sampling);
         let net_config = SuperNetConfig {
             variant: config.variant,
@@ -94,8 +104,11 @@ impl<'b, B: Backend> Trainer<'b, B> {
         )?;
         Ok(Trainer {
             backend,
-            train: DeviceSplit::upload(backend, &data.train)?,
+            train: DeviceSplit::upload(backend, &train)?,
             test: DeviceSplit::upload(backend, &data.test)?,
+            validation: validation
+                .map(|split| DeviceSplit::upload(backend, &split))
+                .transpose()?,
             config,
             net,
             optimizer,
@@ -118,6 +131,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
             let train_seconds = started.elapsed().as_secs_f64();
             let started = Instant::now();
             let subnets = self.evaluate_all()?;
+            let validation = self.evaluate_validation()?;
             let metrics = EpochMetrics {
                 epoch,
                 lr: self.optimizer.config.lr as f64,
@@ -125,6 +139,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
                 train_seconds,
                 eval_seconds: started.elapsed().as_secs_f64(),
                 subnets,
+                validation,
             };
             observer.epoch_finished(self.backend, &self.net, &metrics)?;
             history.push(metrics);
@@ -147,9 +162,20 @@ impl<'b, B: Backend> Trainer<'b, B> {
         Ok(subnets.into_iter().zip(losses).collect())
     }
 
-    pub fn evaluate_all(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, crate::training::SubnetMetrics>> {
+    /// Every subnet of the mode on the test set.
+    pub fn evaluate_all(&self) -> Result<BTreeMap<String, SubnetMetrics>> {
+        self.evaluate_split(&self.test)
+    }
+
+    /// Every subnet of the mode on the held-out training images, if any were held out.
+    pub fn evaluate_validation(&self) -> Result<Option<BTreeMap<String, SubnetMetrics>>> {
+        self.validation
+            .as_ref()
+            .map(|split| self.evaluate_split(split))
+            .transpose()
+    }
+
+    fn evaluate_split(&self, split: &DeviceSplit<B>) -> Result<BTreeMap<String, SubnetMetrics>> {
         self.config
             .mode
             .evaluated()
@@ -160,7 +186,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
                     evaluate(
                         self.backend,
                         &self.net,
-                        &self.test,
+                        split,
                         &subnet.masks(),
                         self.config.eval_batch_size,
                     )?,
@@ -202,6 +228,11 @@ impl<'b, B: Backend> Trainer<'b, B> {
             .map(|(batch, &loss)| loss as f64 * batch.len() as f64)
             .sum();
         Ok(weighted / order.len() as f64)
+    }
+
+    /// The KL proxy of every subnet on a fixed sample of `images` training images.
+    pub fn kl_proxy(&self, images: usize) -> Result<KlProxy> {
+        kl_proxy(self.backend, &self.net, &self.train, images)
     }
 
     /// Seconds spent in training steps so far, not counting read-backs: on the GPU the CPU time

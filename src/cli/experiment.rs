@@ -1,0 +1,182 @@
+//! `experiment` and `report`: the whole study, resumable, then its report.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use supernet::data::Dataset;
+use supernet::engine::Backend;
+use supernet::model::Variant;
+use supernet::report::summary::{Spread, Summary};
+use supernet::report::{self, write_atomically, RunDir};
+use supernet::training::experiment::{
+    job_state, Experiment, Job, JobKind, JobResult, JobState, PLAN_FILE, RESULT_FILE,
+};
+use supernet::training::{Mode, TrainConfig};
+
+use crate::cli::args::{ExperimentArgs, VariantsArg};
+use crate::cli::backend::{select, Selected};
+use crate::cli::commands::{load_data, protocol_config, sampling, train_one};
+
+/// Files a training writes before its `result.json`; cleared when an interrupted training
+/// starts again, so its metrics are not appended to the old ones.
+const TRAINING_FILES: [&str; 4] = [
+    "config.json",
+    "metrics.jsonl",
+    "metrics.csv",
+    "model.safetensors",
+];
+
+pub fn experiment(args: &ExperimentArgs) -> Result<()> {
+    let experiment = plan(args);
+    experiment.validate()?;
+    let out = &args.out;
+    // Refuse a directory of other settings before training anything.
+    let jobs = experiment.jobs();
+    let states = jobs
+        .iter()
+        .map(|job| job_state(out, job, &experiment.config(job)))
+        .collect::<supernet::Result<Vec<_>>>()
+        .context("cannot resume the experiment")?;
+    let pending = states
+        .iter()
+        .filter(|s| matches!(s, JobState::Pending))
+        .count();
+    eprintln!(
+        "experiment in {}: {} trainings, {} finished earlier, {pending} to train",
+        out.display(),
+        jobs.len(),
+        jobs.len() - pending
+    );
+    if pending > 0 {
+        let data = load_data(&args.device)?;
+        data.train.check_hold_out(experiment.protocol.validation)?;
+        let backend = select(args.device.backend)?;
+        eprintln!("backend: {}", backend.describe());
+        RunDir::create(out).context("cannot write the output directory")?;
+        let plan = serde_json::to_string_pretty(&experiment.plan())?;
+        write_atomically(&out.join(PLAN_FILE), format!("{plan}\n").as_bytes())?;
+        for (job, state) in jobs.iter().zip(&states) {
+            match state {
+                JobState::Finished(_) => {
+                    eprintln!("{}: finished earlier, skipped", job.dir().display())
+                }
+                JobState::Pending => run_job(&experiment, job, &data, &backend, args)?,
+            }
+        }
+    } else {
+        eprintln!("nothing to train");
+    }
+    report(out)
+}
+
+/// `report DIR`: statistics, figures and `report.md` from the saved results.
+pub fn report(dir: &Path) -> Result<()> {
+    let summary = report::experiment::write(dir).context("cannot write the report")?;
+    print_summary(&summary);
+    eprintln!("report in {}", dir.join("report.md").display());
+    Ok(())
+}
+
+fn plan(args: &ExperimentArgs) -> Experiment {
+    let variants = match args.variants {
+        VariantsArg::Sum => vec![Variant::Sum],
+        VariantsArg::Concat => vec![Variant::Concat],
+        VariantsArg::Both => Variant::ALL.to_vec(),
+    };
+    let mut samplings: Vec<_> = args.sampling.iter().map(|&s| sampling(s)).collect();
+    samplings.dedup();
+    let mut seeds = args.seeds.clone();
+    seeds.dedup();
+    Experiment {
+        variants,
+        seeds,
+        samplings,
+        protocol: protocol_config(&args.protocol, Variant::Sum, Mode::OneShot),
+        kl_images: args.kl_images,
+    }
+}
+
+fn run_job(
+    experiment: &Experiment,
+    job: &Job,
+    data: &Dataset,
+    backend: &Selected,
+    args: &ExperimentArgs,
+) -> Result<()> {
+    let dir = args.out.join(job.dir());
+    clear_interrupted(&dir)?;
+    let run = RunDir::create(&dir).context("cannot write the output directory")?;
+    let config = experiment.config(job);
+    let result = match backend {
+        Selected::Cpu(cpu) => train_job(cpu, backend, job, &config, experiment, data, &run, args)?,
+        Selected::Gpu(gpu) => train_job(gpu, backend, job, &config, experiment, data, &run, args)?,
+    };
+    // Last, and atomically: the marker that this training is finished.
+    let text = serde_json::to_string_pretty(&result)?;
+    write_atomically(&dir.join(RESULT_FILE), format!("{text}\n").as_bytes())?;
+    Ok(())
+}
+
+/// Removes what an interrupted training left (its files and any `.partial` write).
+fn clear_interrupted(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if TRAINING_FILES.contains(&name.as_str()) || name.ends_with(".partial") {
+            std::fs::remove_file(entry.path()).with_context(|| {
+                format!("cannot clear the interrupted training {}", dir.display())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_job<B: Backend>(
+    backend: &B,
+    selected: &Selected,
+    job: &Job,
+    config: &TrainConfig,
+    experiment: &Experiment,
+    data: &Dataset,
+    run: &RunDir,
+    args: &ExperimentArgs,
+) -> Result<JobResult> {
+    let started = Instant::now();
+    let (history, trainer) = train_one(backend, selected, data, config, run, &args.device)?;
+    let mut result = JobResult::new(job, config, selected.describe());
+    if let JobKind::OneShot(_) = job.kind {
+        result.kl_proxy = Some(trainer.kl_proxy(experiment.kl_images)?);
+    }
+    result.history = history;
+    result.wall_seconds = started.elapsed().as_secs_f64();
+    Ok(result)
+}
+
+/// The rank statistics on the terminal; the rest is in `report.md`.
+fn print_summary(summary: &Summary) {
+    let show = |s: &Spread| match (s.mean, s.std) {
+        (Some(m), Some(d)) => format!("{m:+.2} ± {d:.2}"),
+        (Some(m), None) => format!("{m:+.2}"),
+        _ => "-".to_string(),
+    };
+    println!(
+        "one-shot vs stand-alone over {} seed(s), ranked on the {} set",
+        summary.plan.seeds.len(),
+        summary.ranking_set
+    );
+    println!("  group                     Kendall tau-b   Spearman rho   regret");
+    for group in &summary.groups {
+        let a = &group.predictors.oneshot_accuracy;
+        println!(
+            "  {:<25} {:<15} {:<14} {:.4}",
+            format!("{}, {}", group.variant, group.sampling),
+            show(&a.kendall_tau),
+            show(&a.spearman_rho),
+            a.regret.mean.unwrap_or(f64::NAN)
+        );
+    }
+}

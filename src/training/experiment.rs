@@ -1,0 +1,313 @@
+//! The study as a plan of trainings: for each variant and seed, one one-shot training per
+//! sampling strategy and the four stand-alone trainings. Each finished training leaves a
+//! `result.json` in its own directory, written last and atomically: it is the only thing a
+//! rerun trusts, so an interrupted training is simply trained again.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{Subnet, Variant};
+use crate::training::{EpochMetrics, KlProxy, Mode, Sampling, TrainConfig};
+
+/// The completion marker and record of one training.
+pub const RESULT_FILE: &str = "result.json";
+/// The plan and settings, at the top of the experiment's directory.
+pub const PLAN_FILE: &str = "experiment.json";
+
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    pub variants: Vec<Variant>,
+    pub seeds: Vec<u64>,
+    /// One-shot sampling strategies to compare (stand-alone trainings do not depend on it).
+    pub samplings: Vec<Sampling>,
+    /// Everything else of the protocol; its variant, mode, seed and sampling are set per job.
+    pub protocol: TrainConfig,
+    /// Training images the KL proxy averages over.
+    pub kl_images: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum JobKind {
+    OneShot(Sampling),
+    Standalone(Subnet),
+}
+
+/// One training of the plan.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Job {
+    pub variant: Variant,
+    pub seed: u64,
+    pub kind: JobKind,
+}
+
+impl Job {
+    /// Relative to the experiment's directory: `sum/seed-1/oneshot-uniform`,
+    /// `sum/seed-1/standalone-10`.
+    pub fn dir(&self) -> PathBuf {
+        let leaf = match self.kind {
+            JobKind::OneShot(sampling) => format!("oneshot-{}", sampling.name()),
+            JobKind::Standalone(subnet) => format!("standalone-{subnet}"),
+        };
+        PathBuf::from(self.variant.name())
+            .join(format!("seed-{}", self.seed))
+            .join(leaf)
+    }
+}
+
+impl Experiment {
+    /// Variant by variant, seed by seed: the one-shot trainings, then the stand-alone ones.
+    pub fn jobs(&self) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        for &variant in &self.variants {
+            for &seed in &self.seeds {
+                let oneshot = self.samplings.iter().map(|&s| JobKind::OneShot(s));
+                let standalone = Subnet::ALL.iter().map(|&s| JobKind::Standalone(s));
+                jobs.extend(oneshot.chain(standalone).map(|kind| Job {
+                    variant,
+                    seed,
+                    kind,
+                }));
+            }
+        }
+        jobs
+    }
+
+    pub fn config(&self, job: &Job) -> TrainConfig {
+        let (mode, sampling) = match job.kind {
+            JobKind::OneShot(sampling) => (Mode::OneShot, sampling),
+            JobKind::Standalone(subnet) => (Mode::Standalone(subnet), self.protocol.sampling),
+        };
+        TrainConfig {
+            variant: job.variant,
+            mode,
+            seed: job.seed,
+            sampling,
+            ..self.protocol.clone()
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let empty = [
+            ("--supernet", self.variants.is_empty()),
+            ("--seeds", self.seeds.is_empty()),
+            ("--sampling", self.samplings.is_empty()),
+        ];
+        if let Some((flag, _)) = empty.iter().find(|(_, e)| *e) {
+            return Err(Error::invalid(
+                "experiment",
+                format!("{flag} needs at least one value"),
+            ));
+        }
+        if self.kl_images == 0 {
+            return Err(Error::invalid(
+                "experiment",
+                "--kl-images must be at least 1, got 0",
+            ));
+        }
+        self.protocol.validate()
+    }
+
+    /// `experiment.json`: the settings and the directories of every training, for `report`.
+    pub fn plan(&self) -> Plan {
+        Plan {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            variants: self.variants.iter().map(|v| v.name().to_string()).collect(),
+            seeds: self.seeds.clone(),
+            samplings: self
+                .samplings
+                .iter()
+                .map(|s| s.name().to_string())
+                .collect(),
+            kl_images: self.kl_images,
+            protocol: serde_json::to_value(&self.protocol).expect("settings serialise"),
+            jobs: self.jobs().iter().map(Job::dir).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    pub version: String,
+    pub variants: Vec<String>,
+    pub seeds: Vec<u64>,
+    pub samplings: Vec<String>,
+    pub kl_images: usize,
+    /// The shared protocol (its variant, mode, seed and sampling are the first job's).
+    pub protocol: serde_json::Value,
+    pub jobs: Vec<PathBuf>,
+}
+
+/// What a finished training records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobResult {
+    pub variant: String,
+    pub seed: u64,
+    /// "oneshot" or "standalone".
+    pub mode: String,
+    /// One-shot: the sampling strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<String>,
+    /// Stand-alone: the subnet trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// Every setting of the training, as in its `config.json`.
+    pub config: serde_json::Value,
+    pub backend: String,
+    pub wall_seconds: f64,
+    pub history: Vec<EpochMetrics>,
+    /// One-shot: the KL proxy after the last epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kl_proxy: Option<KlProxy>,
+}
+
+impl JobResult {
+    pub fn new(job: &Job, config: &TrainConfig, backend: String) -> Self {
+        let (mode, sampling, subnet) = match job.kind {
+            JobKind::OneShot(s) => ("oneshot", Some(s.name().to_string()), None),
+            JobKind::Standalone(s) => ("standalone", None, Some(s.to_string())),
+        };
+        JobResult {
+            variant: job.variant.name().to_string(),
+            seed: job.seed,
+            mode: mode.to_string(),
+            sampling,
+            subnet,
+            config: serde_json::to_value(config).expect("settings serialise"),
+            backend,
+            wall_seconds: 0.0,
+            history: Vec::new(),
+            kl_proxy: None,
+        }
+    }
+
+    /// The last epoch's metrics.
+    pub fn last(&self) -> Option<&EpochMetrics> {
+        self.history.last()
+    }
+}
+
+/// Where a training of the plan stands in `out`.
+pub enum JobState {
+    /// Finished earlier with the same settings.
+    Finished(Box<JobResult>),
+    /// Never started, or stopped before it finished: train it (again).
+    Pending,
+}
+
+/// Reads `out/<job dir>/result.json`. A result of other settings is an error naming them, so a
+/// rerun never mixes two protocols in one report.
+pub fn job_state(out: &Path, job: &Job, config: &TrainConfig) -> Result<JobState> {
+    let path = out.join(job.dir()).join(RESULT_FILE);
+    if !path.exists() {
+        return Ok(JobState::Pending);
+    }
+    let result = read_result(&path)?;
+    let wanted = serde_json::to_value(config).expect("settings serialise");
+    let differing = differing_keys(&result.config, &wanted);
+    if !differing.is_empty() {
+        return Err(Error::Format {
+            path,
+            detail: format!(
+                "holds a finished training with other settings ({}); use another --out or the same settings",
+                differing.join(", ")
+            ),
+        });
+    }
+    Ok(JobState::Finished(Box::new(result)))
+}
+
+pub fn read_result(path: &Path) -> Result<JobResult> {
+    read_json(path, "a training result")
+}
+
+pub fn read_plan(dir: &Path) -> Result<Plan> {
+    read_json(&dir.join(PLAN_FILE), "an experiment plan")
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        detail: format!("not {what} of this version: {e}"),
+    })
+}
+
+/// `name (was X, now Y)` for every top-level setting that differs.
+fn differing_keys(was: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
+    let (Some(was), Some(now)) = (was.as_object(), now.as_object()) else {
+        return vec!["settings".to_string()];
+    };
+    let mut keys: Vec<&String> = was.keys().chain(now.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| was.get(*k) != now.get(*k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| v.map_or("-".to_string(), |v| v.to_string());
+            format!("{k} was {}, now {}", show(was.get(k)), show(now.get(k)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn experiment() -> Experiment {
+        Experiment {
+            variants: Variant::ALL.to_vec(),
+            seeds: vec![1, 2],
+            samplings: vec![Sampling::Uniform, Sampling::Fair],
+            protocol: TrainConfig::study(Variant::Sum, Mode::OneShot),
+            kl_images: 16,
+        }
+    }
+
+    #[test]
+    fn the_plan_has_every_training_once() {
+        let jobs = experiment().jobs();
+        // 2 variants x 2 seeds x (2 one-shot + 4 stand-alone).
+        assert_eq!(jobs.len(), 24);
+        let mut dirs: Vec<PathBuf> = jobs.iter().map(Job::dir).collect();
+        dirs.sort();
+        dirs.dedup();
+        assert_eq!(dirs.len(), 24, "two trainings share a directory");
+        assert!(dirs.contains(&PathBuf::from("concat/seed-2/oneshot-fair")));
+        assert!(dirs.contains(&PathBuf::from("sum/seed-1/standalone-10")));
+    }
+
+    #[test]
+    fn a_result_of_other_settings_is_refused_and_named() {
+        let out = tempfile::tempdir().expect("temp dir");
+        let plan = experiment();
+        let job = plan.jobs()[0];
+        let config = plan.config(&job);
+        assert!(matches!(
+            job_state(out.path(), &job, &config),
+            Ok(JobState::Pending)
+        ));
+        let dir = out.path().join(job.dir());
+        std::fs::create_dir_all(&dir).expect("job dir");
+        let result = JobResult::new(&job, &config, "cpu".into());
+        let text = serde_json::to_string(&result).expect("json");
+        std::fs::write(dir.join(RESULT_FILE), text).expect("result");
+        assert!(matches!(
+            job_state(out.path(), &job, &config),
+            Ok(JobState::Finished(_))
+        ));
+        let other = TrainConfig {
+            epochs: 2,
+            ..config
+        };
+        let error = job_state(out.path(), &job, &other).err().expect("refused");
+        assert!(
+            error.to_string().contains("epochs was 14, now 2"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! The KL-divergence proxy of Bender et al. (ICML 2018): after one-shot training, how far each
+//! subnet's predicted class distribution lies from a reference's, as the symmetrized KL
+//! divergence averaged over a fixed sample of training images. Two references: the "all paths
+//! on" SuperNet (both convs of every block active) and the mean prediction of the four subnets.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Backend, Tape};
+use crate::error::Result;
+use crate::model::{BlockMask, Subnet, SuperNet, BLOCKS};
+use crate::report::ranking::{log_mean_distribution, log_softmax, symmetric_kl};
+use crate::training::DeviceSplit;
+
+/// The sample is the same for every seed and variant, so proxies are comparable across runs.
+const SAMPLE_SEED: u64 = 0x4b4c;
+const BATCH: usize = 512;
+
+/// Mean symmetrized KL divergence of each subnet (by name) from each reference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KlProxy {
+    pub images: usize,
+    pub all_paths: BTreeMap<String, f64>,
+    pub mean_of_subnets: BTreeMap<String, f64>,
+}
+
+/// `images` training images drawn without replacement by a fixed seed (all of them if fewer).
+pub fn sample_indices(count: usize, images: usize) -> Vec<u32> {
+    let mut rng = StdRng::seed_from_u64(SAMPLE_SEED);
+    let mut indices: Vec<u32> = rand::seq::index::sample(&mut rng, count, images.min(count))
+        .into_iter()
+        .map(|i| i as u32)
+        .collect();
+    indices.sort_unstable();
+    indices
+}
+
+pub fn kl_proxy<B: Backend>(
+    backend: &B,
+    net: &SuperNet<B>,
+    split: &DeviceSplit<B>,
+    images: usize,
+) -> Result<KlProxy> {
+    let indices = sample_indices(split.count(), images);
+    let subnets: Vec<Vec<Vec<f64>>> = Subnet::ALL
+        .iter()
+        .map(|s| log_predictions(backend, net, split, &indices, &s.masks()))
+        .collect::<Result<_>>()?;
+    let all_paths = log_predictions(
+        backend,
+        net,
+        split,
+        &indices,
+        &[BlockMask::all_paths(); BLOCKS],
+    )?;
+    let mean_of_subnets: Vec<Vec<f64>> = (0..indices.len())
+        .map(|i| log_mean_distribution(&subnets.iter().map(|s| &s[i][..]).collect::<Vec<_>>()))
+        .collect();
+    let mean_kl = |reference: &[Vec<f64>]| -> BTreeMap<String, f64> {
+        Subnet::ALL
+            .iter()
+            .zip(&subnets)
+            .map(|(subnet, predictions)| {
+                let total: f64 = predictions
+                    .iter()
+                    .zip(reference)
+                    .map(|(p, r)| symmetric_kl(p, r))
+                    .sum();
+                (subnet.to_string(), total / indices.len() as f64)
+            })
+            .collect()
+    };
+    Ok(KlProxy {
+        images: indices.len(),
+        all_paths: mean_kl(&all_paths),
+        mean_of_subnets: mean_kl(&mean_of_subnets),
+    })
+}
+
+/// Log-probabilities `[image][class]` of the network under `masks`.
+fn log_predictions<B: Backend>(
+    backend: &B,
+    net: &SuperNet<B>,
+    split: &DeviceSplit<B>,
+    indices: &[u32],
+    masks: &[BlockMask; BLOCKS],
+) -> Result<Vec<Vec<f64>>> {
+    let classes = net.config.classes;
+    let mut predictions = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(BATCH) {
+        let batch = split.batch(backend, chunk)?;
+        let tape = Tape::inference(backend);
+        let logits = net.forward(&tape, &batch.images, masks)?;
+        backend.flush()?;
+        let values = backend.download(logits.storage(), chunk.len() * classes)?;
+        predictions.extend(values.chunks(classes).map(|row| {
+            let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+            log_softmax(&row)
+        }));
+    }
+    Ok(predictions)
+}

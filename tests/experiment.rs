@@ -1,0 +1,262 @@
+//! `experiment` and `report` end to end on a small slice of MNIST: every file of the report,
+//! resuming (finished trainings skipped, an interrupted one trained again), settings that do
+//! not match refused, and the report rebuilt from saved results alone.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn supernet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_supernet"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The first `count` images of a shipped IDX file, written raw with its header adjusted.
+fn slice_idx(from: &Path, to: &Path, count: usize) {
+    let bytes = supernet::data::idx::decompressed(from).expect("shipped file");
+    let dims = bytes[3] as usize;
+    let item: usize = (1..dims)
+        .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
+        .product();
+    let header = 4 + 4 * dims;
+    let mut out = bytes[..header].to_vec();
+    out[4..8].copy_from_slice(&(count as u32).to_be_bytes());
+    out.extend_from_slice(&bytes[header..header + count * item]);
+    std::fs::write(to, out).expect("write slice");
+}
+
+/// 1280 training and 500 test images.
+fn small_mnist() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    for (prefix, count) in [("train", 1280), ("t10k", 500)] {
+        for kind in ["images-idx3-ubyte", "labels-idx1-ubyte"] {
+            let name = format!("{prefix}-{kind}");
+            let from = shipped.join(format!("{name}.gz"));
+            slice_idx(&from, &dir.path().join(name), count);
+        }
+    }
+    dir
+}
+
+struct Experiment {
+    data: tempfile::TempDir,
+    out: tempfile::TempDir,
+}
+
+impl Experiment {
+    fn new() -> Self {
+        Experiment {
+            data: small_mnist(),
+            out: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn run(&self, epochs: &str) -> Output {
+        let (data, out) = (self.data.path(), self.out.path());
+        supernet(&[
+            "experiment",
+            "--backend",
+            "cpu",
+            "--supernet",
+            "sum",
+            "--seeds",
+            "1,2",
+            "--sampling",
+            "uniform,fair",
+            "--epochs",
+            epochs,
+            "--val",
+            "200",
+            "--kl-images",
+            "64",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.out.path().join(relative)
+    }
+}
+
+const FIGURES: [&str; 4] = [
+    "oneshot_accuracy",
+    "standalone_accuracy",
+    "oneshot_vs_standalone",
+    "kl_vs_standalone",
+];
+
+/// 2 seeds x (2 one-shot + 4 stand-alone).
+const TRAININGS: usize = 12;
+
+fn result_files(experiment: &Experiment) -> Vec<PathBuf> {
+    let plan = supernet::training::experiment::read_plan(experiment.out.path()).expect("plan");
+    plan.jobs
+        .iter()
+        .map(|job| experiment.out.path().join(job).join("result.json"))
+        .collect()
+}
+
+fn check_report(experiment: &Experiment) {
+    let text = std::fs::read_to_string(experiment.path("results.json")).expect("results.json");
+    let results: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(
+        results["runs"].as_array().map(Vec::len),
+        Some(4),
+        "2 samplings x 2 seeds"
+    );
+    assert_eq!(results["ranking_set"], "validation");
+    let tau = &results["groups"][0]["predictors"]["oneshot_accuracy"]["kendall_tau"];
+    assert_eq!(
+        tau["values"].as_array().map(Vec::len),
+        Some(2),
+        "one tau per seed"
+    );
+    let report = std::fs::read_to_string(experiment.path("report.md")).expect("report.md");
+    for expected in [
+        "Kendall tau-b",
+        "Spearman rho",
+        "regret",
+        "KL from all paths",
+        "KL from the mean",
+        "0.9877",
+    ] {
+        assert!(report.contains(expected), "report.md lacks '{expected}'");
+    }
+    for figure in FIGURES {
+        let svg = std::fs::read_to_string(experiment.path(&format!("figures/{figure}.svg")))
+            .expect("svg");
+        assert!(
+            svg.contains("<svg") && svg.contains("</svg>"),
+            "{figure}.svg"
+        );
+        assert!(
+            report.contains(&format!("figures/{figure}.svg")),
+            "report.md skips {figure}"
+        );
+        let png = std::fs::read(experiment.path(&format!("figures/{figure}.png"))).expect("png");
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{figure}.png"
+        );
+    }
+}
+
+#[test]
+fn experiment_reports_resumes_and_refuses_other_settings() {
+    let experiment = Experiment::new();
+    let first = experiment.run("2");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let results = result_files(&experiment);
+    assert_eq!(results.len(), TRAININGS);
+    assert!(
+        results.iter().all(|r| r.is_file()),
+        "a training left no result.json"
+    );
+    check_report(&experiment);
+    let printed = String::from_utf8_lossy(&first.stdout);
+    assert!(printed.contains("Kendall tau-b"), "{printed}");
+
+    // A rerun trains nothing and leaves every result as it was.
+    let before: Vec<Vec<u8>> = results.iter().map(|r| std::fs::read(r).unwrap()).collect();
+    let again = experiment.run("2");
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains(&format!("{TRAININGS} finished earlier, 0 to train")),
+        "{}",
+        stderr(&again)
+    );
+    let after: Vec<Vec<u8>> = results.iter().map(|r| std::fs::read(r).unwrap()).collect();
+    assert!(before == after, "a finished training was trained again");
+
+    // A training stopped half-way (no result.json, a torn metrics line) is trained again from
+    // the start; the others are skipped.
+    let stopped = results[3].parent().unwrap().to_path_buf();
+    std::fs::remove_file(&results[3]).unwrap();
+    std::fs::write(stopped.join("metrics.jsonl"), "{\"epoch\": 1, \"lr\"").unwrap();
+    let resumed = experiment.run("2");
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(
+        stderr(&resumed).contains(&format!("{} finished earlier, 1 to train", TRAININGS - 1)),
+        "{}",
+        stderr(&resumed)
+    );
+    let metrics = std::fs::read_to_string(stopped.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "stale metrics kept:\n{metrics}");
+    assert!(results[3].is_file());
+
+    // Other settings in the same directory: refused before anything is trained.
+    let other = experiment.run("3");
+    assert!(!other.status.success());
+    let message = stderr(&other);
+    assert!(
+        message.contains("epochs was 2, now 3") && message.contains("--out"),
+        "{message}"
+    );
+    assert!(!message.contains("panicked"), "{message}");
+
+    // `report` rebuilds everything from the saved results.
+    std::fs::remove_dir_all(experiment.path("figures")).unwrap();
+    std::fs::remove_file(experiment.path("report.md")).unwrap();
+    std::fs::remove_file(experiment.path("results.json")).unwrap();
+    let report = supernet(&["report", experiment.out.path().to_str().unwrap()]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    check_report(&experiment);
+}
+
+#[test]
+fn report_of_a_directory_without_an_experiment_names_the_file() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let output = supernet(&["report", empty.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("experiment.json") && !message.contains("panicked"),
+        "{message}"
+    );
+}
+
+#[test]
+fn experiment_rejects_zero_kl_images_and_too_large_a_holdout_before_writing() {
+    let data = small_mnist();
+    let out = tempfile::tempdir().expect("temp dir");
+    let base = [
+        "experiment",
+        "--backend",
+        "cpu",
+        "--data",
+        data.path().to_str().unwrap(),
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", out.path().to_str().unwrap()]);
+        supernet(&args)
+    };
+    let holdout = with(&[
+        "--val",
+        "1280",
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--supernet",
+        "sum",
+    ]);
+    assert!(!holdout.status.success());
+    assert!(stderr(&holdout).contains("--val"), "{}", stderr(&holdout));
+    let kl = with(&["--kl-images", "0"]);
+    assert!(!kl.status.success());
+    assert!(stderr(&kl).contains("--kl-images"), "{}", stderr(&kl));
+    let written = std::fs::read_dir(out.path()).unwrap().count();
+    assert_eq!(written, 0, "a refused experiment wrote into --out");
+}
