@@ -42,8 +42,8 @@ fn bench_on<B: Backend>(
     };
     let mut trainer = Trainer::new(backend, data, config)?;
     trainer.train_steps(args.warmup)?;
-    let (seconds_before, dispatches_before) =
-        (trainer.step_seconds(), gpu.map(GpuBackend::dispatch_count));
+    let seconds_before = trainer.step_seconds();
+    let gpu_before = gpu.map(GpuCounters::read);
 
     let started = Instant::now();
     let steps = trainer.train_steps(args.steps)?.len();
@@ -59,10 +59,16 @@ fn bench_on<B: Backend>(
         1e3 * per_step,
         per_step * epoch_steps as f64
     );
-    if let (Some(gpu), Some(before)) = (gpu, dispatches_before) {
-        let dispatches = (gpu.dispatch_count() - before) as f64 / steps as f64;
-        let encode = (trainer.step_seconds() - seconds_before) / steps as f64;
-        println!("gpu: {dispatches:.1} dispatches per step, {:.3} ms of CPU time to record and submit a step", 1e3 * encode);
+    if let (Some(gpu), Some(before)) = (gpu, gpu_before) {
+        let per_step = GpuCounters::read(gpu).since(&before, steps as f64);
+        let step_cpu = (trainer.step_seconds() - seconds_before) / steps as f64;
+        println!(
+            "gpu: {:.1} dispatches per step; CPU time per step: {:.3} ms in all ({:.3} ms encoding commands, {:.3} ms in queue submit)",
+            per_step.dispatches,
+            1e3 * step_cpu,
+            1e3 * per_step.record_seconds,
+            1e3 * per_step.submit_seconds
+        );
     }
 
     let started = Instant::now();
@@ -88,4 +94,30 @@ fn peak_resident_megabytes() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kilobytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kilobytes / 1024.0)
+}
+
+/// The GPU backend's counters, to difference around the timed steps.
+struct GpuCounters {
+    dispatches: f64,
+    record_seconds: f64,
+    submit_seconds: f64,
+}
+
+impl GpuCounters {
+    fn read(gpu: &GpuBackend) -> Self {
+        GpuCounters {
+            dispatches: gpu.dispatch_count() as f64,
+            record_seconds: gpu.record_seconds(),
+            submit_seconds: gpu.submit_seconds(),
+        }
+    }
+
+    /// Per step since `before`.
+    fn since(&self, before: &GpuCounters, steps: f64) -> GpuCounters {
+        GpuCounters {
+            dispatches: (self.dispatches - before.dispatches) / steps,
+            record_seconds: (self.record_seconds - before.record_seconds) / steps,
+            submit_seconds: (self.submit_seconds - before.submit_seconds) / steps,
+        }
+    }
 }

@@ -58,12 +58,40 @@ impl Pool {
     }
 }
 
+/// Commands recorded since the last submit. Consecutive dispatches share one compute pass
+/// (wgpu still places a barrier between dispatches that touch the same buffer); a copy or
+/// clear ends the pass, since an encoder cannot record while a pass is open.
+struct Recording {
+    encoder: wgpu::CommandEncoder,
+    pass: Option<wgpu::ComputePass<'static>>,
+}
+
+/// A bind group is a pure function of the kernel and the buffers bound to it. Shapes are
+/// fixed and buffers come back from the pool in the same order every step, so after the first
+/// step every bind group is found here instead of created.
+#[derive(PartialEq, Eq, Hash)]
+struct BindKey {
+    shader: &'static str,
+    entry: &'static str,
+    /// The parameter uniform first, then the storage buffers in binding order.
+    buffers: Vec<wgpu::Buffer>,
+}
+
+/// Beyond this many bind groups the cache is cleared (shapes changed, e.g. an evaluation
+/// batch size), so it cannot grow without bound.
+const BIND_GROUP_CACHE: usize = 4096;
+
 pub struct GpuBackend {
     ctx: Arc<GpuContext>,
     pool: Rc<RefCell<Pool>>,
-    encoder: RefCell<Option<wgpu::CommandEncoder>>,
+    recording: RefCell<Option<Recording>>,
+    bind_groups: RefCell<HashMap<BindKey, wgpu::BindGroup>>,
     dispatches: Cell<u64>,
     submits: Cell<u64>,
+    /// CPU time spent recording commands (not submitting them).
+    record_seconds: Cell<f64>,
+    /// CPU time spent in `Queue::submit` (on a software adapter, the work itself).
+    submit_seconds: Cell<f64>,
 }
 
 impl GpuBackend {
@@ -76,9 +104,12 @@ impl GpuBackend {
         GpuBackend {
             ctx,
             pool: Rc::new(RefCell::new(Pool::default())),
-            encoder: RefCell::new(None),
+            recording: RefCell::new(None),
+            bind_groups: RefCell::new(HashMap::new()),
             dispatches: Cell::new(0),
             submits: Cell::new(0),
+            record_seconds: Cell::new(0.0),
+            submit_seconds: Cell::new(0.0),
         }
     }
 
@@ -91,13 +122,30 @@ impl GpuBackend {
         self.dispatches.get()
     }
 
+    /// CPU seconds spent recording dispatches, copies and clears since this backend was
+    /// created (submitting them not included).
+    pub fn record_seconds(&self) -> f64 {
+        self.record_seconds.get()
+    }
+
+    /// CPU seconds spent in `Queue::submit` since this backend was created.
+    pub fn submit_seconds(&self) -> f64 {
+        self.submit_seconds.get()
+    }
+
     /// Queue submissions made since this backend was created (read-backs included).
     pub fn submit_count(&self) -> u64 {
         self.submits.get()
     }
 
     fn submit(&self, encoder: wgpu::CommandEncoder) {
-        self.ctx.queue.submit([encoder.finish()]);
+        let started = std::time::Instant::now();
+        let commands = encoder.finish();
+        self.add_record_time(started);
+        let started = std::time::Instant::now();
+        self.ctx.queue.submit([commands]);
+        let seconds = started.elapsed().as_secs_f64();
+        self.submit_seconds.set(self.submit_seconds.get() + seconds);
         self.submits.set(self.submits.get() + 1);
     }
 
@@ -169,21 +217,48 @@ impl GpuBackend {
             return Err(Error::Gpu(detail));
         }
         let (groups_x, groups_y) = self.grid(shader, invocations)?;
+        let started = std::time::Instant::now();
+        let bind_group = self.bind_group(shader, entry, kernel, params, buffers);
+        self.with_pass(|pass| {
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups_x, groups_y, 1);
+        });
+        self.add_record_time(started);
+        self.dispatches.set(self.dispatches.get() + 1);
+        Ok(())
+    }
+
+    /// The bind group of `params` and `buffers` for a kernel, from the cache when it exists.
+    fn bind_group(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        kernel: &context::Kernel,
+        params: &[u32],
+        buffers: &[&GpuStorage],
+    ) -> wgpu::BindGroup {
         let uniform = self.ctx.uniform(params);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
-        entries.extend(
-            kernel
-                .bindings
-                .iter()
-                .zip(buffers)
-                .map(|(&binding, buffer)| wgpu::BindGroupEntry {
-                    binding,
-                    resource: buffer.raw().as_entire_binding(),
-                }),
-        );
+        let mut bound = Vec::with_capacity(buffers.len() + 1);
+        bound.push(uniform);
+        bound.extend(buffers.iter().map(|b| b.raw().clone()));
+        let key = BindKey {
+            shader,
+            entry,
+            buffers: bound,
+        };
+        let mut cache = self.bind_groups.borrow_mut();
+        if let Some(bind_group) = cache.get(&key) {
+            return bind_group.clone();
+        }
+        let bindings = std::iter::once(0).chain(kernel.bindings.iter().copied());
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
+            .zip(&key.buffers)
+            .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
         let bind_group = self
             .ctx
             .device
@@ -192,17 +267,11 @@ impl GpuBackend {
                 layout: &kernel.layout,
                 entries: &entries,
             });
-        self.with_encoder(|encoder| {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(entry),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(groups_x, groups_y, 1);
-        });
-        self.dispatches.set(self.dispatches.get() + 1);
-        Ok(())
+        if cache.len() >= BIND_GROUP_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, bind_group.clone());
+        bind_group
     }
 
     /// Allocates an output of `len` values, binds it after `inputs`, and launches one
@@ -260,14 +329,46 @@ impl GpuBackend {
         self.with_encoder(|encoder| encoder.clear_buffer(storage.raw(), 0, None));
     }
 
+    /// Records a copy or clear: ends the open compute pass first.
     fn with_encoder<T>(&self, record: impl FnOnce(&mut wgpu::CommandEncoder) -> T) -> T {
-        let mut slot = self.encoder.borrow_mut();
-        let encoder = slot.get_or_insert_with(|| {
-            self.ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        let started = std::time::Instant::now();
+        let mut slot = self.recording.borrow_mut();
+        let recording = slot.get_or_insert_with(|| self.new_recording());
+        recording.pass = None;
+        let result = record(&mut recording.encoder);
+        self.add_record_time(started);
+        result
+    }
+
+    /// Records into the open compute pass, opening one if needed.
+    fn with_pass(&self, record: impl FnOnce(&mut wgpu::ComputePass<'static>)) {
+        let mut slot = self.recording.borrow_mut();
+        let recording = slot.get_or_insert_with(|| self.new_recording());
+        let pass = recording.pass.get_or_insert_with(|| {
+            recording
+                .encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("kernels"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime()
         });
-        record(encoder)
+        record(pass);
+    }
+
+    fn new_recording(&self) -> Recording {
+        Recording {
+            encoder: self
+                .ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
+            pass: None,
+        }
+    }
+
+    fn add_record_time(&self, started: std::time::Instant) {
+        let seconds = started.elapsed().as_secs_f64();
+        self.record_seconds.set(self.record_seconds.get() + seconds);
     }
 
     /// Uploads through a staging buffer copied inside the encoder, so an upload is ordered
@@ -395,8 +496,9 @@ impl Memory for GpuBackend {
     }
 
     fn flush(&self) -> Result<()> {
-        let pending = self.encoder.borrow_mut().take();
-        if let Some(encoder) = pending {
+        let pending = self.recording.borrow_mut().take();
+        if let Some(Recording { encoder, pass }) = pending {
+            drop(pass);
             self.submit(encoder);
         }
         self.ctx.check()
