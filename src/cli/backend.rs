@@ -6,6 +6,8 @@ use supernet::engine::{CpuBackend, GpuBackend, GpuContext};
 
 use crate::cli::args::BackendArg;
 
+// One value per process: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Selected {
     Cpu(CpuBackend),
     Gpu(GpuBackend),
