@@ -224,7 +224,15 @@ fn help_names_every_command() {
     let output = supernet(&["--help"]);
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["oneshot", "standalone", "eval", "devices"] {
+    for command in [
+        "oneshot",
+        "standalone",
+        "experiment",
+        "report",
+        "eval",
+        "devices",
+        "bench",
+    ] {
         assert!(help.contains(command), "--help does not mention {command}");
     }
 }
