@@ -2,15 +2,10 @@
 //! a non-zero exit, no panic, and nothing half-written.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn supernet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_supernet"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("the binary runs")
-}
+mod common;
+use common::supernet;
 
 /// The error line (the Vulkan loader may add unrelated lines of its own, not starting with
 /// "error: " followed by our wording).

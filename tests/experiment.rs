@@ -3,15 +3,10 @@
 //! not match refused, and the report rebuilt from saved results alone.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn supernet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_supernet"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("the binary runs")
-}
+mod common;
+use common::supernet;
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

@@ -4,6 +4,7 @@
 //! every parameter, the loss copied into a per-epoch log buffer, and one submit. The log is
 //! read back every `log_every` steps (progress and the divergence check), never inside a step.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -80,10 +81,14 @@ impl<'b, B: Backend> Trainer<'b, B> {
     /// network (PyTorch's default initialisation).
     pub fn new(backend: &'b B, data: &Dataset, config: TrainConfig) -> Result<Self> {
         config.validate()?;
-        let mut train = data.train.clone();
-        let validation = match config.validation {
-            0 => None,
-            count => Some(train.split_off_last(count)?),
+        // Copy the training images only when some are held out.
+        let (train, validation) = match config.validation {
+            0 => (Cow::Borrowed(&data.train), None),
+            count => {
+                let mut train = data.train.clone();
+                let validation = train.split_off_last(count)?;
+                (Cow::Owned(train), Some(validation))
+            }
         };
         let mut streams = Streams::new(config.seed, config.sampling);
         let net_config = SuperNetConfig {

@@ -149,3 +149,12 @@ pub fn fixture_files(folder: &str, prefix: &str) -> Vec<String> {
     assert!(!names.is_empty(), "no fixture {folder}/{prefix}*");
     names.into_iter().map(|n| format!("{folder}/{n}")).collect()
 }
+
+/// Runs the `supernet` binary (with a runtime directory, which the Vulkan loader wants).
+pub fn supernet(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_supernet"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("the binary runs")
+}
