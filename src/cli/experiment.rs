@@ -12,7 +12,7 @@ use supernet::report::{self, write_atomically, RunDir};
 use supernet::training::experiment::{
     job_state, Experiment, Job, JobKind, JobResult, JobState, PLAN_FILE, RESULT_FILE,
 };
-use supernet::training::{Mode, TrainConfig};
+use supernet::training::Mode;
 
 use crate::cli::args::{ExperimentArgs, VariantsArg};
 use crate::cli::backend::{select, Selected};
@@ -56,12 +56,18 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         RunDir::create(out).context("cannot write the output directory")?;
         let plan = serde_json::to_string_pretty(&experiment.plan())?;
         write_atomically(&out.join(PLAN_FILE), format!("{plan}\n").as_bytes())?;
+        let session = Session {
+            experiment: &experiment,
+            data: &data,
+            backend: &backend,
+            args,
+        };
         for (job, state) in jobs.iter().zip(&states) {
             match state {
                 JobState::Finished(_) => {
                     eprintln!("{}: finished earlier, skipped", job.dir().display())
                 }
-                JobState::Pending => run_job(&experiment, job, &data, &backend, args)?,
+                JobState::Pending => session.run_job(job)?,
             }
         }
     } else {
@@ -97,25 +103,43 @@ fn plan(args: &ExperimentArgs) -> Experiment {
     }
 }
 
-fn run_job(
-    experiment: &Experiment,
-    job: &Job,
-    data: &Dataset,
-    backend: &Selected,
-    args: &ExperimentArgs,
-) -> Result<()> {
-    let dir = args.out.join(job.dir());
-    clear_interrupted(&dir)?;
-    let run = RunDir::create(&dir).context("cannot write the output directory")?;
-    let config = experiment.config(job);
-    let result = match backend {
-        Selected::Cpu(cpu) => train_job(cpu, backend, job, &config, experiment, data, &run, args)?,
-        Selected::Gpu(gpu) => train_job(gpu, backend, job, &config, experiment, data, &run, args)?,
-    };
-    // Last, and atomically: the marker that this training is finished.
-    let text = serde_json::to_string_pretty(&result)?;
-    write_atomically(&dir.join(RESULT_FILE), format!("{text}\n").as_bytes())?;
-    Ok(())
+/// What every training of one `experiment` invocation shares.
+struct Session<'a> {
+    experiment: &'a Experiment,
+    data: &'a Dataset,
+    backend: &'a Selected,
+    args: &'a ExperimentArgs,
+}
+
+impl Session<'_> {
+    fn run_job(&self, job: &Job) -> Result<()> {
+        let dir = self.args.out.join(job.dir());
+        clear_interrupted(&dir)?;
+        let run = RunDir::create(&dir).context("cannot write the output directory")?;
+        let result = match self.backend {
+            Selected::Cpu(cpu) => self.train_job(cpu, job, &run)?,
+            Selected::Gpu(gpu) => self.train_job(gpu, job, &run)?,
+        };
+        // Last, and atomically: the marker that this training is finished.
+        let text = serde_json::to_string_pretty(&result)?;
+        write_atomically(&dir.join(RESULT_FILE), format!("{text}\n").as_bytes())?;
+        Ok(())
+    }
+
+    /// Trains `job` into `run`; after a one-shot training, the KL proxy.
+    fn train_job<B: Backend>(&self, backend: &B, job: &Job, run: &RunDir) -> Result<JobResult> {
+        let started = Instant::now();
+        let config = self.experiment.config(job);
+        let device = &self.args.device;
+        let (history, trainer) = train_one(backend, self.backend, self.data, &config, run, device)?;
+        let mut result = JobResult::new(job, &config, self.backend.describe());
+        if let JobKind::OneShot(_) = job.kind {
+            result.kl_proxy = Some(trainer.kl_proxy(self.experiment.kl_images)?);
+        }
+        result.history = history;
+        result.wall_seconds = started.elapsed().as_secs_f64();
+        Ok(result)
+    }
 }
 
 /// Removes what an interrupted training left (its files and any `.partial` write).
@@ -132,28 +156,6 @@ fn clear_interrupted(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn train_job<B: Backend>(
-    backend: &B,
-    selected: &Selected,
-    job: &Job,
-    config: &TrainConfig,
-    experiment: &Experiment,
-    data: &Dataset,
-    run: &RunDir,
-    args: &ExperimentArgs,
-) -> Result<JobResult> {
-    let started = Instant::now();
-    let (history, trainer) = train_one(backend, selected, data, config, run, &args.device)?;
-    let mut result = JobResult::new(job, config, selected.describe());
-    if let JobKind::OneShot(_) = job.kind {
-        result.kl_proxy = Some(trainer.kl_proxy(experiment.kl_images)?);
-    }
-    result.history = history;
-    result.wall_seconds = started.elapsed().as_secs_f64();
-    Ok(result)
 }
 
 /// The rank statistics on the terminal; the rest is in `report.md`.
