@@ -226,15 +226,15 @@ pub fn weight_partials(d: &Conv2dDims, x: &[f32], grad_out: &[f32], partials: &m
         .zip(x.par_chunks(in_len))
         .zip(grad_out.par_chunks(out_len));
     images.for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(padded, grad_lanes), ((partials, image), grad_out)| {
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |(padded, grad_lanes, grad_pixels), ((partials, image), grad_out)| {
             pad_channels_last(d, image, padded);
             grad_lanes.clear();
             grad_lanes.resize(
                 blocks(d.out_channels) * d.in_channels * d.kernel * d.kernel * LANES,
                 0.0,
             );
-            weight_grad_image(d, padded, grad_out, grad_lanes);
+            weight_grad_image(d, padded, grad_out, grad_pixels, grad_lanes);
             from_lanes(d, grad_lanes, partials);
         },
     );
@@ -251,13 +251,35 @@ fn from_lanes(d: &Conv2dDims, lanes: &[f32], weights: &mut [f32]) {
     }
 }
 
-fn weight_grad_image(d: &Conv2dDims, padded: &[f32], grad_out: &[f32], grad_lanes: &mut [f32]) {
+/// The output gradient of channels `first..first + 8` of one image, channels-last: one vector
+/// of 8 per pixel (zero past the last channel), so each pixel's gradients load as one vector
+/// instead of being assembled lane by lane on the stack in the hot loop.
+fn grad_by_pixel(d: &Conv2dDims, grad_out: &[f32], first: usize, pixels: &mut Vec<Lanes>) {
+    let hw = d.height * d.width;
+    let lanes = LANES.min(d.out_channels - first);
+    pixels.clear();
+    pixels.resize(hw, [0.0; LANES]);
+    for lane in 0..lanes {
+        let plane = &grad_out[(first + lane) * hw..][..hw];
+        for (pixel, &grad) in pixels.iter_mut().zip(plane) {
+            pixel[lane] = grad;
+        }
+    }
+}
+
+fn weight_grad_image(
+    d: &Conv2dDims,
+    padded: &[f32],
+    grad_out: &[f32],
+    grad_pixels: &mut Vec<Lanes>,
+    grad_lanes: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has the features `weight_grad_image_avx2` is compiled for.
-        return unsafe { weight_grad_image_avx2(d, padded, grad_out, grad_lanes) };
+        return unsafe { weight_grad_image_avx2(d, padded, grad_out, grad_pixels, grad_lanes) };
     }
-    weight_grad_image_lanes::<false>(d, padded, grad_out, grad_lanes)
+    weight_grad_image_lanes::<false>(d, padded, grad_out, grad_pixels, grad_lanes)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -266,9 +288,10 @@ fn weight_grad_image_avx2(
     d: &Conv2dDims,
     padded: &[f32],
     grad_out: &[f32],
+    grad_pixels: &mut Vec<Lanes>,
     grad_lanes: &mut [f32],
 ) {
-    weight_grad_image_lanes::<true>(d, padded, grad_out, grad_lanes)
+    weight_grad_image_lanes::<true>(d, padded, grad_out, grad_pixels, grad_lanes)
 }
 
 /// One image: each pixel adds input value x its 8 output-channel gradients to every tap's sum,
@@ -278,30 +301,22 @@ fn weight_grad_image_lanes<const FMA: bool>(
     d: &Conv2dDims,
     padded: &[f32],
     grad_out: &[f32],
+    grad_pixels: &mut Vec<Lanes>,
     grad_lanes: &mut [f32],
 ) {
-    let (w, hw) = (d.width, d.height * d.width);
+    let w = d.width;
     let taps = d.in_channels * d.kernel * d.kernel;
     for (block, block_sums) in grad_lanes.chunks_exact_mut(taps * LANES).enumerate() {
         let (block_sums, _) = block_sums.as_chunks_mut::<LANES>();
-        let first = block * LANES;
-        let lanes = LANES.min(d.out_channels - first);
-        let grad_at = |y: usize, x: usize| {
-            let mut grad: Lanes = [0.0; LANES];
-            for (lane, grad) in grad[..lanes].iter_mut().enumerate() {
-                *grad = grad_out[(first + lane) * hw + y * w + x];
+        grad_by_pixel(d, grad_out, block * LANES, grad_pixels);
+        for (y, row) in grad_pixels.chunks_exact(w).enumerate() {
+            let (groups, rest) = row.as_chunks::<PIXELS>();
+            for (g, grads) in groups.iter().enumerate() {
+                add_pixel_products::<FMA, PIXELS>(d, padded, block_sums, grads, y, g * PIXELS);
             }
-            grad
-        };
-        for y in 0..d.height {
-            let mut x = 0;
-            while x + PIXELS <= w {
-                let grads: [Lanes; PIXELS] = std::array::from_fn(|p| grad_at(y, x + p));
-                add_pixel_products::<FMA, PIXELS>(d, padded, block_sums, &grads, y, x);
-                x += PIXELS;
-            }
-            for x in x..w {
-                add_pixel_products::<FMA, 1>(d, padded, block_sums, &[grad_at(y, x)], y, x);
+            let done = groups.len() * PIXELS;
+            for (i, grad) in rest.iter().enumerate() {
+                add_pixel_products::<FMA, 1>(d, padded, block_sums, &[*grad], y, done + i);
             }
         }
     }
@@ -338,14 +353,28 @@ fn add_pixel_products<const FMA: bool, const PX: usize>(
     }
 }
 
-/// Per-image bias gradients, `[N, O]`: each plane summed in row-major order.
+/// Per-image bias gradients, `[N, O]`: each plane summed in row-major order. A plane's sum is
+/// one chain of dependent additions, so eight planes advance together (their chains overlap)
+/// and images run in parallel; each sum keeps its order.
 pub fn bias_partials(d: &Conv2dDims, grad_out: &[f32], partials: &mut [f32]) {
     let hw = d.height * d.width;
-    for (partial, plane) in partials
-        .iter_mut()
-        .zip(grad_out.chunks_exact(hw))
-        .take(d.batch * d.out_channels)
-    {
-        *partial = plane.iter().fold(0.0, |acc, v| acc + v);
+    partials
+        .par_chunks_mut(d.out_channels)
+        .zip(grad_out.par_chunks(d.out_channels * hw))
+        .for_each(|(sums, planes)| {
+            for (sums, planes) in sums.chunks_mut(LANES).zip(planes.chunks(LANES * hw)) {
+                plane_sums(planes, hw, sums);
+            }
+        });
+}
+
+/// `sums[i]` = the elements of plane `i` of `planes` (each `hw` long), added in order.
+fn plane_sums(planes: &[f32], hw: usize, sums: &mut [f32]) {
+    let mut acc: Lanes = [0.0; LANES];
+    for i in 0..hw {
+        for (plane, acc) in acc[..sums.len()].iter_mut().enumerate() {
+            *acc += planes[plane * hw + i];
+        }
     }
+    sums.copy_from_slice(&acc[..sums.len()]);
 }
