@@ -215,29 +215,54 @@ pub fn backward_input(d: &Conv2dDims, weight: &[f32], grad_out: &[f32], grad_x: 
 }
 
 /// Per-image weight gradients `[N, O, C, K, K]`: the image's pixels in row-major order, each
-/// adding input value x output gradient to every weight it touches.
-pub fn weight_partials(d: &Conv2dDims, x: &[f32], grad_out: &[f32], partials: &mut [f32]) {
+/// adding input value x output gradient to every weight it touches; and per-image bias
+/// gradients `[N, O]`: each output-gradient plane summed in row-major order.
+pub fn param_partials(
+    d: &Conv2dDims,
+    x: &[f32],
+    grad_out: &[f32],
+    weight_partials: &mut [f32],
+    bias_partials: &mut [f32],
+) {
     let (in_len, out_len) = (
         d.in_channels * d.height * d.width,
         d.out_channels * d.height * d.width,
     );
-    let images = partials
+    let images = weight_partials
         .par_chunks_mut(d.weight_len())
+        .zip(bias_partials.par_chunks_mut(d.out_channels))
         .zip(x.par_chunks(in_len))
         .zip(grad_out.par_chunks(out_len));
     images.for_each_init(
         || (Vec::new(), Vec::new(), Vec::new()),
-        |(padded, grad_lanes, grad_pixels), ((partials, image), grad_out)| {
+        |(padded, grad_lanes, grad_pixels), (((weights, bias), image), grad_out)| {
             pad_channels_last(d, image, padded);
             grad_lanes.clear();
             grad_lanes.resize(
                 blocks(d.out_channels) * d.in_channels * d.kernel * d.kernel * LANES,
                 0.0,
             );
-            weight_grad_image(d, padded, grad_out, grad_pixels, grad_lanes);
-            from_lanes(d, grad_lanes, partials);
+            let image_grads = ImageGrads {
+                grad_out,
+                grad_pixels,
+                grad_lanes,
+                bias,
+            };
+            weight_grad_image(d, padded, image_grads);
+            from_lanes(d, grad_lanes, weights);
         },
     );
+}
+
+/// One image's output gradient and what its parameter gradients are gathered in.
+struct ImageGrads<'a> {
+    grad_out: &'a [f32],
+    /// Scratch: one block's output gradient, a vector per pixel.
+    grad_pixels: &'a mut Vec<Lanes>,
+    /// `[O / 8, C, K, K, 8]` weight-gradient sums.
+    grad_lanes: &'a mut [f32],
+    /// `[O]` bias-gradient sums.
+    bias: &'a mut [f32],
 }
 
 /// `[O / 8, C, K, K, 8]` -> `[O, C, K, K]`.
@@ -253,63 +278,51 @@ fn from_lanes(d: &Conv2dDims, lanes: &[f32], weights: &mut [f32]) {
 
 /// The output gradient of channels `first..first + 8` of one image, channels-last: one vector
 /// of 8 per pixel (zero past the last channel), so each pixel's gradients load as one vector
-/// instead of being assembled lane by lane on the stack in the hot loop.
-fn grad_by_pixel(d: &Conv2dDims, grad_out: &[f32], first: usize, pixels: &mut Vec<Lanes>) {
+/// instead of being assembled lane by lane on the stack in the hot loop. Returns each plane's
+/// sum in row-major order (the bias gradient), taken on the way.
+fn grad_by_pixel(d: &Conv2dDims, grad_out: &[f32], first: usize, pixels: &mut Vec<Lanes>) -> Lanes {
     let hw = d.height * d.width;
     let lanes = LANES.min(d.out_channels - first);
     pixels.clear();
     pixels.resize(hw, [0.0; LANES]);
-    for lane in 0..lanes {
+    let mut sums: Lanes = [0.0; LANES];
+    for (lane, sum) in sums[..lanes].iter_mut().enumerate() {
         let plane = &grad_out[(first + lane) * hw..][..hw];
         for (pixel, &grad) in pixels.iter_mut().zip(plane) {
             pixel[lane] = grad;
+            *sum += grad;
         }
     }
+    sums
 }
 
-fn weight_grad_image(
-    d: &Conv2dDims,
-    padded: &[f32],
-    grad_out: &[f32],
-    grad_pixels: &mut Vec<Lanes>,
-    grad_lanes: &mut [f32],
-) {
+fn weight_grad_image(d: &Conv2dDims, padded: &[f32], grads: ImageGrads) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has the features `weight_grad_image_avx2` is compiled for.
-        return unsafe { weight_grad_image_avx2(d, padded, grad_out, grad_pixels, grad_lanes) };
+        return unsafe { weight_grad_image_avx2(d, padded, grads) };
     }
-    weight_grad_image_lanes::<false>(d, padded, grad_out, grad_pixels, grad_lanes)
+    weight_grad_image_lanes::<false>(d, padded, grads)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn weight_grad_image_avx2(
-    d: &Conv2dDims,
-    padded: &[f32],
-    grad_out: &[f32],
-    grad_pixels: &mut Vec<Lanes>,
-    grad_lanes: &mut [f32],
-) {
-    weight_grad_image_lanes::<true>(d, padded, grad_out, grad_pixels, grad_lanes)
+fn weight_grad_image_avx2(d: &Conv2dDims, padded: &[f32], grads: ImageGrads) {
+    weight_grad_image_lanes::<true>(d, padded, grads)
 }
 
 /// One image: each pixel adds input value x its 8 output-channel gradients to every tap's sum,
 /// pixels in row-major order (seven at a time, still in that order for every sum).
 #[inline(always)]
-fn weight_grad_image_lanes<const FMA: bool>(
-    d: &Conv2dDims,
-    padded: &[f32],
-    grad_out: &[f32],
-    grad_pixels: &mut Vec<Lanes>,
-    grad_lanes: &mut [f32],
-) {
+fn weight_grad_image_lanes<const FMA: bool>(d: &Conv2dDims, padded: &[f32], grads: ImageGrads) {
     let w = d.width;
     let taps = d.in_channels * d.kernel * d.kernel;
-    for (block, block_sums) in grad_lanes.chunks_exact_mut(taps * LANES).enumerate() {
+    let blocks = grads.grad_lanes.chunks_exact_mut(taps * LANES);
+    for (block, (block_sums, bias)) in blocks.zip(grads.bias.chunks_mut(LANES)).enumerate() {
         let (block_sums, _) = block_sums.as_chunks_mut::<LANES>();
-        grad_by_pixel(d, grad_out, block * LANES, grad_pixels);
-        for (y, row) in grad_pixels.chunks_exact(w).enumerate() {
+        let plane_sums = grad_by_pixel(d, grads.grad_out, block * LANES, grads.grad_pixels);
+        bias.copy_from_slice(&plane_sums[..bias.len()]);
+        for (y, row) in grads.grad_pixels.chunks_exact(w).enumerate() {
             let (groups, rest) = row.as_chunks::<PIXELS>();
             for (g, grads) in groups.iter().enumerate() {
                 add_pixel_products::<FMA, PIXELS>(d, padded, block_sums, grads, y, g * PIXELS);
@@ -351,30 +364,4 @@ fn add_pixel_products<const FMA: bool, const PX: usize>(
             }
         }
     }
-}
-
-/// Per-image bias gradients, `[N, O]`: each plane summed in row-major order. A plane's sum is
-/// one chain of dependent additions, so eight planes advance together (their chains overlap)
-/// and images run in parallel; each sum keeps its order.
-pub fn bias_partials(d: &Conv2dDims, grad_out: &[f32], partials: &mut [f32]) {
-    let hw = d.height * d.width;
-    partials
-        .par_chunks_mut(d.out_channels)
-        .zip(grad_out.par_chunks(d.out_channels * hw))
-        .for_each(|(sums, planes)| {
-            for (sums, planes) in sums.chunks_mut(LANES).zip(planes.chunks(LANES * hw)) {
-                plane_sums(planes, hw, sums);
-            }
-        });
-}
-
-/// `sums[i]` = the elements of plane `i` of `planes` (each `hw` long), added in order.
-fn plane_sums(planes: &[f32], hw: usize, sums: &mut [f32]) {
-    let mut acc: Lanes = [0.0; LANES];
-    for i in 0..hw {
-        for (plane, acc) in acc[..sums.len()].iter_mut().enumerate() {
-            *acc += planes[plane * hw + i];
-        }
-    }
-    sums.copy_from_slice(&acc[..sums.len()]);
 }

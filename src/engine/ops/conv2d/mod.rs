@@ -217,9 +217,14 @@ impl Conv2dKernel for CpuBackend {
         grad_out: &Self::Storage,
     ) -> Result<(Self::Storage, Self::Storage)> {
         let mut weight_partials = output(d.batch * d.weight_len());
-        cpu::weight_partials(d, &x.borrow(), &grad_out.borrow(), &mut weight_partials);
         let mut bias_partials = output(d.batch * d.out_channels);
-        cpu::bias_partials(d, &grad_out.borrow(), &mut bias_partials);
+        cpu::param_partials(
+            d,
+            &x.borrow(),
+            &grad_out.borrow(),
+            &mut weight_partials,
+            &mut bias_partials,
+        );
         let grad_weight = reduce_rows(&weight_partials, d.batch, d.weight_len());
         let grad_bias = reduce_rows(&bias_partials, d.batch, d.out_channels);
         Ok((storage(grad_weight), storage(grad_bias)))
