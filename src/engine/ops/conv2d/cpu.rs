@@ -7,8 +7,10 @@
 //! kernel row by kernel row, as in `shaders/conv2d.wgsl`. Images run in parallel (rayon).
 //!
 //! The input gradient is this same forward over the output gradient, with the kernel flipped
-//! and its channel axes swapped. The weight gradient accumulates, per image and pixel, an input
-//! value times the 8 output-channel gradients; images are then summed in order.
+//! and its channel axes swapped. The weight gradient first lays each block of 8 output-gradient
+//! planes out channels-last (one vector per pixel; each plane's sum, the bias gradient, is taken
+//! on the way), then accumulates, per image and pixel, an input value times the 8 output-channel
+//! gradients; images are then summed in order.
 
 use rayon::prelude::*;
 
