@@ -157,10 +157,69 @@ fn forward_image_lanes<const FMA: bool>(
     }
 }
 
+/// `pixel_sums`, with the kernel size a constant for the SuperNet's kernels (1, 3, 5).
+#[inline(always)]
+fn pixel_sums<const FMA: bool, const PX: usize>(
+    d: &Conv2dDims,
+    padded: &[f32],
+    filter: &[Lanes],
+    start: Lanes,
+    y: usize,
+    x: usize,
+) -> [Lanes; PX] {
+    match d.kernel {
+        1 => pixel_sums_k::<FMA, PX, 1>(d, padded, filter, start, y, x),
+        3 => pixel_sums_k::<FMA, PX, 3>(d, padded, filter, start, y, x),
+        5 => pixel_sums_k::<FMA, PX, 5>(d, padded, filter, start, y, x),
+        _ => pixel_sums_any::<FMA, PX>(d, padded, filter, start, y, x),
+    }
+}
+
+/// Values a row of the window holds: `PX + K - 1` at most (generic const arithmetic is not
+/// stable, so a fixed bound that covers PIXELS = 7 and K = 5).
+const WINDOW: usize = 16;
+
+/// Like `pixel_sums_any` for a constant `K`: each window row's `PX + K - 1` input values are
+/// loaded once and shared by the `K` taps of the row (instead of one load per tap and pixel).
+/// Each output element still receives its terms channel by channel, row by row, tap by tap.
+#[inline(always)]
+fn pixel_sums_k<const FMA: bool, const PX: usize, const K: usize>(
+    d: &Conv2dDims,
+    padded: &[f32],
+    filter: &[Lanes],
+    start: Lanes,
+    y: usize,
+    x: usize,
+) -> [Lanes; PX] {
+    const { assert!(PX + K - 1 <= WINDOW) };
+    let c_in = d.in_channels;
+    let padded_width = d.width + 2 * d.pad();
+    let mut acc = [start; PX];
+    let mut rows = filter.chunks_exact(K);
+    for c in 0..c_in {
+        for ky in 0..K {
+            let row = (y + ky) * padded_width + x;
+            let mut window = [0.0f32; WINDOW];
+            for (i, value) in window[..PX + K - 1].iter_mut().enumerate() {
+                *value = padded[(row + i) * c_in + c];
+            }
+            let weights = rows.next().expect("one weight vector per tap");
+            for (kx, weight) in weights.iter().enumerate() {
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    for lane in 0..LANES {
+                        acc[lane] = madd::<FMA>(window[kx + p], weight[lane], acc[lane]);
+                    }
+                }
+            }
+        }
+    }
+    acc
+}
+
 /// `start` plus every tap's contribution, for the `PX` pixels from (y, x), channel by channel,
 /// kernel row by kernel row.
 #[inline(always)]
-fn pixel_sums<const FMA: bool, const PX: usize>(
+fn pixel_sums_any<const FMA: bool, const PX: usize>(
     d: &Conv2dDims,
     padded: &[f32],
     filter: &[Lanes],
