@@ -171,6 +171,10 @@ fn conv2d_edge_shapes() {
         ConvCase("kernel 5, odd 6x7, channels 5->3", [2, 5, 3, 6, 7, 5]),
         ConvCase("kernel 5 wider than a 3x2 image", [2, 3, 4, 3, 2, 5]),
         ConvCase("1x1 image, kernel 3", [3, 2, 5, 1, 1, 3]),
+        ConvCase(
+            "kernel 7 (the CPU's general-kernel path), 14x14",
+            [2, 3, 9, 14, 14, 7],
+        ),
     ]);
 }
 
