@@ -84,16 +84,25 @@ pub fn report(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The values in their order, each kept once (`--seeds 1,2,1` trains seeds 1 and 2).
+fn first_of_each<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<T> {
+    let mut kept = Vec::new();
+    for value in values {
+        if !kept.contains(&value) {
+            kept.push(value);
+        }
+    }
+    kept
+}
+
 fn plan(args: &ExperimentArgs) -> Experiment {
     let variants = match args.variants {
         VariantsArg::Sum => vec![Variant::Sum],
         VariantsArg::Concat => vec![Variant::Concat],
         VariantsArg::Both => Variant::ALL.to_vec(),
     };
-    let mut samplings: Vec<_> = args.sampling.iter().map(|&s| sampling(s)).collect();
-    samplings.dedup();
-    let mut seeds = args.seeds.clone();
-    seeds.dedup();
+    let samplings = first_of_each(args.sampling.iter().map(|&s| sampling(s)));
+    let seeds = first_of_each(args.seeds.iter().copied());
     Experiment {
         variants,
         seeds,
