@@ -191,3 +191,13 @@ fn print_summary(summary: &Summary) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::first_of_each;
+
+    #[test]
+    fn repeated_values_are_kept_once_in_their_first_place() {
+        assert_eq!(first_of_each([1u64, 2, 1, 3, 2].into_iter()), [1, 2, 3]);
+    }
+}
