@@ -15,6 +15,16 @@ fn main() -> ExitCode {
         }
         Err(help_or_version) => help_or_version.exit(),
     };
+    // The main thread joins the CPU backend's thread pool: each op's parallel loop then starts
+    // on it directly instead of waking a pool thread and sleeping until the op is done, and no
+    // third thread competes for the cores between ops.
+    if let Err(error) = rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global()
+    {
+        eprintln!("error: could not start the thread pool: {error}");
+        return ExitCode::FAILURE;
+    }
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -15,6 +15,7 @@
 use rayon::prelude::*;
 
 use super::Conv2dDims;
+use crate::engine::backends::cpu::vectorised_fn;
 
 /// Output channels computed together: one 256-bit vector of f32.
 const LANES: usize = 8;
@@ -45,12 +46,29 @@ fn pad_channels_last(d: &Conv2dDims, image: &[f32], out: &mut Vec<f32>) {
     let padded_width = w + 2 * pad;
     out.clear();
     out.resize((h + 2 * pad) * padded_width * c_in, 0.0);
-    for (c, plane) in image.chunks_exact(h * w).enumerate() {
-        for (y, row) in plane.chunks_exact(w).enumerate() {
-            let start = (y + pad) * padded_width + pad;
-            for (x, &value) in row.iter().enumerate() {
-                out[(start + x) * c_in + c] = value;
+    for y in 0..h {
+        let start = ((y + pad) * padded_width + pad) * c_in;
+        let padded_row = &mut out[start..start + w * c_in];
+        match c_in {
+            1 => padded_row.copy_from_slice(&image[y * w..][..w]),
+            LANES => interleave_row(image, h * w, y * w, padded_row.as_chunks_mut().0),
+            _ => {
+                for (c, plane) in image.chunks_exact(h * w).enumerate() {
+                    for (x, &value) in plane[y * w..][..w].iter().enumerate() {
+                        padded_row[x * c_in + c] = value;
+                    }
+                }
             }
+        }
+    }
+}
+
+vectorised_fn! {
+    /// `row[x][c] = planes[c][first + x]` for 8 planes of `plane_len` values: each pixel's
+    /// vector built in registers and stored once.
+    fn interleave_row(planes: &[f32], plane_len: usize, first: usize, row: &mut [Lanes]) {
+        for (x, pixel) in row.iter_mut().enumerate() {
+            *pixel = std::array::from_fn(|c| planes[c * plane_len + first + x]);
         }
     }
 }
@@ -344,17 +362,35 @@ fn from_lanes(d: &Conv2dDims, lanes: &[f32], weights: &mut [f32]) {
 fn grad_by_pixel(d: &Conv2dDims, grad_out: &[f32], first: usize, pixels: &mut Vec<Lanes>) -> Lanes {
     let hw = d.height * d.width;
     let lanes = LANES.min(d.out_channels - first);
+    let planes = &grad_out[first * hw..][..lanes * hw];
     pixels.clear();
     pixels.resize(hw, [0.0; LANES]);
-    let mut sums: Lanes = [0.0; LANES];
-    for (lane, sum) in sums[..lanes].iter_mut().enumerate() {
-        let plane = &grad_out[(first + lane) * hw..][..hw];
-        for (pixel, &grad) in pixels.iter_mut().zip(plane) {
-            pixel[lane] = grad;
-            *sum += grad;
-        }
+    if lanes == LANES {
+        gather_pixels(planes, pixels)
+    } else {
+        let mut full = planes.to_vec();
+        full.resize(LANES * hw, 0.0);
+        gather_pixels(&full, pixels)
     }
-    sums
+}
+
+vectorised_fn! {
+    /// `pixels[i][lane] = planes[lane][i]`, returning each plane's sum. Pixel by pixel, each
+    /// pixel's vector is built in registers and stored once (stored lane by lane and loaded
+    /// back, it would stall on store forwarding), and the eight sums are eight independent
+    /// chains of additions, one vector add per pixel.
+    fn gather_pixels(planes: &[f32], pixels: &mut [Lanes]) -> Lanes {
+        let hw = pixels.len();
+        let mut sums: Lanes = [0.0; LANES];
+        for (i, pixel) in pixels.iter_mut().enumerate() {
+            let grads: Lanes = std::array::from_fn(|lane| planes[lane * hw + i]);
+            *pixel = grads;
+            for lane in 0..LANES {
+                sums[lane] += grads[lane];
+            }
+        }
+        sums
+    }
 }
 
 fn weight_grad_image(d: &Conv2dDims, padded: &[f32], grads: ImageGrads) {
