@@ -4,16 +4,20 @@
 One one-shot training epoch of the Sum SuperNet (batch 64, Adadelta lr 1.0, a random subnet
 per minibatch, shuffled) and one evaluation of the four subnets on the 10k test images, with
 `--threads` CPU threads (2 by default, like the project's machine). Reads the shipped MNIST
-(data/mnist/*.gz) directly, so torchvision is not needed. Prints one JSON object.
+(data/mnist/*.gz) directly. Prints one JSON object.
 
-Two ways to run the same protocol:
+Three ways to run the same protocol:
 - `--style lean` (default): only the drawn branch is computed (as this project does) and
   batches are sliced from pre-normalised tensors.
 - `--style study`: as the original study's code: both branches computed and masked
-  (`conv3(x) * (1 - c) + conv5(x) * c`) and batches drawn through a `DataLoader`.
+  (`conv3(x) * (1 - c) + conv5(x) * c`) and batches drawn through a `DataLoader` of the
+  pre-normalised tensors.
+- `--style original`: `study`, with the original code's input pipeline too: every image, in
+  training and in each subnet's evaluation, goes through torchvision's per-sample
+  `ToTensor()` + `Normalize((0.1307,), (0.3081,))` from a PIL image, as `datasets.MNIST` does.
 
-    python3 -m pip install torch numpy
-    python3 scripts/torch_reference.py [--style lean|study] [--threads 2] [--steps 938]
+    python3 -m pip install torch numpy          # torchvision and pillow for --style original
+    python3 scripts/torch_reference.py [--style lean|study|original] [--threads 2] [--steps 938]
 """
 import argparse
 import gzip
@@ -41,6 +45,27 @@ def split(prefix):
     images = torch.from_numpy(read_idx(f"{prefix}-images-idx3-ubyte").copy()).float().div(255)
     labels = torch.from_numpy(read_idx(f"{prefix}-labels-idx1-ubyte").copy()).long()
     return ((images - 0.1307) / 0.3081).unsqueeze(1), labels
+
+
+class PerSampleMnist(torch.utils.data.Dataset):
+    """What torchvision's `datasets.MNIST` does per item: a PIL image through the transform."""
+
+    def __init__(self, prefix):
+        from torchvision import transforms
+
+        self.images = read_idx(f"{prefix}-images-idx3-ubyte")
+        self.labels = read_idx(f"{prefix}-labels-idx1-ubyte").astype(np.int64)
+        self.transform = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
+        )
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
 
 
 class Block(nn.Module):
@@ -73,7 +98,7 @@ class SuperNetSum(nn.Module):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--style", choices=["lean", "study"], default="lean")
+    parser.add_argument("--style", choices=["lean", "study", "original"], default="lean")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=938)
     args = parser.parse_args()
@@ -82,15 +107,20 @@ def main():
     random.seed(1)
     train_x, train_y = split("train")
     test_x, test_y = split("t10k")
-    study = args.style == "study"
+    study = args.style in ("study", "original")
     net = SuperNetSum(masked=study)
     optimizer = torch.optim.Adadelta(net.parameters(), lr=1.0)
     subnets = [(0, 0), (1, 0), (0, 1), (1, 1)]
 
-    if study:
+    if args.style == "original":
+        batches = iter(torch.utils.data.DataLoader(PerSampleMnist("train"), batch_size=64, shuffle=True))
+        test_batches = torch.utils.data.DataLoader(PerSampleMnist("t10k"), batch_size=1000)
+    else:
+        test_batches = [(test_x[i:i + 1000], test_y[i:i + 1000]) for i in range(0, len(test_x), 1000)]
+    if args.style == "study":
         dataset = torch.utils.data.TensorDataset(train_x, train_y)
         batches = iter(torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True))
-    else:
+    elif args.style == "lean":
         order = torch.randperm(len(train_x))
         batches = ((train_x[b], train_y[b]) for b in order.split(64))
     started = time.perf_counter()
@@ -106,8 +136,8 @@ def main():
     with torch.no_grad():
         for choice in subnets:
             correct = sum(
-                (net(test_x[i:i + 1000], choice).argmax(1) == test_y[i:i + 1000]).sum().item()
-                for i in range(0, len(test_x), 1000)
+                (net(images, choice).argmax(1) == labels).sum().item()
+                for images, labels in test_batches
             )
             accuracy[f"{choice[0]}{choice[1]}"] = correct / len(test_x)
     eval_seconds = time.perf_counter() - started

@@ -409,25 +409,107 @@ fn weight_grad_image_avx2(d: &Conv2dDims, padded: &[f32], grads: ImageGrads) {
 }
 
 /// One image: each pixel adds input value x its 8 output-channel gradients to every tap's sum,
-/// pixels in row-major order (seven at a time, still in that order for every sum).
+/// pixels in row-major order.
 #[inline(always)]
 fn weight_grad_image_lanes<const FMA: bool>(d: &Conv2dDims, padded: &[f32], grads: ImageGrads) {
-    let w = d.width;
     let taps = d.in_channels * d.kernel * d.kernel;
     let blocks = grads.grad_lanes.chunks_exact_mut(taps * LANES);
     for (block, (block_sums, bias)) in blocks.zip(grads.bias.chunks_mut(LANES)).enumerate() {
         let (block_sums, _) = block_sums.as_chunks_mut::<LANES>();
         let plane_sums = grad_by_pixel(d, grads.grad_out, block * LANES, grads.grad_pixels);
         bias.copy_from_slice(&plane_sums[..bias.len()]);
-        for (y, row) in grads.grad_pixels.chunks_exact(w).enumerate() {
-            let (groups, rest) = row.as_chunks::<PIXELS>();
-            for (g, grads) in groups.iter().enumerate() {
-                add_pixel_products::<FMA, PIXELS>(d, padded, block_sums, grads, y, g * PIXELS);
+        let pixels = grads.grad_pixels.as_slice();
+        match d.kernel {
+            1 => kernel_row_sums::<FMA, 1, 8>(d, padded, pixels, block_sums),
+            3 => kernel_row_sums::<FMA, 3, 3>(d, padded, pixels, block_sums),
+            5 => kernel_row_sums::<FMA, 5, 1>(d, padded, pixels, block_sums),
+            _ => pixel_group_sums::<FMA>(d, padded, pixels, block_sums),
+        }
+    }
+}
+
+/// The taps of a block, `ROWS` kernel rows (one channel's row of `K` taps each) at a time: their
+/// `ROWS x K` sums stay in registers for a whole pass over the image (at most ten, so they fit
+/// with the pixel's gradient in AVX2's sixteen), and being independent, the FMAs of one pixel
+/// need not wait for each other.
+#[inline(always)]
+fn kernel_row_sums<const FMA: bool, const K: usize, const ROWS: usize>(
+    d: &Conv2dDims,
+    padded: &[f32],
+    grad_pixels: &[Lanes],
+    sums: &mut [Lanes],
+) {
+    let (kernel_rows, _) = sums.as_chunks_mut::<K>();
+    for (group, rows) in kernel_rows.chunks_mut(ROWS).enumerate() {
+        let first = group * ROWS;
+        if let Ok(rows) = <&mut [[Lanes; K]; ROWS]>::try_from(&mut *rows) {
+            *rows = pass_sums::<FMA, K, ROWS>(d, padded, grad_pixels, first);
+        } else {
+            for (i, row) in rows.iter_mut().enumerate() {
+                *row = pass_sums::<FMA, K, 1>(d, padded, grad_pixels, first + i)[0];
             }
-            let done = groups.len() * PIXELS;
-            for (i, grad) in rest.iter().enumerate() {
-                add_pixel_products::<FMA, 1>(d, padded, block_sums, &[*grad], y, done + i);
+        }
+    }
+}
+
+/// One pass over the image for kernel rows `first..first + ROWS` (row `r` being channel
+/// `r / K`, kernel row `r % K`): every tap's sum of input value x output gradients, pixels in
+/// row-major order.
+#[inline(always)]
+fn pass_sums<const FMA: bool, const K: usize, const ROWS: usize>(
+    d: &Conv2dDims,
+    padded: &[f32],
+    grad_pixels: &[Lanes],
+    first: usize,
+) -> [[Lanes; K]; ROWS] {
+    let c_in = d.in_channels;
+    let padded_width = d.width + 2 * d.pad();
+    // Where each kernel row's first tap reads, relative to the pixel's own padded position.
+    let row_offsets: [usize; ROWS] = std::array::from_fn(|r| {
+        let (c, ky) = ((first + r) / K, (first + r) % K);
+        ky * padded_width * c_in + c
+    });
+    let mut sums = [[[0.0f32; LANES]; K]; ROWS];
+    for (y, row) in grad_pixels.chunks_exact(d.width).enumerate() {
+        for (x, &grad) in row.iter().enumerate() {
+            let pixel = (y * padded_width + x) * c_in;
+            let values: [[f32; K]; ROWS] = std::array::from_fn(|r| {
+                std::array::from_fn(|kx| padded[pixel + row_offsets[r] + kx * c_in])
+            });
+            for (row_sums, row_values) in sums.iter_mut().zip(values) {
+                for (sum, value) in row_sums.iter_mut().zip(row_values) {
+                    add_scaled::<FMA>(sum, value, &grad);
+                }
             }
+        }
+    }
+    sums
+}
+
+/// `sum += value * grad`, lane by lane.
+#[inline(always)]
+fn add_scaled<const FMA: bool>(sum: &mut Lanes, value: f32, grad: &Lanes) {
+    for lane in 0..LANES {
+        sum[lane] = madd::<FMA>(value, grad[lane], sum[lane]);
+    }
+}
+
+/// Any kernel size: for each group of seven pixels of a row, every tap's sum in turn.
+#[inline(always)]
+fn pixel_group_sums<const FMA: bool>(
+    d: &Conv2dDims,
+    padded: &[f32],
+    grad_pixels: &[Lanes],
+    sums: &mut [Lanes],
+) {
+    for (y, row) in grad_pixels.chunks_exact(d.width).enumerate() {
+        let (groups, rest) = row.as_chunks::<PIXELS>();
+        for (g, grads) in groups.iter().enumerate() {
+            add_pixel_products::<FMA, PIXELS>(d, padded, sums, grads, y, g * PIXELS);
+        }
+        let done = groups.len() * PIXELS;
+        for (i, grad) in rest.iter().enumerate() {
+            add_pixel_products::<FMA, 1>(d, padded, sums, &[*grad], y, done + i);
         }
     }
 }
