@@ -93,12 +93,115 @@ pub fn forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mu
         d.in_channels * d.height * d.width,
         d.out_channels * d.height * d.width,
     );
-    out.par_chunks_mut(out_len)
-        .zip(x.par_chunks(in_len))
-        .for_each_init(Vec::new, |padded, (out, image)| {
+    let images = out.par_chunks_mut(out_len).zip(x.par_chunks(in_len));
+    if d.kernel == 1 {
+        images.for_each_init(Vec::new, |image_copy, (out, image)| {
+            pointwise::with_slack(image, image_copy);
+            pointwise::forward_image(d, image_copy, &weight_lanes, bias, out);
+        });
+    } else {
+        images.for_each_init(Vec::new, |padded, (out, image)| {
             pad_channels_last(d, image, padded);
             forward_image(d, padded, &weight_lanes, bias, out);
         });
+    }
+}
+
+mod pointwise {
+    //! The 1x1 forward (the Concat SuperNet's channel mix, and its input gradient): 8 pixels
+    //! per vector and a block's 8 output channels as 8 accumulators, so each input vector
+    //! feeds 8 FMAs and the sums are stored as they lie in `[N, O, H, W]`, a vector per
+    //! channel. (For 3x3 and 5x5 the channels-last kernel is faster: there the compiler turns
+    //! this layout's overlapping row loads into shuffles.)
+    use super::{add_scaled, Conv2dDims, Lanes, LANES};
+
+    /// The image `[C, H, W]` with `LANES` zeros after it: a row's last vector of pixels may
+    /// read past the last plane's end.
+    pub(super) fn with_slack(image: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        out.extend_from_slice(image);
+        out.resize(image.len() + LANES, 0.0);
+    }
+
+    pub(super) fn forward_image(
+        d: &Conv2dDims,
+        image: &[f32],
+        weight_lanes: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if super::has_avx2_fma() {
+            // SAFETY: the CPU has the features `forward_image_avx2` is compiled for.
+            return unsafe { forward_image_avx2(d, image, weight_lanes, bias, out) };
+        }
+        forward_image_lanes::<false>(d, image, weight_lanes, bias, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn forward_image_avx2(
+        d: &Conv2dDims,
+        image: &[f32],
+        weight_lanes: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        forward_image_lanes::<true>(d, image, weight_lanes, bias, out)
+    }
+
+    /// Each block of 8 output channels, each row in vectors of 8 pixels (the last one stored
+    /// in part where the width is not a multiple of 8).
+    #[inline(always)]
+    fn forward_image_lanes<const FMA: bool>(
+        d: &Conv2dDims,
+        image: &[f32],
+        weight_lanes: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
+        let (w, hw) = (d.width, d.height * d.width);
+        let blocks = weight_lanes.chunks_exact(d.in_channels * LANES);
+        for (block, block_weights) in blocks.enumerate() {
+            let (block_weights, _) = block_weights.as_chunks::<LANES>();
+            let first = block * LANES;
+            let lanes = LANES.min(d.out_channels - first);
+            let mut start: Lanes = [0.0; LANES];
+            start[..lanes].copy_from_slice(&bias[first..first + lanes]);
+            for row in (0..hw).step_by(w) {
+                for x in (0..w).step_by(LANES) {
+                    let sums = pixel_sums::<FMA>(hw, image, block_weights, &start, row + x);
+                    let pixels = LANES.min(w - x);
+                    for (o, sums) in sums[..lanes].iter().enumerate() {
+                        out[(first + o) * hw + row + x..][..pixels]
+                            .copy_from_slice(&sums[..pixels]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `sums[o][p]`: output channel `o` of the block at `pixel + p`: its bias, then each input
+    /// channel's term in order.
+    #[inline(always)]
+    fn pixel_sums<const FMA: bool>(
+        hw: usize,
+        image: &[f32],
+        filter: &[Lanes],
+        start: &Lanes,
+        pixel: usize,
+    ) -> [Lanes; LANES] {
+        let mut sums: [Lanes; LANES] = std::array::from_fn(|o| [start[o]; LANES]);
+        for (c, weight) in filter.iter().enumerate() {
+            let values: &Lanes = image[c * hw + pixel..][..LANES]
+                .try_into()
+                .expect("a vector");
+            for (sum, &weight) in sums.iter_mut().zip(weight) {
+                add_scaled::<FMA>(sum, weight, values);
+            }
+        }
+        sums
+    }
 }
 
 fn forward_image(
