@@ -5,12 +5,14 @@
 //! one 256-bit vector, with fused multiply-adds where the CPU has AVX2 and FMA (chosen at run
 //! time). Every output element still receives the bias, then its terms channel by channel,
 //! kernel row by kernel row, as in `shaders/conv2d.wgsl`. Images run in parallel (rayon).
+//! 1x1 kernels take the `pointwise` path: 8 pixels per vector, outputs stored a row at a time.
 //!
 //! The input gradient is this same forward over the output gradient, with the kernel flipped
 //! and its channel axes swapped. The weight gradient first lays each block of 8 output-gradient
 //! planes out channels-last (one vector per pixel; each plane's sum, the bias gradient, is taken
-//! on the way), then accumulates, per image and pixel, an input value times the 8 output-channel
-//! gradients; images are then summed in order.
+//! on the way), then, per image, sums input value x the 8 output-channel gradients over the
+//! pixels in row-major order, a few kernel rows' sums at a time held in registers; images are
+//! then summed in order.
 
 use rayon::prelude::*;
 
@@ -532,9 +534,9 @@ fn weight_grad_image_lanes<const FMA: bool>(d: &Conv2dDims, padded: &[f32], grad
 }
 
 /// The taps of a block, `ROWS` kernel rows (one channel's row of `K` taps each) at a time: their
-/// `ROWS x K` sums stay in registers for a whole pass over the image (at most ten, so they fit
-/// with the pixel's gradient in AVX2's sixteen), and being independent, the FMAs of one pixel
-/// need not wait for each other.
+/// `ROWS x K` sums stay in registers for a whole pass over the image, and being independent,
+/// the FMAs of one pixel need not wait for each other. 8 sums for 1x1, 9 for 3x3, 5 for 5x5:
+/// with two 5x5 rows (10 sums) the compiler spilled sums to the stack, three times slower.
 #[inline(always)]
 fn kernel_row_sums<const FMA: bool, const K: usize, const ROWS: usize>(
     d: &Conv2dDims,
@@ -589,11 +591,11 @@ fn pass_sums<const FMA: bool, const K: usize, const ROWS: usize>(
     sums
 }
 
-/// `sum += value * grad`, lane by lane.
+/// `sum += scale * vector`, lane by lane.
 #[inline(always)]
-fn add_scaled<const FMA: bool>(sum: &mut Lanes, value: f32, grad: &Lanes) {
+fn add_scaled<const FMA: bool>(sum: &mut Lanes, scale: f32, vector: &Lanes) {
     for lane in 0..LANES {
-        sum[lane] = madd::<FMA>(value, grad[lane], sum[lane]);
+        sum[lane] = madd::<FMA>(scale, vector[lane], sum[lane]);
     }
 }
 
