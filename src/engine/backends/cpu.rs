@@ -74,6 +74,10 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
     values
 }
 
+/// Elements per parallel task of an elementwise kernel: 64 KiB of f32, large enough that
+/// handing a task to the other thread costs little against its work.
+pub(crate) const ELEMENTWISE_CHUNK: usize = 1 << 14;
+
 /// Defines a kernel function whose body is compiled twice, as built and for AVX2, and runs
 /// the AVX2 build where the CPU has it (checked once per call, a cached flag). Helpers the body
 /// calls must be `#[inline(always)]` to be vectorised with it. Plain `a * b + c` stays unfused

@@ -171,11 +171,22 @@ pub mod cpu {
 
     /// Each window's gradient goes to its argmax. Windows do not overlap, so this scatter
     /// writes every input element at most once: the same result as the GPU's gather.
+    /// Planes run in parallel: a plane's argmax indices all fall inside its own input plane.
     pub fn backward(d: &Pool2Dims, argmax: &[u32], grad_out: &[f32], grad_x: &mut [f32]) {
-        grad_x[..d.input_len()].fill(0.0);
-        for (&index, &grad) in argmax.iter().zip(grad_out).take(d.output_len()) {
-            grad_x[index as usize] = grad;
-        }
+        let plane_in = d.height * d.width;
+        let plane_out = d.out_height() * d.out_width();
+        let planes = grad_x[..d.input_len()]
+            .par_chunks_mut(plane_in)
+            .zip(argmax[..d.output_len()].par_chunks(plane_out))
+            .zip(grad_out[..d.output_len()].par_chunks(plane_out))
+            .enumerate();
+        planes.for_each(|(plane, ((grad_x, argmax), grad_out))| {
+            let base = plane * plane_in;
+            grad_x.fill(0.0);
+            for (&index, &grad) in argmax.iter().zip(grad_out) {
+                grad_x[index as usize - base] = grad;
+            }
+        });
     }
 }
 

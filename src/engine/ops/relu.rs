@@ -54,10 +54,28 @@ pub(crate) fn backward<B: Backend>(
 }
 
 pub mod cpu {
-    use crate::engine::backends::cpu::vectorised_fn;
+    use rayon::prelude::*;
+
+    use crate::engine::backends::cpu::{vectorised_fn, ELEMENTWISE_CHUNK};
+
+    /// `out = max(x, 0)`, chunks in parallel.
+    pub fn forward(x: &[f32], out: &mut [f32]) {
+        out.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(x.par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|(out, x)| forward_chunk(x, out));
+    }
+
+    /// `grad_x = grad_out` where the output is positive, else 0; chunks in parallel.
+    pub fn backward(out: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
+        grad_x
+            .par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(out.par_chunks(ELEMENTWISE_CHUNK))
+            .zip(grad_out.par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|((grad_x, out), grad_out)| backward_chunk(out, grad_out, grad_x));
+    }
 
     vectorised_fn! {
-        pub fn forward(x: &[f32], out: &mut [f32]) {
+        fn forward_chunk(x: &[f32], out: &mut [f32]) {
             for (out, x) in out.iter_mut().zip(x) {
                 *out = x.max(0.0);
             }
@@ -65,7 +83,7 @@ pub mod cpu {
     }
 
     vectorised_fn! {
-        pub fn backward(out: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
+        fn backward_chunk(out: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
             for ((grad_x, out), grad_out) in grad_x.iter_mut().zip(out).zip(grad_out) {
                 *grad_x = if *out > 0.0 { *grad_out } else { 0.0 };
             }
