@@ -17,6 +17,8 @@
 use rayon::prelude::*;
 
 use super::Conv2dDims;
+#[cfg(target_arch = "x86_64")]
+mod rows_avx2;
 use crate::engine::backends::cpu::vectorised_fn;
 
 /// Output channels computed together: one 256-bit vector of f32.
@@ -96,6 +98,18 @@ pub fn forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mu
         d.out_channels * d.height * d.width,
     );
     let images = out.par_chunks_mut(out_len).zip(x.par_chunks(in_len));
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() && matches!(d.kernel, 3 | 5) {
+        images.for_each_init(Vec::new, |padded, (out, image)| {
+            rows_avx2::pad_planes(d, image, padded);
+            // SAFETY (both): the CPU has the features `forward_image` is compiled for.
+            match d.kernel {
+                3 => unsafe { rows_avx2::forward_image::<3>(d, padded, &weight_lanes, bias, out) },
+                _ => unsafe { rows_avx2::forward_image::<5>(d, padded, &weight_lanes, bias, out) },
+            }
+        });
+        return;
+    }
     if d.kernel == 1 {
         images.for_each_init(Vec::new, |image_copy, (out, image)| {
             pointwise::with_slack(image, image_copy);
@@ -645,6 +659,75 @@ fn add_pixel_products<const FMA: bool, const PX: usize>(
                     }
                 }
                 *sum = acc;
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// The AVX2 row kernel (3x3, 5x5) against the channels-last kernel built for FMA: the same
+    /// terms in the same order with the same fused rounding, so the same bits, on shapes that
+    /// leave part of a vector of pixels or channels unused.
+    #[test]
+    fn row_kernel_matches_channels_last_bit_for_bit() {
+        if !has_avx2_fma() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI machines must have AVX2 and FMA"
+            );
+            eprintln!("no AVX2 + FMA on this CPU: the row kernel is not used here");
+            return;
+        }
+        let shapes = [
+            // batch, in, out, height, width, kernel
+            (2, 1, 8, 28, 28, 3),
+            (2, 8, 8, 14, 14, 5),
+            (1, 3, 5, 7, 5, 3),
+            (1, 5, 11, 6, 7, 5),
+            (2, 3, 4, 3, 2, 5),
+            (3, 2, 5, 1, 1, 3),
+            (1, 9, 17, 9, 10, 3),
+        ];
+        let mut rng = StdRng::seed_from_u64(7);
+        for (batch, in_channels, out_channels, height, width, kernel) in shapes {
+            let d = Conv2dDims {
+                batch,
+                in_channels,
+                out_channels,
+                height,
+                width,
+                kernel,
+            };
+            let mut random = |len: usize| -> Vec<f32> {
+                (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+            };
+            let x = random(batch * in_channels * height * width);
+            let weight = random(d.weight_len());
+            let bias = random(out_channels);
+            let out_len = out_channels * height * width;
+            let mut rows = vec![0.0; batch * out_len];
+            forward(&d, &x, &weight, &bias, &mut rows);
+            let weight_lanes = weights_by_lanes(&d, &weight);
+            let mut padded = Vec::new();
+            for (n, image) in x.chunks_exact(in_channels * height * width).enumerate() {
+                let mut channels_last = vec![0.0; out_len];
+                pad_channels_last(&d, image, &mut padded);
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                unsafe {
+                    forward_image_avx2(&d, &padded, &weight_lanes, &bias, &mut channels_last)
+                };
+                let row_kernel = &rows[n * out_len..][..out_len];
+                let same = row_kernel
+                    .iter()
+                    .zip(&channels_last)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{d:?}, image {n}: the two kernels differ");
             }
         }
     }
