@@ -154,15 +154,42 @@ pub mod cpu {
         }
     }
 
+    /// Multiply-adds a parallel task should hold at least: below that, handing it to another
+    /// thread costs more than it saves (the 32 -> 10 layer runs on one thread).
+    const TASK_WORK: usize = 1 << 14;
+
+    /// Rows per task for rows of `row_work` multiply-adds each.
+    fn rows_per_task(row_work: usize) -> usize {
+        (TASK_WORK / row_work.max(1)).max(1)
+    }
+
+    /// Columns summed together in registers: four 256-bit vectors, independent chains of
+    /// additions (a sum kept in memory would wait on its own store for every row).
+    const BLOCK: usize = 32;
+
     vectorised_fn! {
-        /// `acc = start`, then `acc += scales[r] * rows[r]` for every row in order.
+        /// `acc = start`, then `acc += scales[r] * rows[r]` for every row in order; blocks of
+        /// 32 columns at a time, then the rest.
         fn sum_scaled_rows(acc: &mut [f32], start: Option<&[f32]>, scales: &[f32], rows: &[f32]) {
             match start {
                 Some(start) => acc.copy_from_slice(start),
                 None => acc.fill(0.0),
             }
-            for (&scale, row) in scales.iter().zip(rows.chunks_exact(acc.len())) {
-                add_scaled(acc, scale, row);
+            let width = acc.len();
+            let (blocks, rest) = acc.as_chunks_mut::<BLOCK>();
+            for (b, block) in blocks.iter_mut().enumerate() {
+                let mut sums = *block;
+                for (&scale, row) in scales.iter().zip(rows.chunks_exact(width)) {
+                    let row: &[f32; BLOCK] = row[b * BLOCK..][..BLOCK].try_into().expect("a block");
+                    for (sum, value) in sums.iter_mut().zip(row) {
+                        *sum += scale * value;
+                    }
+                }
+                *block = sums;
+            }
+            let done = width - rest.len();
+            for (&scale, row) in scales.iter().zip(rows.chunks_exact(width)) {
+                add_scaled(rest, scale, &row[done..]);
             }
         }
     }
@@ -172,6 +199,7 @@ pub mod cpu {
         let (i_len, o_len) = (d.in_features, d.out_features);
         let weight_t = transpose(weight, o_len, i_len);
         let rows = out.par_chunks_mut(o_len).zip(x.par_chunks(i_len));
+        let rows = rows.with_min_len(rows_per_task(i_len * o_len));
         rows.for_each(|(out, x)| sum_scaled_rows(out, Some(&bias[..o_len]), x, &weight_t));
     }
 
@@ -179,6 +207,7 @@ pub mod cpu {
     pub fn backward_input(d: &LinearDims, weight: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
         let (i_len, o_len) = (d.in_features, d.out_features);
         let rows = grad_x.par_chunks_mut(i_len).zip(grad_out.par_chunks(o_len));
+        let rows = rows.with_min_len(rows_per_task(i_len * o_len));
         rows.for_each(|(grad_x, grad_out)| sum_scaled_rows(grad_x, None, grad_out, weight));
     }
 
@@ -188,7 +217,8 @@ pub mod cpu {
         let grad_out_t = transpose(&grad_out[..d.batch * o_len], d.batch, o_len);
         let rows = grad_weight
             .par_chunks_mut(i_len)
-            .zip(grad_out_t.par_chunks(d.batch));
+            .zip(grad_out_t.par_chunks(d.batch))
+            .with_min_len(rows_per_task(d.batch * i_len));
         rows.for_each(|(grad_row, grads)| sum_scaled_rows(grad_row, None, grads, x));
     }
 
