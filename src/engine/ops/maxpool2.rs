@@ -129,7 +129,6 @@ pub mod cpu {
     use rayon::prelude::*;
 
     use super::Pool2Dims;
-    use crate::engine::backends::cpu::vectorised_fn;
 
     /// Window (oy, ox) scanned row by row; a later value wins only if larger. Planes run in
     /// parallel.
@@ -142,30 +141,203 @@ pub mod cpu {
             .enumerate();
         planes.for_each(|(plane, (out, argmax))| {
             let base = plane * plane_in;
-            pool_plane(&x[base..base + plane_in], d.width, base as u32, out, argmax);
+            let x = &x[base..base + plane_in];
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has the feature `pool_plane` is compiled for.
+                return unsafe { rows_avx2::pool_plane(x, d.width, base as u32, out, argmax) };
+            }
+            pool_plane(x, d.width, base as u32, out, argmax);
         });
     }
 
-    vectorised_fn! {
-        /// One plane; comparisons select rather than branch (ties after ReLU are common).
-        fn pool_plane(x: &[f32], width: usize, base: u32, out: &mut [f32], argmax: &mut [u32]) {
+    /// One plane, window by window.
+    fn pool_plane(x: &[f32], width: usize, base: u32, out: &mut [f32], argmax: &mut [u32]) {
+        let out_width = width / 2;
+        let rows = out
+            .chunks_exact_mut(out_width)
+            .zip(argmax.chunks_exact_mut(out_width));
+        for (oy, (out, argmax)) in rows.enumerate() {
+            let row = Rows::new(x, width, oy);
+            for (ox, (out, argmax)) in out.iter_mut().zip(argmax.iter_mut()).enumerate() {
+                (*out, *argmax) = row.window(ox, base);
+            }
+        }
+    }
+
+    /// The two input rows under output row `oy`.
+    struct Rows<'a> {
+        top: &'a [f32],
+        bottom: &'a [f32],
+        width: usize,
+        /// Flat index of the top row's first value in the plane.
+        start: usize,
+    }
+
+    impl<'a> Rows<'a> {
+        fn new(plane: &'a [f32], width: usize, oy: usize) -> Self {
+            let start = 2 * oy * width;
+            Rows {
+                top: &plane[start..start + width],
+                bottom: &plane[start + width..start + 2 * width],
+                width,
+                start,
+            }
+        }
+
+        /// Window `ox`: its maximum and the flat index of its first maximum (plus `base`).
+        /// Comparisons select rather than branch (ties after ReLU are common).
+        #[inline(always)]
+        fn window(&self, ox: usize, base: u32) -> (f32, u32) {
+            let (top, bottom, width) = (self.top, self.bottom, self.width);
+            let mut best = top[2 * ox];
+            let mut offset = 0;
+            for (value, candidate) in [
+                (top[2 * ox + 1], 1),
+                (bottom[2 * ox], width),
+                (bottom[2 * ox + 1], width + 1),
+            ] {
+                let larger = value > best;
+                best = if larger { value } else { best };
+                offset = if larger { candidate } else { offset };
+            }
+            (best, base + (self.start + 2 * ox + offset) as u32)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod rows_avx2 {
+        //! Eight windows at a time with AVX2: each row's values split into even and odd
+        //! columns (two shuffles and a lane permute per 16 values), then the window's four
+        //! values compared in the scalar order, the index of the winner kept by blending.
+        use std::arch::x86_64::{
+            __m256, __m256i, _mm256_add_epi32, _mm256_blendv_epi8, _mm256_blendv_ps,
+            _mm256_castpd_ps, _mm256_castps_pd, _mm256_castps_si256, _mm256_cmp_ps,
+            _mm256_loadu_ps, _mm256_permute4x64_pd, _mm256_set1_epi32, _mm256_setr_epi32,
+            _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_storeu_si256, _CMP_GT_OQ,
+        };
+
+        use super::Rows;
+
+        /// Windows per vector.
+        const LANES: usize = 8;
+
+        /// `super::pool_plane`, eight windows of a row at a time, the rest one by one.
+        #[target_feature(enable = "avx2")]
+        pub(super) fn pool_plane(
+            x: &[f32],
+            width: usize,
+            base: u32,
+            out: &mut [f32],
+            argmax: &mut [u32],
+        ) {
             let out_width = width / 2;
-            let rows = out.chunks_exact_mut(out_width).zip(argmax.chunks_exact_mut(out_width));
+            let rows = out
+                .chunks_exact_mut(out_width)
+                .zip(argmax.chunks_exact_mut(out_width));
             for (oy, (out, argmax)) in rows.enumerate() {
-                let top = &x[2 * oy * width..(2 * oy + 1) * width];
-                let bottom = &x[(2 * oy + 1) * width..(2 * oy + 2) * width];
-                for (ox, (out, argmax)) in out.iter_mut().zip(argmax.iter_mut()).enumerate() {
-                    let mut best = top[2 * ox];
-                    let mut offset = 0;
-                    for (value, candidate) in [(top[2 * ox + 1], 1), (bottom[2 * ox], width), (bottom[2 * ox + 1], width + 1)] {
-                        let larger = value > best;
-                        best = if larger { value } else { best };
-                        offset = if larger { candidate } else { offset };
-                    }
-                    *out = best;
-                    *argmax = base + (2 * oy * width + 2 * ox + offset) as u32;
+                let row = Rows::new(x, width, oy);
+                let (out_groups, out_rest) = out.as_chunks_mut::<LANES>();
+                let (argmax_groups, argmax_rest) = argmax.as_chunks_mut::<LANES>();
+                for (g, (out, argmax)) in out_groups.iter_mut().zip(argmax_groups).enumerate() {
+                    eight_windows(&row, g * LANES, base, out, argmax);
+                }
+                let done = out_groups.len() * LANES;
+                let rest = out_rest.iter_mut().zip(argmax_rest.iter_mut());
+                for (ox, (out, argmax)) in (done..).zip(rest) {
+                    (*out, *argmax) = row.window(ox, base);
                 }
             }
+        }
+
+        /// Windows `ox..ox + 8` of the row.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn eight_windows(
+            row: &Rows,
+            ox: usize,
+            base: u32,
+            out: &mut [f32; LANES],
+            argmax: &mut [u32; LANES],
+        ) {
+            let (top_left, top_right) = even_odd(&row.top[2 * ox..][..2 * LANES]);
+            let (bottom_left, bottom_right) = even_odd(&row.bottom[2 * ox..][..2 * LANES]);
+            let width = row.width as i32;
+            let mut best = top_left;
+            let mut offset = _mm256_set1_epi32(0);
+            for (values, candidate) in [
+                (top_right, 1),
+                (bottom_left, width),
+                (bottom_right, width + 1),
+            ] {
+                let larger = _mm256_cmp_ps::<_CMP_GT_OQ>(values, best);
+                best = _mm256_blendv_ps(best, values, larger);
+                let candidate = _mm256_set1_epi32(candidate);
+                offset = _mm256_blendv_epi8(offset, candidate, _mm256_castps_si256(larger));
+            }
+            let first = _mm256_set1_epi32((base as usize + row.start + 2 * ox) as i32);
+            let columns = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+            let index = _mm256_add_epi32(_mm256_add_epi32(first, columns), offset);
+            // SAFETY: `out` and `argmax` each hold the 8 values written; unaligned stores are allowed.
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr(), best);
+                _mm256_storeu_si256(argmax.as_mut_ptr().cast::<__m256i>(), index);
+            }
+        }
+
+        /// 16 values -> (the 8 at even positions, the 8 at odd positions), in order.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn even_odd(values: &[f32]) -> (__m256, __m256) {
+            let values: &[f32; 2 * LANES] = values.try_into().expect("16 values");
+            // SAFETY: `values` holds the 16 f32 read; unaligned loads are allowed.
+            let (low, high) = unsafe {
+                (
+                    _mm256_loadu_ps(values.as_ptr()),
+                    _mm256_loadu_ps(values[LANES..].as_ptr()),
+                )
+            };
+            // Within each 128-bit half: [l0 l2 h0 h2 | l4 l6 h4 h6]; then the 64-bit pairs
+            // reordered to [l0 l2 l4 l6 h0 h2 h4 h6].
+            let even = _mm256_shuffle_ps::<0b10_00_10_00>(low, high);
+            let odd = _mm256_shuffle_ps::<0b11_01_11_01>(low, high);
+            let in_order = |v: __m256| {
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+            };
+            (in_order(even), in_order(odd))
+        }
+    }
+
+    /// The AVX2 pool against the window-by-window one: the same maxima and the same argmax,
+    /// with many ties (values drawn from five levels, as after ReLU) and widths that leave
+    /// windows for the one-by-one rest.
+    #[cfg(all(test, target_arch = "x86_64"))]
+    #[test]
+    fn avx2_pool_matches_window_by_window() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI machines must have AVX2"
+            );
+            eprintln!("no AVX2 on this CPU: the vector pool is not used here");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(3);
+        for (height, width) in [(28, 28), (14, 14), (5, 9), (4, 34), (3, 17)] {
+            let x: Vec<f32> = (0..height * width)
+                .map(|_| f32::from(rng.random_range(0u8..5)) * 0.5)
+                .collect();
+            let outputs = (height / 2) * (width / 2);
+            let (mut out, mut argmax) = (vec![0.0; outputs], vec![0; outputs]);
+            let (mut vector_out, mut vector_argmax) = (vec![0.0; outputs], vec![0; outputs]);
+            pool_plane(&x, width, 100, &mut out, &mut argmax);
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { rows_avx2::pool_plane(&x, width, 100, &mut vector_out, &mut vector_argmax) };
+            assert_eq!(out, vector_out, "maxima, {height}x{width}");
+            assert_eq!(argmax, vector_argmax, "argmax, {height}x{width}");
         }
     }
 
