@@ -19,6 +19,8 @@ use rayon::prelude::*;
 use super::Conv2dDims;
 #[cfg(target_arch = "x86_64")]
 mod rows_avx2;
+#[cfg(target_arch = "x86_64")]
+mod transpose_avx2;
 use crate::engine::backends::cpu::vectorised_fn;
 
 /// Output channels computed together: one 256-bit vector of f32.
@@ -484,13 +486,20 @@ fn grad_by_pixel(d: &Conv2dDims, grad_out: &[f32], first: usize, pixels: &mut Ve
     let planes = &grad_out[first * hw..][..lanes * hw];
     pixels.clear();
     pixels.resize(hw, [0.0; LANES]);
-    if lanes == LANES {
-        gather_pixels(planes, pixels)
+    let mut full = Vec::new();
+    let planes = if lanes == LANES {
+        planes
     } else {
-        let mut full = planes.to_vec();
+        full.extend_from_slice(planes);
         full.resize(LANES * hw, 0.0);
-        gather_pixels(&full, pixels)
+        &full
+    };
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has the feature `gather_pixels` is compiled for.
+        return unsafe { transpose_avx2::gather_pixels(planes, pixels) };
     }
+    gather_pixels(planes, pixels)
 }
 
 vectorised_fn! {
@@ -670,6 +679,32 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
+
+    /// The AVX2 transpose of output-gradient planes against the portable one: the same
+    /// vectors and the same plane sums, for plane sizes with and without a rest of pixels.
+    #[test]
+    fn avx2_transpose_matches_portable() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI machines must have AVX2"
+            );
+            eprintln!("no AVX2 on this CPU: the vector transpose is not used here");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(5);
+        for hw in [784, 196, 13, 5] {
+            let planes: Vec<f32> = (0..LANES * hw)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let (mut portable, mut vector) = (vec![[0.0; LANES]; hw], vec![[0.0; LANES]; hw]);
+            let portable_sums = gather_pixels(&planes, &mut portable);
+            // SAFETY: the CPU has AVX2 (checked above).
+            let vector_sums = unsafe { transpose_avx2::gather_pixels(&planes, &mut vector) };
+            assert_eq!(portable, vector, "pixels, {hw} per plane");
+            assert_eq!(portable_sums, vector_sums, "plane sums, {hw} per plane");
+        }
+    }
 
     /// The AVX2 row kernel (3x3, 5x5) against the channels-last kernel built for FMA: the same
     /// terms in the same order with the same fused rounding, so the same bits, on shapes that

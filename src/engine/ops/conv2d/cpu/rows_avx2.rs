@@ -113,7 +113,7 @@ fn pixel_sums<const K: usize>(
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn load(values: &Lanes) -> __m256 {
+pub(super) fn load(values: &Lanes) -> __m256 {
     // SAFETY: `values` holds the 8 f32 read; unaligned loads are allowed.
     unsafe { _mm256_loadu_ps(values.as_ptr()) }
 }
@@ -122,7 +122,7 @@ fn load(values: &Lanes) -> __m256 {
 /// all 8 go (a copy of a variable length would call `memmove`).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn store(out: &mut [f32], vector: __m256) {
+pub(super) fn store(out: &mut [f32], vector: __m256) {
     if let Ok(out) = <&mut Lanes>::try_from(&mut *out) {
         // SAFETY: `out` has room for the 8 f32 written; unaligned stores are allowed.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), vector) };
