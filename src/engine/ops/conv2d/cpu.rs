@@ -79,6 +79,16 @@ vectorised_fn! {
     }
 }
 
+/// Output block `block`: its first channel, how many channels it has (8 but in a last partial
+/// block) and their biases, zero past the last channel.
+fn block_channels(bias: &[f32], block: usize, channels: usize) -> (usize, usize, Lanes) {
+    let first = block * LANES;
+    let lanes = LANES.min(channels - first);
+    let mut start: Lanes = [0.0; LANES];
+    start[..lanes].copy_from_slice(&bias[first..first + lanes]);
+    (first, lanes, start)
+}
+
 /// Weights `[O, C, K, K]` -> `[O / 8, C, K, K, 8]`, zero past the last output channel.
 fn weights_by_lanes(d: &Conv2dDims, weight: &[f32]) -> Vec<f32> {
     let taps = d.in_channels * d.kernel * d.kernel;
@@ -131,7 +141,7 @@ mod pointwise {
     //! feeds 8 FMAs and the sums are stored as they lie in `[N, O, H, W]`, a vector per
     //! channel. (For 3x3 and 5x5 the channels-last kernel is faster: there the compiler turns
     //! this layout's overlapping row loads into shuffles.)
-    use super::{add_scaled, Conv2dDims, Lanes, LANES};
+    use super::{add_scaled, block_channels, Conv2dDims, Lanes, LANES};
 
     /// The image `[C, H, W]` with `LANES` zeros after it: a row's last vector of pixels may
     /// read past the last plane's end.
@@ -182,10 +192,7 @@ mod pointwise {
         let blocks = weight_lanes.chunks_exact(d.in_channels * LANES);
         for (block, block_weights) in blocks.enumerate() {
             let (block_weights, _) = block_weights.as_chunks::<LANES>();
-            let first = block * LANES;
-            let lanes = LANES.min(d.out_channels - first);
-            let mut start: Lanes = [0.0; LANES];
-            start[..lanes].copy_from_slice(&bias[first..first + lanes]);
+            let (first, lanes, start) = block_channels(bias, block, d.out_channels);
             for row in (0..hw).step_by(w) {
                 for x in (0..w).step_by(LANES) {
                     let sums = pixel_sums::<FMA>(hw, image, block_weights, &start, row + x);
@@ -267,10 +274,7 @@ fn forward_image_lanes<const FMA: bool>(
     let taps = d.in_channels * d.kernel * d.kernel;
     for (block, block_weights) in weight_lanes.chunks_exact(taps * LANES).enumerate() {
         let (block_weights, _) = block_weights.as_chunks::<LANES>();
-        let first = block * LANES;
-        let lanes = LANES.min(d.out_channels - first);
-        let mut start: Lanes = [0.0; LANES];
-        start[..lanes].copy_from_slice(&bias[first..first + lanes]);
+        let (first, lanes, start) = block_channels(bias, block, d.out_channels);
         let mut store = |y: usize, x: usize, acc: &Lanes| {
             for (lane, &value) in acc[..lanes].iter().enumerate() {
                 out[(first + lane) * hw + y * w + x] = value;

@@ -15,7 +15,7 @@ use std::arch::x86_64::{
     __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps,
 };
 
-use super::{Lanes, LANES};
+use super::{block_channels, Lanes, LANES};
 use crate::engine::ops::conv2d::Conv2dDims;
 
 /// One image `[C, H, W]` -> zero-padded planes `[C, H + 2p, W + 2p]` in `out`, with `LANES`
@@ -67,10 +67,7 @@ pub(super) fn forward_image<const K: usize>(
     let taps = d.in_channels * K * K;
     for (block, block_weights) in weight_lanes.chunks_exact(taps * LANES).enumerate() {
         let (block_weights, _) = block_weights.as_chunks::<LANES>();
-        let first = block * LANES;
-        let lanes = LANES.min(d.out_channels - first);
-        let mut start: Lanes = [0.0; LANES];
-        start[..lanes].copy_from_slice(&bias[first..first + lanes]);
+        let (first, lanes, start) = block_channels(bias, block, d.out_channels);
         let block_out = &mut out[first * hw..][..lanes * hw];
         for y in 0..d.height {
             for x in (0..w).step_by(LANES) {
