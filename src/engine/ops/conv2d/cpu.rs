@@ -1,11 +1,17 @@
 //! The CPU twin of conv2d.
 //!
-//! Each image is rearranged channels-last and zero-padded (`[H + 2p, W + 2p, C]`) and the
-//! weights to `[O / 8, C, K, K, 8]`, so the innermost loop runs over 8 output channels at once:
+//! Weights are rearranged to `[O / 8, C, K, K, 8]`, so that 8 output channels go together:
 //! one 256-bit vector, with fused multiply-adds where the CPU has AVX2 and FMA (chosen at run
-//! time). Every output element still receives the bias, then its terms channel by channel,
-//! kernel row by kernel row, as in `shaders/conv2d.wgsl`. Images run in parallel (rayon).
-//! 1x1 kernels take the `pointwise` path: 8 pixels per vector, outputs stored a row at a time.
+//! time). The forward has three kernels:
+//! - 3x3 and 5x5 with AVX2 + FMA (`rows_avx2`): 8 pixels of a row per vector over zero-padded
+//!   planes, each block's 8 channels as 8 accumulators;
+//! - 1x1 (`pointwise`): the same layout, in portable code;
+//! - any other case (other kernel sizes, no AVX2): each image rearranged channels-last and
+//!   zero-padded (`[H + 2p, W + 2p, C]`), a vector of 8 channels per pixel, 7 pixels at a time.
+//!
+//! All give every output element the bias, then its terms channel by channel, kernel row by
+//! kernel row, as in `shaders/conv2d.wgsl`; the first and the last agree bit for bit (a unit
+//! test). Images run in parallel (rayon).
 //!
 //! The input gradient is this same forward over the output gradient, with the kernel flipped
 //! and its channel axes swapped. The weight gradient first lays each block of 8 output-gradient
@@ -17,11 +23,12 @@
 use rayon::prelude::*;
 
 use super::Conv2dDims;
+use crate::engine::backends::cpu::vectorised_fn;
+
 #[cfg(target_arch = "x86_64")]
 mod rows_avx2;
 #[cfg(target_arch = "x86_64")]
 mod transpose_avx2;
-use crate::engine::backends::cpu::vectorised_fn;
 
 /// Output channels computed together: one 256-bit vector of f32.
 const LANES: usize = 8;
@@ -139,8 +146,8 @@ mod pointwise {
     //! The 1x1 forward (the Concat SuperNet's channel mix, and its input gradient): 8 pixels
     //! per vector and a block's 8 output channels as 8 accumulators, so each input vector
     //! feeds 8 FMAs and the sums are stored as they lie in `[N, O, H, W]`, a vector per
-    //! channel. (For 3x3 and 5x5 the channels-last kernel is faster: there the compiler turns
-    //! this layout's overlapping row loads into shuffles.)
+    //! channel. (3x3 and 5x5 use this layout too, in `rows_avx2`: written portably like this,
+    //! their overlapping row loads became shuffles.)
     use super::{add_scaled, block_channels, Conv2dDims, Lanes, LANES};
 
     /// The image `[C, H, W]` with `LANES` zeros after it: a row's last vector of pixels may
