@@ -53,6 +53,28 @@ fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
+/// Defines `$name(args)`: `$generic::<true>(args)` compiled for AVX2 + FMA where the CPU has
+/// them (fused multiply-adds), else `$generic::<false>(args)`.
+macro_rules! fma_dispatched {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident = $generic:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn fused($($arg: $ty),*) {
+                $generic::<true>($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            if crate::engine::ops::conv2d::cpu::has_avx2_fma() {
+                // SAFETY: the CPU has the features `fused` is compiled for.
+                return unsafe { fused($($arg),*) };
+            }
+            $generic::<false>($($arg),*)
+        }
+    };
+}
+
 /// One image `[C, H, W]` -> zero-padded channels-last `[H + 2p, W + 2p, C]` in `out`.
 fn pad_channels_last(d: &Conv2dDims, image: &[f32], out: &mut Vec<f32>) {
     let (c_in, h, w, pad) = (d.in_channels, d.height, d.width, d.pad());
@@ -158,31 +180,14 @@ mod pointwise {
         out.resize(image.len() + LANES, 0.0);
     }
 
-    pub(super) fn forward_image(
-        d: &Conv2dDims,
-        image: &[f32],
-        weight_lanes: &[f32],
-        bias: &[f32],
-        out: &mut [f32],
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if super::has_avx2_fma() {
-            // SAFETY: the CPU has the features `forward_image_avx2` is compiled for.
-            return unsafe { forward_image_avx2(d, image, weight_lanes, bias, out) };
-        }
-        forward_image_lanes::<false>(d, image, weight_lanes, bias, out)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn forward_image_avx2(
-        d: &Conv2dDims,
-        image: &[f32],
-        weight_lanes: &[f32],
-        bias: &[f32],
-        out: &mut [f32],
-    ) {
-        forward_image_lanes::<true>(d, image, weight_lanes, bias, out)
+    fma_dispatched! {
+        pub(super) fn forward_image = forward_image_lanes(
+            d: &Conv2dDims,
+            image: &[f32],
+            weight_lanes: &[f32],
+            bias: &[f32],
+            out: &mut [f32],
+        )
     }
 
     /// Each block of 8 output channels, each row in vectors of 8 pixels (the last one stored
@@ -236,31 +241,14 @@ mod pointwise {
     }
 }
 
-fn forward_image(
-    d: &Conv2dDims,
-    padded: &[f32],
-    weight_lanes: &[f32],
-    bias: &[f32],
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU has the features `forward_image_avx2` is compiled for.
-        return unsafe { forward_image_avx2(d, padded, weight_lanes, bias, out) };
-    }
-    forward_image_lanes::<false>(d, padded, weight_lanes, bias, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn forward_image_avx2(
-    d: &Conv2dDims,
-    padded: &[f32],
-    weight_lanes: &[f32],
-    bias: &[f32],
-    out: &mut [f32],
-) {
-    forward_image_lanes::<true>(d, padded, weight_lanes, bias, out)
+fma_dispatched! {
+    fn forward_image = forward_image_lanes(
+        d: &Conv2dDims,
+        padded: &[f32],
+        weight_lanes: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    )
 }
 
 /// Pixels of a row computed together: seven independent accumulator vectors keep the FMA units
@@ -532,19 +520,8 @@ vectorised_fn! {
     }
 }
 
-fn weight_grad_image(d: &Conv2dDims, padded: &[f32], grads: ImageGrads) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU has the features `weight_grad_image_avx2` is compiled for.
-        return unsafe { weight_grad_image_avx2(d, padded, grads) };
-    }
-    weight_grad_image_lanes::<false>(d, padded, grads)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn weight_grad_image_avx2(d: &Conv2dDims, padded: &[f32], grads: ImageGrads) {
-    weight_grad_image_lanes::<true>(d, padded, grads)
+fma_dispatched! {
+    fn weight_grad_image = weight_grad_image_lanes(d: &Conv2dDims, padded: &[f32], grads: ImageGrads)
 }
 
 /// One image: each pixel adds input value x its 8 output-channel gradients to every tap's sum,
@@ -764,10 +741,8 @@ mod tests {
             for (n, image) in x.chunks_exact(in_channels * height * width).enumerate() {
                 let mut channels_last = vec![0.0; out_len];
                 pad_channels_last(&d, image, &mut padded);
-                // SAFETY: the CPU has AVX2 and FMA (checked above).
-                unsafe {
-                    forward_image_avx2(&d, &padded, &weight_lanes, &bias, &mut channels_last)
-                };
+                // The FMA build: the CPU has AVX2 and FMA (checked above).
+                forward_image(&d, &padded, &weight_lanes, &bias, &mut channels_last);
                 let row_kernel = &rows[n * out_len..][..out_len];
                 let same = row_kernel
                     .iter()
