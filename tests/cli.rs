@@ -258,3 +258,114 @@ fn bench_reports_speed_and_memory() {
 fn bench_rejects_zero_steps() {
     assert_fails(&["bench", "--backend", "cpu", "--steps", "0"], &["--steps"]);
 }
+
+#[test]
+fn bad_space_spec() {
+    assert_fails(
+        &["oneshot", "--space", "3,4/3,5"],
+        &["--space", "'3,4/3,5'", "choice '4'", "odd"],
+    );
+    assert_fails(
+        &["oneshot", "--space", "skip,3/3"],
+        &["--space", "block 1 choice 'skip'"],
+    );
+}
+
+/// Checked against the data before anything is written.
+#[test]
+fn space_deeper_than_the_images_allow() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("run");
+    assert_fails(
+        &[
+            "oneshot",
+            "--backend",
+            "cpu",
+            "--space",
+            "3/3/3/3/3",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+        &["--space", "5 blocks", "at most 4"],
+    );
+    assert!(!out.exists(), "a refused run wrote its output directory");
+}
+
+#[test]
+fn subnet_outside_the_space() {
+    assert_fails(
+        &["standalone", "--space", "fixture", "--subnet", "1,4,1"],
+        &[
+            "--subnet",
+            "'1,4,1'",
+            "block 2 takes 0 (1x1), 1 (3x3), 2 (5x5) or 3 (skip)",
+        ],
+    );
+}
+
+/// PyTorch's weights hold no space: one that the tensors contradict is refused, naming the
+/// tensor.
+#[test]
+fn eval_with_a_space_the_weights_contradict() {
+    let weights = common::fixture_path("weights/torch_sum_seed3.safetensors");
+    assert_fails(
+        &[
+            "eval",
+            "--weights",
+            weights.to_str().expect("utf-8"),
+            "--space",
+            "3,5,7/3,5",
+            "--backend",
+            "cpu",
+        ],
+        &[
+            "torch_sum_seed3.safetensors",
+            "missing tensor block1.conv7.weight",
+        ],
+    );
+}
+
+#[test]
+fn export_of_a_subnet_outside_the_space() {
+    let weights = common::fixture_path("weights/torch_sum_seed3.safetensors");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("subnet.safetensors");
+    assert_fails(
+        &[
+            "export",
+            "--weights",
+            weights.to_str().expect("utf-8"),
+            "--subnet",
+            "2,1",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+        &["--subnet", "'2,1'", "block 1 takes"],
+    );
+    assert!(!out.exists(), "a refused export wrote its file");
+}
+
+#[test]
+fn bench_in_a_larger_space() {
+    let output = supernet(&[
+        "bench",
+        "--backend",
+        "cpu",
+        "--space",
+        "fixture",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        report.contains("evaluation: 24 subnets x 10000"),
+        "bench output:\n{report}"
+    );
+}

@@ -2,42 +2,14 @@
 //! resuming (finished trainings skipped, an interrupted one trained again), settings that do
 //! not match refused, and the report rebuilt from saved results alone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 mod common;
-use common::supernet;
+use common::{small_mnist, supernet};
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The first `count` images of a shipped IDX file, written raw with its header adjusted.
-fn slice_idx(from: &Path, to: &Path, count: usize) {
-    let bytes = supernet::data::idx::decompressed(from).expect("shipped file");
-    let dims = bytes[3] as usize;
-    let item: usize = (1..dims)
-        .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
-        .product();
-    let header = 4 + 4 * dims;
-    let mut out = bytes[..header].to_vec();
-    out[4..8].copy_from_slice(&(count as u32).to_be_bytes());
-    out.extend_from_slice(&bytes[header..header + count * item]);
-    std::fs::write(to, out).expect("write slice");
-}
-
-/// 1280 training and 500 test images.
-fn small_mnist() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
-    for (prefix, count) in [("train", 1280), ("t10k", 500)] {
-        for kind in ["images-idx3-ubyte", "labels-idx1-ubyte"] {
-            let name = format!("{prefix}-{kind}");
-            let from = shipped.join(format!("{name}.gz"));
-            slice_idx(&from, &dir.path().join(name), count);
-        }
-    }
-    dir
 }
 
 struct Experiment {

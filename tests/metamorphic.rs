@@ -1,18 +1,22 @@
 //! Checks that need no oracle: a batch equals its images run one by one; parameters of the
-//! branch not drawn keep their values bit for bit through an optimizer step; the GPU weight
-//! gradients are deterministic.
+//! branches not drawn keep their values bit for bit through one-shot steps; the GPU weight
+//! gradients are deterministic. In the study's space and in a 3-block space with an identity.
 
 mod common;
 
-use common::{assert_close, gpu, rng};
+use common::{assert_close, gpu, rng, unused_by};
 use rand::Rng;
 use supernet::engine::{Adadelta, AdadeltaConfig, Backend, CpuBackend, Memory, Tape, Tensor};
-use supernet::model::{BlockMask, Subnet, SuperNet, SuperNetConfig, Variant};
+use supernet::model::{BlockMask, Choice, SearchSpace, Subnet, SuperNet, SuperNetConfig, Variant};
+
+/// The study's space and the fixture space `3,5,7/1,3,5,skip/3,5` (an identity in block 2).
+const SPACES: [&str; 2] = ["3,5/3,5", "3,5,7/1,3,5,skip/3,5"];
 
 /// A small SuperNet (4 channels, 12x12 images) keeps lavapipe fast.
-fn small_config(variant: Variant) -> SuperNetConfig {
+fn small_config(variant: Variant, space: &SearchSpace) -> SuperNetConfig {
     SuperNetConfig {
         variant,
+        space: space.clone(),
         channels: 4,
         hidden: 16,
         image_size: 12,
@@ -26,14 +30,13 @@ fn images<B: Backend>(backend: &B, count: usize, side: usize, seed: u64) -> (Vec
     (values, tensor)
 }
 
-fn batch_equals_one_by_one<B: Backend>(backend: &B, variant: Variant, masks: [BlockMask; 2]) {
-    let config = small_config(variant);
-    let net = SuperNet::init(backend, config, &mut rng(3)).expect("init");
+fn batch_equals_one_by_one<B: Backend>(backend: &B, config: &SuperNetConfig, masks: &[BlockMask]) {
+    let net = SuperNet::init(backend, config.clone(), &mut rng(3)).expect("init");
     let (count, side) = (5, config.image_size);
     let (values, batch) = images(backend, count, side, 4);
     let tape = Tape::inference(backend);
     let batch_logits = net
-        .forward(&tape, &batch, &masks)
+        .forward(&tape, &batch, masks)
         .expect("forward")
         .to_vec(backend)
         .expect("logits");
@@ -41,13 +44,15 @@ fn batch_equals_one_by_one<B: Backend>(backend: &B, variant: Variant, masks: [Bl
         let one = &values[i * side * side..(i + 1) * side * side];
         let one = Tensor::from_slice(backend, one, &[1, 1, side, side]).expect("image");
         let logits = net
-            .forward(&tape, &one, &masks)
+            .forward(&tape, &one, masks)
             .expect("forward")
             .to_vec(backend)
             .expect("logits");
         let what = format!(
-            "{} {variant:?} {masks:?}: image {i} alone vs in the batch",
-            backend.name()
+            "{} {:?} {} {masks:?}: image {i} alone vs in the batch",
+            backend.name(),
+            config.variant,
+            config.space
         );
         assert_close(
             &what,
@@ -59,85 +64,112 @@ fn batch_equals_one_by_one<B: Backend>(backend: &B, variant: Variant, masks: [Bl
     }
 }
 
-/// One optimizer step of subnet `subnet`: the parameters of the branches it does not use must
-/// not change at all, and the ones it uses must.
-fn inactive_branch_keeps_its_bits<B: Backend>(backend: &B, variant: Variant, subnet: Subnet) {
-    let config = small_config(variant);
-    let net = SuperNet::init(backend, config, &mut rng(5)).expect("init");
+/// One-shot steps, one per subnet of `steps`: after each, the parameters of the branches the
+/// step's subnet does not use have exactly their bits from before it, and the ones it uses
+/// have moved.
+fn inactive_branches_keep_their_bits<B: Backend>(
+    backend: &B,
+    config: &SuperNetConfig,
+    steps: &[Subnet],
+) {
+    let net = SuperNet::init(backend, config.clone(), &mut rng(5)).expect("init");
     let (_, batch) = images(backend, 4, config.image_size, 6);
     let mut label_rng = rng(7);
     let labels: Vec<u32> = (0..4).map(|_| label_rng.random_range(0..10)).collect();
     let labels = backend.upload_indices(&labels).expect("labels");
-    let before: Vec<Vec<f32>> = net
-        .parameters()
-        .iter()
-        .map(|p| p.to_vec(backend).expect("param"))
-        .collect();
     let mut optimizer =
         Adadelta::new(backend, net.parameters(), AdadeltaConfig::default()).expect("adadelta");
-    for _ in 0..2 {
+    let space = &config.space;
+    for subnet in steps {
+        let before: Vec<Vec<f32>> = net
+            .parameters()
+            .iter()
+            .map(|p| p.to_vec(backend).expect("param"))
+            .collect();
         let tape = Tape::new(backend);
         let loss = net
-            .loss(&tape, &batch, &labels, &subnet.masks())
+            .loss(&tape, &batch, &labels, &space.masks(subnet))
             .expect("loss");
         let grads = tape.backward(&loss).expect("backward");
         optimizer
             .step(backend, net.parameters(), &grads)
             .expect("step");
-    }
-    for ((name, param), before) in net.named_parameters().zip(&before) {
-        let after = param.to_vec(backend).expect("param");
-        let unused = [1, 2].iter().any(|&block| {
-            let other = if subnet.0[block - 1] == 0 { 5 } else { 3 };
-            name.starts_with(&format!("block{block}.conv{other}."))
-        });
-        let same_bits = after
-            .iter()
-            .zip(before)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert_eq!(
-            same_bits,
-            unused,
-            "{} {variant:?} subnet {subnet}: {name} changed = {}",
-            backend.name(),
-            !same_bits
-        );
-    }
-}
-
-fn all_cases(check: impl Fn(Variant, Subnet)) {
-    for variant in [Variant::Sum, Variant::Concat] {
-        for subnet in Subnet::ALL {
-            check(variant, subnet);
+        for ((name, param), before) in net.named_parameters().zip(&before) {
+            let after = param.to_vec(backend).expect("param");
+            let unused = unused_by(space, subnet, name);
+            let same_bits = after
+                .iter()
+                .zip(before)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert_eq!(
+                same_bits,
+                unused,
+                "{} {:?} {space} subnet {subnet}: {name} changed = {}",
+                backend.name(),
+                config.variant,
+                !same_bits
+            );
         }
     }
 }
 
+/// Every `stride`-th subnet of a space, and every one that chooses the identity.
+fn subnets(space: &SearchSpace, stride: usize) -> Vec<Subnet> {
+    let has_skip = |s: &Subnet| space.path(s).contains(&Choice::Skip);
+    space
+        .subnets()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, s)| i % stride == 0 || has_skip(s))
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// Every variant and space, with the subnets `stride` picks.
+fn all_cases(stride: usize, check: impl Fn(&SuperNetConfig, &[Subnet])) {
+    for variant in [Variant::Sum, Variant::Concat] {
+        for spec in SPACES {
+            let space = SearchSpace::parse(spec).expect("space");
+            let config = small_config(variant, &space);
+            check(&config, &subnets(&space, stride));
+        }
+    }
+}
+
+fn batch_cases<B: Backend>(backend: &B, stride: usize) {
+    all_cases(stride, |config, subnets| {
+        for subnet in subnets {
+            batch_equals_one_by_one(backend, config, &config.space.masks(subnet));
+        }
+        batch_equals_one_by_one(backend, config, &config.space.all_paths());
+    });
+}
+
 #[test]
 fn cpu_batch_equals_one_by_one() {
-    let cpu = CpuBackend::new();
-    all_cases(|variant, subnet| batch_equals_one_by_one(&cpu, variant, subnet.masks()));
-    batch_equals_one_by_one(&cpu, Variant::Sum, [BlockMask::all_paths(); 2]);
-    batch_equals_one_by_one(&cpu, Variant::Concat, [BlockMask::all_paths(); 2]);
+    batch_cases(&CpuBackend::new(), 1);
 }
 
 #[test]
 fn gpu_batch_equals_one_by_one() {
     let Some(gpu) = gpu() else { return };
-    all_cases(|variant, subnet| batch_equals_one_by_one(&gpu, variant, subnet.masks()));
-    batch_equals_one_by_one(&gpu, Variant::Concat, [BlockMask::all_paths(); 2]);
+    batch_cases(&gpu, 4);
 }
 
 #[test]
-fn cpu_inactive_branch_keeps_its_bits() {
+fn cpu_inactive_branches_keep_their_bits() {
     let cpu = CpuBackend::new();
-    all_cases(|variant, subnet| inactive_branch_keeps_its_bits(&cpu, variant, subnet));
+    all_cases(1, |config, subnets| {
+        inactive_branches_keep_their_bits(&cpu, config, subnets)
+    });
 }
 
 #[test]
-fn gpu_inactive_branch_keeps_its_bits() {
+fn gpu_inactive_branches_keep_their_bits() {
     let Some(gpu) = gpu() else { return };
-    all_cases(|variant, subnet| inactive_branch_keeps_its_bits(&gpu, variant, subnet));
+    all_cases(4, |config, subnets| {
+        inactive_branches_keep_their_bits(&gpu, config, subnets)
+    });
 }
 
 /// The same training step twice from the same start gives the same bits: no float atomics.
@@ -146,15 +178,14 @@ fn gpu_training_step_is_deterministic() {
     let Some(gpu) = gpu() else { return };
     let run = || {
         let config = SuperNetConfig::mnist(Variant::Concat);
+        let all_paths = config.space.all_paths();
         let net = SuperNet::init(&gpu, config, &mut rng(9)).expect("init");
         let (_, batch) = images(&gpu, 8, 28, 10);
         let labels = gpu
             .upload_indices(&[0, 1, 2, 3, 4, 5, 6, 7])
             .expect("labels");
         let tape = Tape::new(&gpu);
-        let loss = net
-            .loss(&tape, &batch, &labels, &[BlockMask::all_paths(); 2])
-            .expect("loss");
+        let loss = net.loss(&tape, &batch, &labels, &all_paths).expect("loss");
         let grads = tape.backward(&loss).expect("backward");
         let grad_bits: Vec<Vec<u32>> = net
             .parameters()

@@ -1,6 +1,7 @@
 //! Both backends against PyTorch (tests/fixtures/torch, copied from the study's reference set):
 //! every op file, the SuperNet's loss and gradients for all four subnets of both variants, and
-//! three Adadelta training steps.
+//! three Adadelta training steps; the same over the 24-subnet space `3,5,7/1,3,5,skip/3,5`
+//! (with an identity), for six of its subnets and the all-paths network.
 //!
 //! Tolerances are the engine's contract: ops within atol 1e-5 + rtol 1e-4 of PyTorch's float64
 //! values; the float32 SuperNet within atol 1e-5 + rtol 1e-3.
@@ -11,7 +12,7 @@ use common::{assert_close, fixture_files, gpu, load, OpFixture};
 use serde::Deserialize;
 use std::collections::HashMap;
 use supernet::engine::{Adadelta, AdadeltaConfig, Backend, CpuBackend, Gradients, Tape, Tensor};
-use supernet::model::{BlockMask, Subnet, SuperNet, SuperNetConfig, Variant};
+use supernet::model::{BlockMask, SearchSpace, Subnet, SuperNet, SuperNetConfig, Variant};
 use supernet::training::StepLr;
 
 const OP_ATOL: f64 = 1e-5;
@@ -277,12 +278,13 @@ fn supernet_gradients_match_torch<B: Backend>(backend: &B, variant: Variant) {
     let fixture = net_fixture(variant);
     let net = build(backend, variant, &fixture);
     let (images, labels) = batch(backend, &fixture, [0, 16]);
-    for subnet in Subnet::ALL {
+    let space = SearchSpace::study();
+    for subnet in space.subnets() {
         let expected = &fixture.choices[&subnet.to_string()];
         let what = format!("{} {variant:?} subnet {subnet}", backend.name());
         let tape = Tape::new(backend);
         let loss = net
-            .loss(&tape, &images, &labels, &subnet.masks())
+            .loss(&tape, &images, &labels, &space.masks(&subnet))
             .expect("loss");
         assert_loss(
             &format!("{what}: loss"),
@@ -320,7 +322,7 @@ fn supernet_training_matches_torch<B: Backend>(backend: &B, variant: Variant) {
         let what = format!("{} {variant:?} training step {}", backend.name(), i + 1);
         let (images, labels) = batch(backend, &fixture, step.batch);
         let tape = Tape::new(backend);
-        let masks: [BlockMask; 2] = Subnet(step.choice).masks();
+        let masks: Vec<BlockMask> = SearchSpace::study().masks(&Subnet::new(&step.choice));
         let loss = net.loss(&tape, &images, &labels, &masks).expect("loss");
         assert_loss(
             &format!("{what}: loss"),
@@ -334,6 +336,165 @@ fn supernet_training_matches_torch<B: Backend>(backend: &B, variant: Variant) {
     }
     for (name, param) in net.named_parameters() {
         let what = format!("{} {variant:?} after training: {name}", backend.name());
+        let want = fixture.training.params_after[name].f32();
+        assert_close(
+            &what,
+            &param.to_vec(backend).expect("param"),
+            &want,
+            NET_ATOL,
+            NET_RTOL,
+        );
+    }
+}
+
+// ---- a search space with an identity (tests/fixtures/torch/space) --------------------------
+
+#[derive(Deserialize)]
+struct SpaceFixture {
+    space: String,
+    channels: usize,
+    hidden: usize,
+    inputs: common::Json,
+    labels: common::Json,
+    params: HashMap<String, common::Json>,
+    subnets: HashMap<String, ChoiceFixture>,
+    training: SpaceTrainingFixture,
+}
+
+#[derive(Deserialize)]
+struct SpaceTrainingFixture {
+    steps: Vec<SpaceStepFixture>,
+    params_after: HashMap<String, common::Json>,
+}
+
+#[derive(Deserialize)]
+struct SpaceStepFixture {
+    subnet: String,
+    batch: [usize; 2],
+    loss: f64,
+}
+
+fn space_fixture(variant: Variant) -> SpaceFixture {
+    match variant {
+        Variant::Sum => load("space/space_sum.json"),
+        Variant::Concat => load("space/space_concat.json"),
+    }
+}
+
+/// The fixture's network: its space, sizes and parameters.
+fn build_space<B: Backend>(backend: &B, variant: Variant, f: &SpaceFixture) -> SuperNet<B> {
+    let config = SuperNetConfig {
+        space: SearchSpace::parse(&f.space).expect("the fixture's space"),
+        channels: f.channels,
+        hidden: f.hidden,
+        ..SuperNetConfig::mnist(variant)
+    };
+    let named: Vec<(String, Vec<f32>)> =
+        f.params.iter().map(|(n, t)| (n.clone(), t.f32())).collect();
+    SuperNet::from_values(backend, config, &named).expect("fixture parameters")
+}
+
+/// `000`-style names are subnets of the space; `all` is every choice of every block on.
+fn fixture_masks(space: &SearchSpace, name: &str) -> Vec<BlockMask> {
+    match name {
+        "all" => space.all_paths(),
+        subnet => space.masks(&space.parse_subnet(subnet).expect("the fixture's subnet")),
+    }
+}
+
+fn space_batch<B: Backend>(
+    backend: &B,
+    f: &SpaceFixture,
+    [from, to]: [usize; 2],
+) -> (Tensor<B>, B::Indices) {
+    let pixels = 28 * 28;
+    let images = &f.inputs.f32()[from * pixels..to * pixels];
+    let images = Tensor::from_slice(backend, images, &[to - from, 1, 28, 28]).expect("images");
+    let labels = backend
+        .upload_indices(&f.labels.u32()[from..to])
+        .expect("labels");
+    (images, labels)
+}
+
+/// Loss and every gradient for each listed subnet (identities among them) and the all-paths
+/// network; a parameter without a gradient must have PyTorch's all-zero one.
+fn space_gradients_match_torch<B: Backend>(backend: &B, variant: Variant) {
+    let fixture = space_fixture(variant);
+    let net = build_space(backend, variant, &fixture);
+    let (images, labels) = space_batch(backend, &fixture, [0, 16]);
+    let mut names: Vec<&String> = fixture.subnets.keys().collect();
+    names.sort();
+    assert!(
+        names.len() >= 7,
+        "the fixture lists {} networks",
+        names.len()
+    );
+    for name in names {
+        let expected = &fixture.subnets[name];
+        let what = format!(
+            "{} {variant:?} {} network {name}",
+            backend.name(),
+            fixture.space
+        );
+        let tape = Tape::new(backend);
+        let masks = fixture_masks(&net.config.space, name);
+        let loss = net.loss(&tape, &images, &labels, &masks).expect("loss");
+        assert_loss(
+            &format!("{what}: loss"),
+            loss.to_vec(backend).expect("loss")[0],
+            expected.loss,
+        );
+        let grads = tape.backward(&loss).expect("backward");
+        for (param_name, param) in net.named_parameters() {
+            let want = expected.grads[param_name].f32();
+            match grads.get(param) {
+                Some(grad) => assert_close(
+                    &format!("{what}: grad {param_name}"),
+                    &grad.to_vec(backend).expect("grad"),
+                    &want,
+                    NET_ATOL,
+                    NET_RTOL,
+                ),
+                None => assert!(
+                    want.iter().all(|&g| g == 0.0),
+                    "{what}: no gradient for {param_name}, but PyTorch's is non-zero"
+                ),
+            }
+        }
+    }
+}
+
+/// The fixture's three Adadelta steps, every parameter stepped each time.
+fn space_training_matches_torch<B: Backend>(backend: &B, variant: Variant) {
+    let fixture = space_fixture(variant);
+    let net = build_space(backend, variant, &fixture);
+    let mut optimizer =
+        Adadelta::new(backend, net.parameters(), AdadeltaConfig::default()).expect("adadelta");
+    for (i, step) in fixture.training.steps.iter().enumerate() {
+        let what = format!(
+            "{} {variant:?} space training step {}",
+            backend.name(),
+            i + 1
+        );
+        let (images, labels) = space_batch(backend, &fixture, step.batch);
+        let tape = Tape::new(backend);
+        let masks = fixture_masks(&net.config.space, &step.subnet);
+        let loss = net.loss(&tape, &images, &labels, &masks).expect("loss");
+        assert_loss(
+            &format!("{what}: loss"),
+            loss.to_vec(backend).expect("loss")[0],
+            step.loss,
+        );
+        let grads = tape.backward(&loss).expect("backward");
+        optimizer
+            .step(backend, net.parameters(), &grads)
+            .expect("step");
+    }
+    for (name, param) in net.named_parameters() {
+        let what = format!(
+            "{} {variant:?} space, after training: {name}",
+            backend.name()
+        );
         let want = fixture.training.params_after[name].f32();
         assert_close(
             &what,
@@ -371,4 +532,8 @@ on_both_backends! {
     supernet_concat_gradients => |b| supernet_gradients_match_torch(b, Variant::Concat);
     supernet_sum_training => |b| supernet_training_matches_torch(b, Variant::Sum);
     supernet_concat_training => |b| supernet_training_matches_torch(b, Variant::Concat);
+    space_sum_gradients => |b| space_gradients_match_torch(b, Variant::Sum);
+    space_concat_gradients => |b| space_gradients_match_torch(b, Variant::Concat);
+    space_sum_training => |b| space_training_matches_torch(b, Variant::Sum);
+    space_concat_training => |b| space_training_matches_torch(b, Variant::Concat);
 }

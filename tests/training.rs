@@ -7,12 +7,13 @@ mod common;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use common::gpu;
+use common::{gpu, unused_by};
 use serde::Deserialize;
 use supernet::data::{mnist, Dataset};
 use supernet::engine::{Backend, CpuBackend};
-use supernet::model::{checkpoint, Subnet, Variant};
-use supernet::training::{evaluate, DeviceSplit, Mode, TrainConfig, Trainer};
+use supernet::model::checkpoint::{self, Trained};
+use supernet::model::{SearchSpace, Subnet, Variant};
+use supernet::training::{evaluate, evaluate_subnets, DeviceSplit, Mode, TrainConfig, Trainer};
 
 fn mnist() -> &'static Dataset {
     static DATA: OnceLock<Dataset> = OnceLock::new();
@@ -74,10 +75,12 @@ fn gpu_training_step_submits_once() {
     assert_eq!(gpu.submit_count() - before, steps as u64 + 1);
 }
 
-/// One-shot steps on the real data: after each step, the branch of every block that was not
-/// drawn has exactly the bits it had before; the drawn branch has moved.
-fn oneshot_step_leaves_other_branch<B: Backend>(backend: &B, variant: Variant, steps: usize) {
-    let mut trainer = Trainer::new(backend, mnist(), oneshot_config(variant)).expect("trainer");
+/// One-shot steps on the real data: after each step, the branches the step's subnet did not
+/// use have exactly the bits they had before; the ones it used have moved.
+fn oneshot_step_leaves_other_branches<B: Backend>(backend: &B, config: TrainConfig, steps: usize) {
+    let space = config.space.clone();
+    let variant = config.variant;
+    let mut trainer = Trainer::new(backend, mnist(), config).expect("trainer");
     for _ in 0..steps {
         let before: Vec<Vec<f32>> = trainer
             .net
@@ -94,30 +97,38 @@ fn oneshot_step_leaves_other_branch<B: Backend>(backend: &B, variant: Variant, s
                 .iter()
                 .zip(before)
                 .all(|(a, b)| a.to_bits() == b.to_bits());
-            let not_drawn = (1..=2).any(|block| {
-                let other = if subnet.0[block - 1] == 0 { 5 } else { 3 };
-                name.starts_with(&format!("block{block}.conv{other}."))
-            });
             assert_eq!(
                 unchanged,
-                not_drawn,
-                "{} {variant:?} subnet {subnet}: {name} unchanged = {unchanged}",
+                unused_by(&space, &subnet, name),
+                "{} {variant:?} {space} subnet {subnet}: {name} unchanged = {unchanged}",
                 backend.name()
             );
         }
     }
 }
 
-#[test]
-fn cpu_oneshot_step_leaves_other_branch() {
-    oneshot_step_leaves_other_branch(&CpuBackend::new(), Variant::Sum, 6);
-    oneshot_step_leaves_other_branch(&CpuBackend::new(), Variant::Concat, 6);
+/// The 3-block space with an identity: `3,5,7/1,3,5,skip/3,5`.
+fn fixture_space_config(variant: Variant) -> TrainConfig {
+    TrainConfig {
+        space: SearchSpace::parse("fixture").expect("preset"),
+        ..oneshot_config(variant)
+    }
 }
 
 #[test]
-fn gpu_oneshot_step_leaves_other_branch() {
+fn cpu_oneshot_step_leaves_other_branches() {
+    let cpu = CpuBackend::new();
+    oneshot_step_leaves_other_branches(&cpu, oneshot_config(Variant::Sum), 6);
+    oneshot_step_leaves_other_branches(&cpu, oneshot_config(Variant::Concat), 6);
+    oneshot_step_leaves_other_branches(&cpu, fixture_space_config(Variant::Sum), 8);
+    oneshot_step_leaves_other_branches(&cpu, fixture_space_config(Variant::Concat), 8);
+}
+
+#[test]
+fn gpu_oneshot_step_leaves_other_branches() {
     let Some(gpu) = gpu() else { return };
-    oneshot_step_leaves_other_branch(&gpu, Variant::Concat, 3);
+    oneshot_step_leaves_other_branches(&gpu, oneshot_config(Variant::Concat), 3);
+    oneshot_step_leaves_other_branches(&gpu, fixture_space_config(Variant::Sum), 4);
 }
 
 #[derive(Deserialize)]
@@ -141,8 +152,10 @@ fn torch_weights_evaluate_as_in_torch<B: Backend>(backend: &B, name: &str) {
     let expected: TorchEval = common::load(&format!("weights/{name}.json"));
     let net = checkpoint::load(backend, &torch_weights(name)).expect("PyTorch weights");
     let test = DeviceSplit::upload(backend, &mnist().test).expect("test set");
-    for subnet in Subnet::ALL {
-        let got = evaluate(backend, &net, &test, &subnet.masks(), 1000).expect("evaluation");
+    let space = SearchSpace::study();
+    for subnet in space.subnets() {
+        let masks = space.masks(&subnet);
+        let got = evaluate(backend, &net, &test, &masks, 1000).expect("evaluation");
         let want = &expected.subnets[&subnet.to_string()];
         let what = format!("{} {name} subnet {subnet}", backend.name());
         assert!(
@@ -180,7 +193,7 @@ fn checkpoint_round_trips() {
     let trained = checkpoint::load(&cpu, &torch_weights("torch_concat_seed4")).expect("weights");
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("model.safetensors");
-    checkpoint::save(&cpu, &trained, &path).expect("save");
+    checkpoint::save(&cpu, &trained, &Trained::OneShot, &path).expect("save");
     let loaded = checkpoint::load(&cpu, &path).expect("load");
     assert_eq!(loaded.config, trained.config);
     for ((name, a), (other, b)) in trained.named_parameters().zip(loaded.named_parameters()) {
@@ -252,15 +265,56 @@ fn fair_sampling_trains_every_option_of_a_block_equally_often() {
         for block in 0..2 {
             let fives = steps[..done]
                 .iter()
-                .filter(|(s, _)| s.0[block] == 1)
+                .filter(|(s, _)| s.choices()[block] == 1)
                 .count();
             assert_eq!(2 * fives, done, "block {} after {done} steps", block + 1);
         }
     }
-    for subnet in Subnet::ALL {
+    for subnet in SearchSpace::study().subnets() {
         assert!(
             steps.iter().any(|(s, _)| *s == subnet),
             "{subnet} never trained"
         );
     }
+}
+
+/// Evaluating a whole space at once (block outputs shared between subnets with a common
+/// prefix) gives every subnet exactly the figures it gets evaluated alone.
+fn space_at_once_equals_one_by_one<B: Backend>(backend: &B, images: usize) {
+    let config = fixture_space_config(Variant::Concat);
+    let space = config.space.clone();
+    let mut trainer = Trainer::new(backend, mnist(), config).expect("trainer");
+    trainer.train_steps(10).expect("steps");
+    let mut split = mnist().test.clone();
+    split.split_off_last(split.count - images).expect("a slice");
+    let split = DeviceSplit::upload(backend, &split).expect("upload");
+    let subnets = space.subnets();
+    let at_once = evaluate_subnets(backend, &trainer.net, &split, &subnets, 100).expect("eval");
+    for (subnet, together) in subnets.iter().zip(&at_once) {
+        let masks = space.masks(subnet);
+        let alone = evaluate(backend, &trainer.net, &split, &masks, 100).expect("eval");
+        assert_eq!(
+            alone.correct,
+            together.correct,
+            "{} subnet {subnet}",
+            backend.name()
+        );
+        assert_eq!(
+            alone.loss.to_bits(),
+            together.loss.to_bits(),
+            "{} subnet {subnet}",
+            backend.name()
+        );
+    }
+}
+
+#[test]
+fn cpu_space_at_once_equals_one_by_one() {
+    space_at_once_equals_one_by_one(&CpuBackend::new(), 1000);
+}
+
+#[test]
+fn gpu_space_at_once_equals_one_by_one() {
+    let Some(gpu) = gpu() else { return };
+    space_at_once_equals_one_by_one(&gpu, 200);
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use supernet::model::Subnet;
+use supernet::model::SearchSpace;
 
 #[derive(Parser)]
 #[command(
@@ -11,9 +11,11 @@ use supernet::model::Subnet;
     version,
     about = "Train a weight-sharing SuperNet on MNIST and ask whether one-shot accuracy predicts stand-alone accuracy",
     long_about = "Train a weight-sharing SuperNet on MNIST and ask whether one-shot accuracy predicts \
-stand-alone accuracy.\n\nThe SuperNet has two blocks, each a 3x3 or a 5x5 conv with 8 filters, so 4 subnets \
-named by their choices: 00, 10, 01, 11 (first digit: block 1; 0 = 3x3, 1 = 5x5).\n\n\
-Start with `supernet oneshot` (about the study's protocol: 14 epochs, batch 64, Adadelta), then \
+stand-alone accuracy.\n\nThe search space is data (--space): blocks separated by '/', each block's choices by \
+',', a choice an odd kernel size k (a k x k conv) or 'skip' (the identity). The default, 3,5/3,5, is the \
+original study: two blocks, each a 3x3 or a 5x5 conv with 8 filters, so 4 subnets named by their choices: \
+00, 10, 01, 11 (one digit per block, block 1 first, the index of the choice in its block).\n\n\
+Start with `supernet oneshot` (the study's protocol: 14 epochs, batch 64, Adadelta), then \
 `supernet standalone --subnet all`, and compare the two tables."
 )]
 pub struct Cli {
@@ -23,18 +25,19 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Train the SuperNet one-shot: a random subnet per minibatch; evaluate all four subnets.
+    /// Train the SuperNet one-shot: a random subnet per minibatch; evaluate every subnet.
     Oneshot(TrainArgs),
-    /// Train one subnet (or each of the four) from scratch.
+    /// Train one subnet (or each subnet of the space) from scratch.
     Standalone {
-        /// The subnet: two choices, 0 (3x3) or 1 (5x5), like `1,0`; or `all`.
+        /// The subnet: one choice index per block, block 1 first, like `1,0` (the 5x5 conv,
+        /// then the 3x3, in the default space); or `all`.
         #[arg(long, value_parser = parse_subnets)]
         subnet: SubnetChoice,
         #[command(flatten)]
         train: TrainArgs,
     },
-    /// The whole study: for each variant and seed, one-shot and the four stand-alone
-    /// trainings; then rank statistics, the KL proxy, figures and `report.md`. Resumable.
+    /// The whole study: for each variant and seed, one-shot and every subnet stand-alone;
+    /// then rank statistics, the KL proxy, figures and `report.md`. Resumable.
     Experiment(ExperimentArgs),
     /// Rebuild `report.md`, `results.json` and the figures of an experiment directory from its
     /// saved results, without training.
@@ -42,16 +45,38 @@ pub enum Command {
         /// The experiment's `--out` directory.
         dir: PathBuf,
     },
-    /// Evaluate saved weights (ours or PyTorch's, same names) on the test set: every subnet.
+    /// Evaluate saved weights on the test set: a one-shot SuperNet's every subnet, a
+    /// stand-alone one's trained subnet, an exported subnet, or PyTorch's state_dict.
     Eval {
-        /// A model.safetensors; the variant and sizes are read from its tensors.
+        /// A model.safetensors of ours (it says what it holds), an exported subnet, or a file
+        /// saved by PyTorch under the same names.
         #[arg(long)]
         weights: PathBuf,
+        /// The search space of a file without metadata (PyTorch's); default: inferred from the
+        /// tensor names, which cannot show an identity in a Sum SuperNet.
+        #[arg(long, value_parser = parse_space)]
+        space: Option<SearchSpace>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         device: DeviceArgs,
+    },
+    /// Write one subnet of a SuperNet as a plain CNN with only its weights, under names a
+    /// plain PyTorch module loads with strict=True (see the README).
+    Export {
+        /// The SuperNet's model.safetensors.
+        #[arg(long)]
+        weights: PathBuf,
+        /// The subnet, like `1,0`.
+        #[arg(long)]
+        subnet: String,
+        /// The search space of a file without metadata (as for eval).
+        #[arg(long, value_parser = parse_space)]
+        space: Option<SearchSpace>,
+        /// The file to write (safetensors).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// List the GPU adapters and say which backend `--backend auto` takes, and why.
     Devices,
@@ -69,23 +94,38 @@ pub enum Command {
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
         #[command(flatten)]
+        space: SpaceArgs,
+        #[command(flatten)]
         device: DeviceArgs,
     },
 }
 
+/// The search space of a command that builds a model.
+#[derive(Args, Clone, Debug)]
+pub struct SpaceArgs {
+    /// The search space: blocks separated by '/', a block's choices by ',', a choice an odd
+    /// kernel size or 'skip' (the identity; not in block 1). Or a preset: study (3,5/3,5,
+    /// 4 subnets), large (1,3,5,7/1,3,5,7/1,3,5,7, 64), fixture (3,5,7/1,3,5,skip/3,5, 24).
+    #[arg(long, default_value = "3,5/3,5", value_parser = parse_space)]
+    pub space: SearchSpace,
+}
+
+fn parse_space(text: &str) -> Result<SearchSpace, String> {
+    SearchSpace::parse(text).map_err(|e| e.to_string())
+}
+
+/// `--subnet`: checked against the space once the space is known.
 #[derive(Clone, Debug)]
 pub enum SubnetChoice {
     All,
-    One(Subnet),
+    One(String),
 }
 
 fn parse_subnets(text: &str) -> Result<SubnetChoice, String> {
-    if text == "all" {
-        return Ok(SubnetChoice::All);
-    }
-    text.parse()
-        .map(SubnetChoice::One)
-        .map_err(|e: supernet::Error| e.to_string())
+    Ok(match text {
+        "all" => SubnetChoice::All,
+        name => SubnetChoice::One(name.to_string()),
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -124,6 +164,8 @@ pub struct DeviceArgs {
 /// The training protocol shared by every command that trains; the defaults are the study's.
 #[derive(Args, Clone, Debug)]
 pub struct ProtocolArgs {
+    #[command(flatten)]
+    pub space: SpaceArgs,
     #[arg(long, default_value_t = 14)]
     pub epochs: u32,
     #[arg(long, default_value_t = 64)]

@@ -2,21 +2,22 @@
 //!
 //! Method: the data is uploaded and `--warmup` steps run first (pipelines, buffer pools and
 //! caches warm); then `--steps` steps are timed from the first to the loss read-back that waits
-//! for the last of them, and one evaluation of the four subnets on the test set is timed the
-//! same way. An epoch is extrapolated from the time per step (60,000 images / batch steps).
+//! for the last of them, and one evaluation of the subnets on the test set is timed the
+//! same way (every subnet of the space). An epoch is extrapolated from the time per step (60,000 images / batch steps).
 
 use std::time::Instant;
 
 use anyhow::Result;
 use supernet::data::Dataset;
 use supernet::engine::{Backend, GpuBackend};
-use supernet::model::Variant;
+use supernet::model::{SearchSpace, Variant};
 use supernet::training::{Mode, TrainConfig, Trainer};
 
 use crate::cli::backend::Selected;
 
 pub struct BenchArgs {
     pub variant: Variant,
+    pub space: SearchSpace,
     pub batch_size: usize,
     pub steps: usize,
     pub warmup: usize,
@@ -37,6 +38,7 @@ fn bench_on<B: Backend>(
     args: &BenchArgs,
 ) -> Result<()> {
     let config = TrainConfig {
+        space: args.space.clone(),
         batch_size: args.batch_size,
         ..TrainConfig::study(args.variant, Mode::OneShot)
     };
@@ -52,8 +54,9 @@ fn bench_on<B: Backend>(
     let images = (steps * args.batch_size) as f64;
     let epoch_steps = data.train.count.div_ceil(args.batch_size);
     println!(
-        "one-shot training ({:?}, batch {}): {steps} steps in {train_seconds:.3} s, {:.0} images/s, {:.2} ms/step -> {:.2} s per epoch of {epoch_steps} steps",
+        "one-shot training ({:?}, space {}, batch {}): {steps} steps in {train_seconds:.3} s, {:.0} images/s, {:.2} ms/step -> {:.2} s per epoch of {epoch_steps} steps",
         args.variant,
+        args.space,
         args.batch_size,
         images / train_seconds,
         1e3 * per_step,

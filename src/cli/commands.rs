@@ -1,4 +1,4 @@
-//! The commands: train (one-shot or stand-alone), evaluate saved weights.
+//! The commands: train (one-shot or stand-alone), evaluate saved weights, export a subnet.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,17 +8,20 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use supernet::data::{self, mnist, Dataset};
 use supernet::engine::Backend;
-use supernet::model::{checkpoint, Subnet, Variant};
+use supernet::model::checkpoint::{self, Checkpoint, LoadOptions, Trained};
+use supernet::model::{export, SearchSpace, Subnet, Variant};
 use supernet::report::RunDir;
 use supernet::training::{
-    evaluate, DeviceSplit, EpochMetrics, Mode, Sampling, SubnetMetrics, TrainConfig, Trainer,
+    evaluate_subnets, DeviceSplit, EpochMetrics, Mode, Sampling, SubnetMetrics, TrainConfig,
+    Trainer,
 };
 
 use crate::cli::args::{
-    DeviceArgs, ProtocolArgs, SamplingArg, SubnetChoice, TrainArgs, VariantArg,
+    DeviceArgs, ProtocolArgs, SamplingArg, SpaceArgs, SubnetChoice, TrainArgs, VariantArg,
 };
 use crate::cli::backend::{select, Selected};
 use crate::cli::progress::Progress;
+use crate::cli::tables::{print_table, Entry};
 
 fn variant(arg: VariantArg) -> Variant {
     match arg {
@@ -37,6 +40,7 @@ pub fn sampling(arg: SamplingArg) -> Sampling {
 /// The protocol flags over the study's defaults.
 pub fn protocol_config(args: &ProtocolArgs, variant: Variant, mode: Mode) -> TrainConfig {
     TrainConfig {
+        space: args.space.space.clone(),
         channels: args.channels as usize,
         hidden: args.hidden as usize,
         epochs: args.epochs as usize,
@@ -68,20 +72,28 @@ pub fn load_data(device: &DeviceArgs) -> Result<Dataset> {
     data::load(&dir).context("cannot load the dataset")
 }
 
+/// The data, checked to fit the space and the hold-out, before anything is written.
+pub fn load_data_for(device: &DeviceArgs, space: &SearchSpace, hold_out: usize) -> Result<Dataset> {
+    let data = load_data(device)?;
+    space.check_image_side(data.train.rows)?;
+    data.train.check_hold_out(hold_out)?;
+    Ok(data)
+}
+
 /// `oneshot`, or `standalone` for each chosen subnet: everything is checked (settings, data,
 /// backend, output directory) before anything is written.
 pub fn train(args: &TrainArgs, subnets: Option<SubnetChoice>) -> Result<()> {
+    let space = &args.protocol.space.space;
     let modes: Vec<Mode> = match &subnets {
         None => vec![Mode::OneShot],
-        Some(SubnetChoice::One(subnet)) => vec![Mode::Standalone(*subnet)],
-        Some(SubnetChoice::All) => Subnet::ALL.iter().map(|s| Mode::Standalone(*s)).collect(),
+        Some(SubnetChoice::One(name)) => vec![Mode::Standalone(space.parse_subnet(name)?)],
+        Some(SubnetChoice::All) => space.subnets().into_iter().map(Mode::Standalone).collect(),
     };
     let configs = modes
         .iter()
         .map(|&mode| train_config(args, mode))
         .collect::<Result<Vec<_>>>()?;
-    let data = load_data(&args.device)?;
-    data.train.check_hold_out(args.protocol.val as usize)?;
+    let data = load_data_for(&args.device, space, args.protocol.val as usize)?;
     let backend = select(args.device.backend)?;
     eprintln!("backend: {}", backend.describe());
     let kind = if subnets.is_none() {
@@ -95,10 +107,9 @@ pub fn train(args: &TrainArgs, subnets: Option<SubnetChoice>) -> Result<()> {
     });
     let mut finals = Vec::new();
     for config in configs {
-        let dir = if modes.len() > 1 {
-            out.join(format!("subnet-{}", config.mode.evaluated()[0]))
-        } else {
-            out.clone()
+        let dir = match config.mode {
+            Mode::Standalone(subnet) if modes.len() > 1 => out.join(format!("subnet-{subnet}")),
+            _ => out.clone(),
         };
         let run = RunDir::create(&dir).context("cannot write the output directory")?;
         let history = match &backend {
@@ -114,9 +125,24 @@ pub fn train(args: &TrainArgs, subnets: Option<SubnetChoice>) -> Result<()> {
             "{} {kind}: final test accuracy",
             variant(args.variant).name()
         ),
-        &merged,
+        &entries(space, &space.subnets(), &merged),
     );
     Ok(())
+}
+
+/// The table rows of the subnets of `subnets` that `metrics` holds, in that order.
+pub fn entries(
+    space: &SearchSpace,
+    subnets: &[Subnet],
+    metrics: &BTreeMap<String, SubnetMetrics>,
+) -> Vec<Entry> {
+    subnets
+        .iter()
+        .filter_map(|s| {
+            let m = metrics.get(&s.to_string())?;
+            Some(Entry::new(space, s, s.to_string(), *m))
+        })
+        .collect()
 }
 
 /// Writes `config.json`, then trains with progress bars, metrics and weights kept current in
@@ -148,7 +174,8 @@ pub fn train_one<'b, B: Backend>(
         config.seed,
         config.mode
     );
-    let history = trainer.run(&mut Progress::new(run, label, config.epochs))?;
+    let mut progress = Progress::new(run, label, config);
+    let history = trainer.run(&mut progress)?;
     eprintln!(
         "{} trained in {:.1} s",
         config.mode,
@@ -157,23 +184,48 @@ pub fn train_one<'b, B: Backend>(
     Ok((history, trainer))
 }
 
-/// `eval --weights FILE`: every subnet's test accuracy and mean loss.
-pub fn eval(weights: &Path, json_output: bool, device: &DeviceArgs) -> Result<()> {
+/// `eval --weights FILE`: the test accuracy and mean loss of what the file holds (every
+/// subnet of a one-shot SuperNet, the trained one of a stand-alone one, an exported subnet).
+pub fn eval(
+    weights: &Path,
+    space: Option<&SearchSpace>,
+    json_output: bool,
+    device: &DeviceArgs,
+) -> Result<()> {
     let dir = data_dir(device);
     let test = data::load_test(&dir).context("cannot load the test set")?;
     let backend = select(device.backend)?;
-    let results = match &backend {
-        Selected::Cpu(cpu) => eval_on(cpu, weights, &test)?,
-        Selected::Gpu(gpu) => eval_on(gpu, weights, &test)?,
+    let options = LoadOptions {
+        space: space.cloned(),
+        image_size: Some(test.rows),
+    };
+    let (trained, entries) = match &backend {
+        Selected::Cpu(cpu) => eval_on(cpu, weights, &options, &test)?,
+        Selected::Gpu(gpu) => eval_on(gpu, weights, &options, &test)?,
     };
     if json_output {
+        let subnets: BTreeMap<&str, &SubnetMetrics> = entries
+            .iter()
+            .map(|e| (e.name.as_str(), &e.metrics))
+            .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({ "subnets": results }))?
+            serde_json::to_string_pretty(&json!({ "subnets": subnets }))?
         );
     } else {
         eprintln!("backend: {}", backend.describe());
-        print_table(&format!("{}: test accuracy", weights.display()), &results);
+        let what = match &trained {
+            Trained::OneShot => "a one-shot SuperNet, every subnet".to_string(),
+            Trained::Standalone(s) => format!("subnet {s} trained stand-alone"),
+            Trained::Exported { subnet, space } => {
+                format!("subnet {subnet} of {space}, exported")
+            }
+            Trained::Unknown => "no metadata, every subnet".to_string(),
+        };
+        print_table(
+            &format!("{} ({what}): test accuracy", weights.display()),
+            &entries,
+        );
     }
     Ok(())
 }
@@ -181,32 +233,50 @@ pub fn eval(weights: &Path, json_output: bool, device: &DeviceArgs) -> Result<()
 fn eval_on<B: Backend>(
     backend: &B,
     weights: &Path,
+    options: &LoadOptions,
     test: &data::Split,
-) -> Result<BTreeMap<String, SubnetMetrics>> {
-    let net = checkpoint::load(backend, weights).context("cannot load the weights")?;
+) -> Result<(Trained, Vec<Entry>)> {
+    let Checkpoint { net, trained } =
+        checkpoint::read(backend, weights, options).context("cannot load the weights")?;
     let split = DeviceSplit::upload(backend, test)?;
-    Subnet::ALL
+    let space = &net.config.space;
+    let subnets = trained.evaluated(space);
+    let metrics = evaluate_subnets(backend, &net, &split, &subnets, 1000)?;
+    let entries = subnets
         .iter()
-        .map(|s| {
-            Ok((
-                s.to_string(),
-                evaluate(backend, &net, &split, &s.masks(), 1000)?,
-            ))
-        })
-        .collect()
+        .zip(metrics)
+        .map(|(s, m)| Entry::new(space, s, trained.name(s), m))
+        .collect();
+    Ok((trained, entries))
 }
 
-pub fn print_table(title: &str, subnets: &BTreeMap<String, SubnetMetrics>) {
-    println!("{title}");
-    println!("  subnet  accuracy  correct  loss");
-    for subnet in Subnet::ALL {
-        if let Some(m) = subnets.get(&subnet.to_string()) {
-            println!(
-                "  [{},{}]   {:.4}    {:>6}   {:.4}",
-                subnet.0[0], subnet.0[1], m.accuracy, m.correct, m.loss
-            );
+/// `export --weights W --subnet S --out FILE`.
+pub fn export(weights: &Path, subnet: &str, space: Option<&SearchSpace>, out: &Path) -> Result<()> {
+    let cpu = supernet::engine::CpuBackend::new();
+    let options = LoadOptions {
+        space: space.cloned(),
+        image_size: None,
+    };
+    let Checkpoint { net, trained } =
+        checkpoint::read(&cpu, weights, &options).context("cannot load the weights")?;
+    if let Trained::Exported { .. } = trained {
+        anyhow::bail!("{} is an exported subnet already", weights.display());
+    }
+    let subnet = net.config.space.parse_subnet(subnet)?;
+    export::export(&cpu, &net, &subnet, out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "subnet {subnet} ({}) of {} written to {}",
+        net.config.space.describe(&subnet),
+        net.config.space,
+        out.display()
+    );
+    if let Trained::Standalone(trained) = trained.clone() {
+        if trained != subnet {
+            eprintln!("warning: the weights were trained stand-alone as subnet {trained}; subnet {subnet} is untrained");
         }
     }
+    Ok(())
 }
 
 /// `bench`: see `cli::bench`.
@@ -215,15 +285,17 @@ pub fn bench(
     steps: usize,
     warmup: usize,
     batch_size: usize,
+    space: &SpaceArgs,
     device: &DeviceArgs,
 ) -> Result<()> {
     if steps == 0 || batch_size == 0 {
         anyhow::bail!("--steps and --batch-size must be at least 1");
     }
-    let data = load_data(device)?;
+    let data = load_data_for(device, &space.space, 0)?;
     let backend = select(device.backend)?;
     let args = crate::cli::bench::BenchArgs {
         variant: variant(variant_arg),
+        space: space.space.clone(),
         batch_size,
         steps,
         warmup,

@@ -16,7 +16,7 @@ use supernet::training::Mode;
 
 use crate::cli::args::{ExperimentArgs, VariantsArg};
 use crate::cli::backend::{select, Selected};
-use crate::cli::commands::{load_data, protocol_config, sampling, train_one};
+use crate::cli::commands::{load_data_for, protocol_config, sampling, train_one};
 
 /// Files a training writes before its `result.json`; cleared when an interrupted training
 /// starts again, so its metrics are not appended to the old ones.
@@ -49,8 +49,8 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         jobs.len() - pending
     );
     if pending > 0 {
-        let data = load_data(&args.device)?;
-        data.train.check_hold_out(experiment.protocol.validation)?;
+        let protocol = &experiment.protocol;
+        let data = load_data_for(&args.device, &protocol.space, protocol.validation)?;
         let backend = select(args.device.backend)?;
         eprintln!("backend: {}", backend.describe());
         RunDir::create(out).context("cannot write the output directory")?;

@@ -6,6 +6,7 @@ mod bench;
 mod commands;
 mod experiment;
 mod progress;
+mod tables;
 
 use anyhow::Result;
 use args::{Cli, Command};
@@ -18,16 +19,24 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report { dir } => experiment::report(&dir),
         Command::Eval {
             weights,
+            space,
             json,
             device,
-        } => commands::eval(&weights, json, &device),
+        } => commands::eval(&weights, space.as_ref(), json, &device),
+        Command::Export {
+            weights,
+            subnet,
+            space,
+            out,
+        } => commands::export(&weights, &subnet, space.as_ref(), &out),
         Command::Devices => backend::list_devices(),
         Command::Bench {
             variant,
             steps,
             warmup,
             batch_size,
+            space,
             device,
-        } => commands::bench(variant, steps, warmup, batch_size, &device),
+        } => commands::bench(variant, steps, warmup, batch_size, &space, &device),
     }
 }

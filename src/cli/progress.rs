@@ -1,27 +1,47 @@
 //! The training observer of the command line: a progress bar per epoch, a summary line per
 //! epoch, and the run directory kept current (metrics appended, weights saved).
 
+use std::collections::BTreeMap;
+
 use indicatif::{ProgressBar, ProgressStyle};
 use supernet::engine::Backend;
-use supernet::model::{checkpoint, SuperNet};
+use supernet::model::checkpoint::{self, Trained};
+use supernet::model::{SearchSpace, Subnet, SuperNet};
 use supernet::report::RunDir;
-use supernet::training::{EpochMetrics, Observer, SubnetMetrics};
+use supernet::training::{EpochMetrics, Mode, Observer, SubnetMetrics, TrainConfig};
+
+use crate::cli::commands::entries;
+use crate::cli::tables;
 
 pub struct Progress<'a> {
     run: &'a RunDir,
     label: String,
     epochs: usize,
+    space: SearchSpace,
+    /// The subnets evaluated, in the space's order.
+    subnets: Vec<Subnet>,
+    trained: Trained,
     bar: Option<ProgressBar>,
 }
 
 impl<'a> Progress<'a> {
-    pub fn new(run: &'a RunDir, label: String, epochs: usize) -> Self {
+    pub fn new(run: &'a RunDir, label: String, config: &TrainConfig) -> Self {
         Progress {
             run,
             label,
-            epochs,
+            epochs: config.epochs,
+            space: config.space.clone(),
+            subnets: config.mode.evaluated(&config.space),
+            trained: match config.mode {
+                Mode::OneShot => Trained::OneShot,
+                Mode::Standalone(subnet) => Trained::Standalone(subnet),
+            },
             bar: None,
         }
+    }
+
+    fn accuracies(&self, set: &BTreeMap<String, SubnetMetrics>) -> String {
+        tables::accuracies(&entries(&self.space, &self.subnets, set))
     }
 }
 
@@ -55,22 +75,16 @@ impl Observer for Progress<'_> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let accuracies = |set: &std::collections::BTreeMap<String, SubnetMetrics>| {
-            set.iter()
-                .map(|(name, s)| format!("{name} {:.4}", s.accuracy))
-                .collect::<Vec<_>>()
-                .join("  ")
-        };
         let validation = m
             .validation
             .as_ref()
-            .map(|v| format!("  validation accuracy {}", accuracies(v)))
+            .map(|v| format!("  validation accuracy {}", self.accuracies(v)))
             .unwrap_or_default();
         eprintln!(
             "{} epoch {}/{}: lr {:.4}  train loss {:.4}  test accuracy {}{validation}  ({:.1} s train, {:.1} s eval)",
-            self.label, m.epoch, self.epochs, m.lr, m.train_loss, accuracies(&m.subnets), m.train_seconds, m.eval_seconds
+            self.label, m.epoch, self.epochs, m.lr, m.train_loss, self.accuracies(&m.subnets), m.train_seconds, m.eval_seconds
         );
         self.run.append_epoch(m)?;
-        checkpoint::save(backend, net, &self.run.model_path())
+        checkpoint::save(backend, net, &self.trained, &self.run.model_path())
     }
 }

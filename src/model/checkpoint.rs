@@ -1,61 +1,492 @@
 //! `model.safetensors`: the parameters under their PyTorch `state_dict` names, f32, so that
 //! weights move both ways between this program and PyTorch (`safetensors.torch`).
+//!
+//! Our files say what they are in the safetensors `__metadata__`: variant, space, channels,
+//! hidden, image size, classes, mode (one-shot or stand-alone) and the stand-alone subnet. A
+//! file made by PyTorch has none: its space is read from `--space` or inferred from the tensor
+//! names (an identity has no tensors, so a Sum space with one needs `--space`), the rest from
+//! the shapes. An exported subnet (`export`) is read as the SuperNet over its one path.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
 use crate::engine::Backend;
 use crate::error::{Error, Result};
-use crate::model::{SuperNet, SuperNetConfig, Variant};
+use crate::model::export;
+use crate::model::space::Choice;
+use crate::model::{SearchSpace, Subnet, SuperNet, SuperNetConfig, Variant};
 
-/// Writes the network's parameters; the file appears whole or not at all (temp file + rename).
-pub fn save<B: Backend>(backend: &B, net: &SuperNet<B>, path: &Path) -> Result<()> {
-    let mut host = Vec::new();
-    for (name, param) in net.named_parameters() {
-        let bytes: Vec<u8> = param
-            .to_vec(backend)?
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        host.push((name.to_string(), param.shape().to_vec(), bytes));
+/// `__metadata__` keys.
+pub(crate) mod key {
+    pub const FORMAT: &str = "format";
+    pub const VARIANT: &str = "variant";
+    pub const SPACE: &str = "space";
+    pub const CHANNELS: &str = "channels";
+    pub const HIDDEN: &str = "hidden";
+    pub const IMAGE_SIZE: &str = "image_size";
+    pub const CLASSES: &str = "classes";
+    pub const MODE: &str = "mode";
+    pub const SUBNET: &str = "subnet";
+    /// An exported subnet's own blocks, one choice each (`5/skip/5`).
+    pub const ARCHITECTURE: &str = "architecture";
+}
+
+/// `format` of a SuperNet checkpoint.
+const SUPERNET_FORMAT: &str = "supernet";
+
+/// What a checkpoint's weights were trained as.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trained {
+    /// One-shot: every subnet of the space shares the weights.
+    OneShot,
+    /// One subnet trained from scratch; the other branches keep their initial values.
+    Standalone(Subnet),
+    /// One subnet exported as a plain network: `subnet` as named in its source `space`.
+    Exported { subnet: Subnet, space: SearchSpace },
+    /// No metadata (a file made by PyTorch).
+    Unknown,
+}
+
+impl Trained {
+    /// The subnets of `space` (the network's own) worth evaluating: only the trained one of
+    /// a stand-alone checkpoint, the one path of an exported subnet, else all of them.
+    pub fn evaluated(&self, space: &SearchSpace) -> Vec<Subnet> {
+        match self {
+            Trained::Standalone(subnet) => vec![*subnet],
+            _ => space.subnets(),
+        }
     }
-    let views = host.iter().map(|(name, shape, bytes)| {
+
+    /// How tables name subnet `subnet` of the network's own space: an exported subnet by its
+    /// name in the space it came from.
+    pub fn name(&self, own: &Subnet) -> String {
+        match self {
+            Trained::Exported { subnet, .. } => subnet.to_string(),
+            _ => own.to_string(),
+        }
+    }
+}
+
+/// What the caller knows that a file without metadata cannot say.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// The space (`--space`); a file whose metadata or tensors contradict it is refused.
+    pub space: Option<SearchSpace>,
+    /// The side of the images the network will see.
+    pub image_size: Option<usize>,
+}
+
+/// A network read from a file, and what it was trained as.
+pub struct Checkpoint<B: Backend> {
+    pub net: SuperNet<B>,
+    pub trained: Trained,
+}
+
+/// Writes the network's parameters and what they are; the file appears whole or not at all.
+pub fn save<B: Backend>(
+    backend: &B,
+    net: &SuperNet<B>,
+    trained: &Trained,
+    path: &Path,
+) -> Result<()> {
+    let mut metadata = config_metadata(&net.config);
+    metadata.insert(key::FORMAT.into(), SUPERNET_FORMAT.into());
+    let mode = match trained {
+        Trained::OneShot => "oneshot",
+        Trained::Standalone(subnet) => {
+            metadata.insert(key::SUBNET.into(), subnet.to_string());
+            "standalone"
+        }
+        Trained::Exported { .. } | Trained::Unknown => {
+            return Err(Error::invalid(
+                "checkpoint",
+                "only a SuperNet trained one-shot or stand-alone is saved as one (see export)",
+            ))
+        }
+    };
+    metadata.insert(key::MODE.into(), mode.into());
+    let tensors = net
+        .named_parameters()
+        .map(|(name, param)| {
+            Ok((
+                name.to_string(),
+                param.shape().to_vec(),
+                param.to_vec(backend)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    write(&tensors, metadata, path)
+}
+
+/// The settings every file of ours records.
+pub(crate) fn config_metadata(config: &SuperNetConfig) -> HashMap<String, String> {
+    [
+        (key::VARIANT, config.variant.name().to_string()),
+        (key::SPACE, config.space.to_string()),
+        (key::CHANNELS, config.channels.to_string()),
+        (key::HIDDEN, config.hidden.to_string()),
+        (key::IMAGE_SIZE, config.image_size.to_string()),
+        (key::CLASSES, config.classes.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// `(name, shape, values)` as f32 safetensors with `metadata`, written atomically.
+pub(crate) fn write(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: HashMap<String, String>,
+    path: &Path,
+) -> Result<()> {
+    let bytes: Vec<(&String, &Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, shape, values)| {
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name, shape, bytes)
+        })
+        .collect();
+    let views = bytes.iter().map(|(name, shape, bytes)| {
         let view =
-            TensorView::new(Dtype::F32, shape.clone(), bytes).expect("shape and byte count agree");
-        (name.clone(), view)
+            TensorView::new(Dtype::F32, shape.to_vec(), bytes).expect("shape and byte count agree");
+        (name.as_str(), view)
     });
-    let bytes = safetensors::serialize(views, None).map_err(|e| format_error(path, e))?;
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| format_error(path, e))?;
     crate::report::write_atomically(path, &bytes)
 }
 
-/// Reads a checkpoint, inferring the variant and sizes from the tensors' names and shapes.
+/// Reads a checkpoint of ours or PyTorch's with nothing more known (see `read`).
 pub fn load<B: Backend>(backend: &B, path: &Path) -> Result<SuperNet<B>> {
+    Ok(read(backend, path, &LoadOptions::default())?.net)
+}
+
+/// Reads a checkpoint: a SuperNet of ours, an exported subnet, or PyTorch's `state_dict`.
+pub fn read<B: Backend>(backend: &B, path: &Path, options: &LoadOptions) -> Result<Checkpoint<B>> {
     let bytes = std::fs::read(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
         error,
     })?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| format_error(path, e))?;
-    let config = infer_config(&tensors, path)?;
-    let mut named = Vec::new();
-    for (name, shape) in config.parameter_shapes() {
-        named.push((name.clone(), read_tensor(&tensors, &name, &shape, path)?));
+    let file = File::parse(&bytes, path)?;
+    let (config, trained) = match file.metadata.get(key::FORMAT).map(String::as_str) {
+        Some(SUPERNET_FORMAT) => file.described(options)?,
+        Some(export::FORMAT) => file.exported(options)?,
+        Some(other) => {
+            return Err(file.bad(format!(
+                "metadata format '{other}' is neither '{SUPERNET_FORMAT}' nor '{}'",
+                export::FORMAT
+            )))
+        }
+        None => (file.inferred(options)?, Trained::Unknown),
+    };
+    let rename: fn(&str) -> String = match trained {
+        Trained::Exported { .. } => export::exported_name,
+        _ => str::to_string,
+    };
+    let named = file.values(&config, rename)?;
+    let net = SuperNet::from_values(backend, config, &named)?;
+    Ok(Checkpoint { net, trained })
+}
+
+/// A parsed safetensors file and where it came from (for errors).
+struct File<'a> {
+    tensors: SafeTensors<'a>,
+    metadata: HashMap<String, String>,
+    path: &'a Path,
+}
+
+impl<'a> File<'a> {
+    fn parse(bytes: &'a [u8], path: &'a Path) -> Result<Self> {
+        let tensors = SafeTensors::deserialize(bytes).map_err(|e| format_error(path, e))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format_error(path, e))?;
+        Ok(File {
+            tensors,
+            metadata: header.metadata().clone().unwrap_or_default(),
+            path,
+        })
     }
-    if let Some(extra) = tensors
-        .names()
-        .into_iter()
-        .find(|n| !named.iter().any(|(m, _)| m == n))
-    {
-        let detail = format!(
-            "unexpected tensor {extra} for a {:?} SuperNet",
-            config.variant
-        );
-        return Err(Error::Format {
-            path: path.to_path_buf(),
+
+    fn bad(&self, detail: String) -> Error {
+        Error::Format {
+            path: self.path.to_path_buf(),
             detail,
-        });
+        }
     }
-    SuperNet::from_values(backend, config, &named)
+
+    fn meta(&self, name: &str) -> Result<&str> {
+        self.metadata
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| self.bad(format!("metadata lacks '{name}'")))
+    }
+
+    fn meta_count(&self, name: &str) -> Result<usize> {
+        let text = self.meta(name)?;
+        text.parse().ok().filter(|&v| v > 0).ok_or_else(|| {
+            self.bad(format!(
+                "metadata '{name}' is '{text}', not a positive count"
+            ))
+        })
+    }
+
+    fn meta_space(&self, name: &str) -> Result<SearchSpace> {
+        let text = self.meta(name)?;
+        SearchSpace::parse(text)
+            .map_err(|e| self.bad(format!("metadata '{name}' is not a space: {e}")))
+    }
+
+    fn meta_subnet(&self, space: &SearchSpace) -> Result<Subnet> {
+        let text = self.meta(key::SUBNET)?;
+        space
+            .parse_subnet(text)
+            .map_err(|e| self.bad(format!("metadata 'subnet': {e}")))
+    }
+
+    /// The config the metadata records, with `image_size` and `space` checked against what
+    /// the caller knows.
+    fn recorded(&self, space: SearchSpace, options: &LoadOptions) -> Result<SuperNetConfig> {
+        let variant = self.meta(key::VARIANT)?;
+        let variant = Variant::from_name(variant).ok_or_else(|| {
+            self.bad(format!(
+                "metadata 'variant' is '{variant}', not sum or concat"
+            ))
+        })?;
+        let image_size = self.meta_count(key::IMAGE_SIZE)?;
+        if let Some(side) = options.image_size.filter(|&s| s != image_size) {
+            return Err(self.bad(format!(
+                "the weights are for {image_size}-pixel images, the data has {side}-pixel images"
+            )));
+        }
+        Ok(SuperNetConfig {
+            variant,
+            space,
+            channels: self.meta_count(key::CHANNELS)?,
+            hidden: self.meta_count(key::HIDDEN)?,
+            image_size,
+            classes: self.meta_count(key::CLASSES)?,
+        })
+    }
+
+    /// A SuperNet checkpoint of ours.
+    fn described(&self, options: &LoadOptions) -> Result<(SuperNetConfig, Trained)> {
+        let space = self.meta_space(key::SPACE)?;
+        self.refuse_other_space(&space, options)?;
+        let trained = match self.meta(key::MODE)? {
+            "oneshot" => Trained::OneShot,
+            "standalone" => Trained::Standalone(self.meta_subnet(&space)?),
+            other => {
+                return Err(self.bad(format!(
+                    "metadata 'mode' is '{other}', not oneshot or standalone"
+                )))
+            }
+        };
+        Ok((self.recorded(space, options)?, trained))
+    }
+
+    /// An exported subnet: the SuperNet over its one path.
+    fn exported(&self, options: &LoadOptions) -> Result<(SuperNetConfig, Trained)> {
+        let source = self.meta_space(key::SPACE)?;
+        let subnet = self.meta_subnet(&source)?;
+        let architecture = self.meta_space(key::ARCHITECTURE)?;
+        if architecture != source.only(&subnet) {
+            return Err(self.bad(format!(
+                "metadata 'architecture' {architecture} is not subnet {subnet} of {source}"
+            )));
+        }
+        if let Some(given) = &options.space {
+            if *given != architecture && *given != source {
+                return Err(self.bad(format!(
+                    "holds subnet {subnet} of the space {source}, but --space says {given}"
+                )));
+            }
+        }
+        let trained = Trained::Exported {
+            subnet,
+            space: source,
+        };
+        Ok((self.recorded(architecture, options)?, trained))
+    }
+
+    fn refuse_other_space(&self, space: &SearchSpace, options: &LoadOptions) -> Result<()> {
+        match &options.space {
+            Some(given) if given != space => Err(self.bad(format!(
+                "holds a SuperNet over the space {space}, but --space says {given}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        self.tensors
+            .tensor(name)
+            .map(|t| t.shape().to_vec())
+            .map_err(|_| self.bad(format!("missing tensor {name}")))
+    }
+
+    /// No metadata (PyTorch): the space from `--space` or the names, the variant from the
+    /// presence of `block1.mix.weight`, the sizes from the shapes.
+    fn inferred(&self, options: &LoadOptions) -> Result<SuperNetConfig> {
+        let variant = if self.tensors.tensor("block1.mix.weight").is_ok() {
+            Variant::Concat
+        } else {
+            Variant::Sum
+        };
+        let space = match &options.space {
+            Some(space) => space.clone(),
+            None => self.space_from_names(variant)?,
+        };
+        let first_conv = space.choices(0).iter().find_map(Choice::module);
+        let first = match first_conv {
+            Some(module) => format!("block1.{module}.weight"),
+            None => "block1.mix.weight".to_string(),
+        };
+        let channels = self.shape(&first)?[0];
+        let fc1 = self.shape("fc1.weight")?;
+        let fc2 = self.shape("fc2.weight")?;
+        let (&[hidden, flat], &[classes, _]) = (fc1.as_slice(), fc2.as_slice()) else {
+            return Err(self.bad(format!(
+                "fc1.weight {fc1:?} and fc2.weight {fc2:?} must be matrices"
+            )));
+        };
+        let side = ((flat / channels.max(1)) as f64).sqrt().round() as usize;
+        if channels == 0 || channels * side * side != flat {
+            return Err(self.bad(format!(
+                "fc1.weight {fc1:?} does not fit {channels} channels of a square map"
+            )));
+        }
+        let blocks = space.block_count();
+        let image_size = match options.image_size {
+            Some(size) if space.side_after(size) != side => {
+                return Err(self.bad(format!(
+                    "fc1.weight {fc1:?} expects a {side}x{side} map, but {size}-pixel images give {0}x{0} after {blocks} blocks",
+                    space.side_after(size)
+                )))
+            }
+            Some(size) => size,
+            // The smallest image that pools to `side`.
+            None => side << blocks,
+        };
+        Ok(SuperNetConfig {
+            variant,
+            space,
+            channels,
+            hidden,
+            image_size,
+            classes,
+        })
+    }
+
+    /// Every `block{i}.conv{k}.weight` gives block i the choice k (in increasing k); a Concat
+    /// mix with more slots than convs means an identity, whose place only `--space` can say.
+    fn space_from_names(&self, variant: Variant) -> Result<SearchSpace> {
+        let mut kernels: Vec<Vec<usize>> = Vec::new();
+        for name in self.tensors.names() {
+            let Some((block, kernel)) = conv_weight(name) else {
+                continue;
+            };
+            if kernels.len() < block {
+                kernels.resize(block, Vec::new());
+            }
+            kernels[block - 1].push(kernel);
+        }
+        let need_space = |why: String| {
+            self.bad(format!(
+                "{why}; give the space with --space (a file without metadata cannot say it)"
+            ))
+        };
+        let mut blocks = Vec::new();
+        for (b, block_kernels) in kernels.iter_mut().enumerate() {
+            let block = b + 1;
+            if block_kernels.is_empty() {
+                return Err(need_space(format!("block {block} has no conv tensors")));
+            }
+            block_kernels.sort_unstable();
+            if variant == Variant::Concat {
+                let mix = self.shape(&format!("block{block}.mix.weight"))?;
+                let channels =
+                    self.shape(&format!("block{block}.conv{}.weight", block_kernels[0]))?[0];
+                if mix.get(1) != Some(&(block_kernels.len() * channels)) {
+                    return Err(need_space(format!(
+                        "block{block}.mix.weight {mix:?} has other slots than the block's {} convs (an identity?)",
+                        block_kernels.len()
+                    )));
+                }
+            }
+            blocks.push(
+                block_kernels
+                    .iter()
+                    .map(|&kernel| Choice::Conv { kernel })
+                    .collect(),
+            );
+        }
+        if blocks.is_empty() {
+            return Err(self.bad("no block{i}.conv{k}.weight tensors: not a SuperNet".into()));
+        }
+        SearchSpace::new(blocks)
+            .map_err(|e| self.bad(format!("the tensor names give no valid space: {e}")))
+    }
+
+    /// Every parameter of `config`, read from the tensor `rename(name)`, with its shape
+    /// checked; a tensor the config has no place for is refused.
+    fn values(
+        &self,
+        config: &SuperNetConfig,
+        rename: fn(&str) -> String,
+    ) -> Result<Vec<(String, Vec<f32>)>> {
+        config
+            .space
+            .check_image_side(config.image_size)
+            .map_err(|e| self.bad(e.to_string()))?;
+        let shapes = config.parameter_shapes();
+        let stored: Vec<String> = shapes.iter().map(|p| rename(&p.name)).collect();
+        let mut names = self.tensors.names();
+        names.sort_unstable();
+        if let Some(extra) = names.into_iter().find(|n| !stored.iter().any(|s| s == n)) {
+            return Err(self.bad(format!(
+                "unexpected tensor {extra} for a {} SuperNet over the space {}",
+                config.variant.name(),
+                config.space
+            )));
+        }
+        shapes
+            .iter()
+            .zip(&stored)
+            .map(|(p, name)| Ok((p.name.clone(), self.tensor(name, &p.shape, &config.space)?)))
+            .collect()
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize], space: &SearchSpace) -> Result<Vec<f32>> {
+        let tensor = self
+            .tensors
+            .tensor(name)
+            .map_err(|_| self.bad(format!("missing tensor {name} of the space {space}")))?;
+        if tensor.dtype() != Dtype::F32 {
+            return Err(self.bad(format!(
+                "tensor {name} is {:?}, expected F32",
+                tensor.dtype()
+            )));
+        }
+        if tensor.shape() != shape {
+            return Err(self.bad(format!(
+                "tensor {name} has shape {:?}, expected {shape:?} for the space {space}",
+                tensor.shape()
+            )));
+        }
+        Ok(tensor
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+}
+
+/// `block2.conv5.weight` -> (2, 5).
+fn conv_weight(name: &str) -> Option<(usize, usize)> {
+    let rest = name.strip_prefix("block")?;
+    let (block, rest) = rest.split_once(".conv")?;
+    let kernel = rest.strip_suffix(".weight")?;
+    Some((block.parse().ok().filter(|&b| b > 0)?, kernel.parse().ok()?))
 }
 
 fn format_error(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -63,81 +494,4 @@ fn format_error(path: &Path, e: impl std::fmt::Display) -> Error {
         path: path.to_path_buf(),
         detail: format!("not a valid safetensors file: {e}"),
     }
-}
-
-fn shape_of(tensors: &SafeTensors<'_>, name: &str, path: &Path) -> Result<Vec<usize>> {
-    tensors
-        .tensor(name)
-        .map(|t| t.shape().to_vec())
-        .map_err(|_| Error::Format {
-            path: path.to_path_buf(),
-            detail: format!("missing tensor {name}"),
-        })
-}
-
-/// Variant from the presence of `block1.mix.weight`; channels, hidden width, image size and
-/// classes from the shapes of `block1.conv3.weight`, `fc1.weight` and `fc2.weight`.
-fn infer_config(tensors: &SafeTensors<'_>, path: &Path) -> Result<SuperNetConfig> {
-    let variant = if tensors.tensor("block1.mix.weight").is_ok() {
-        Variant::Concat
-    } else {
-        Variant::Sum
-    };
-    let channels = shape_of(tensors, "block1.conv3.weight", path)?[0];
-    let fc1 = shape_of(tensors, "fc1.weight", path)?;
-    let fc2 = shape_of(tensors, "fc2.weight", path)?;
-    let bad = |detail: String| Error::Format {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let (&[hidden, flat], &[classes, _]) = (fc1.as_slice(), fc2.as_slice()) else {
-        return Err(bad(format!(
-            "fc1.weight {fc1:?} and fc2.weight {fc2:?} must be matrices"
-        )));
-    };
-    let side = ((flat / channels.max(1)) as f64).sqrt().round() as usize;
-    if channels == 0 || channels * side * side != flat {
-        return Err(bad(format!(
-            "fc1.weight {fc1:?} does not fit {channels} channels of a square map"
-        )));
-    }
-    Ok(SuperNetConfig {
-        variant,
-        channels,
-        hidden,
-        image_size: side * 4,
-        classes,
-    })
-}
-
-fn read_tensor(
-    tensors: &SafeTensors<'_>,
-    name: &str,
-    shape: &[usize],
-    path: &Path,
-) -> Result<Vec<f32>> {
-    let bad = |detail: String| Error::Format {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let tensor = tensors
-        .tensor(name)
-        .map_err(|_| bad(format!("missing tensor {name}")))?;
-    if tensor.dtype() != Dtype::F32 {
-        return Err(bad(format!(
-            "tensor {name} is {:?}, expected F32",
-            tensor.dtype()
-        )));
-    }
-    if tensor.shape() != shape {
-        return Err(bad(format!(
-            "tensor {name} has shape {:?}, expected {shape:?}",
-            tensor.shape()
-        )));
-    }
-    Ok(tensor
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
 }

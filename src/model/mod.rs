@@ -1,9 +1,13 @@
-//! The SuperNet: two blocks of alternative convolutions (3x3 or 5x5), mixed by `Sum` or
-//! `Concat`, then a two-layer head; and the subnets that pick one alternative per block.
+//! The SuperNet over a search space (blocks of alternative convolutions or identities, mixed
+//! by `Sum` or `Concat`, then a two-layer head); the subnets that pick one choice per block;
+//! checkpoints, and the export of one subnet as a plain network.
 
 pub mod checkpoint;
+pub mod export;
+pub mod space;
 mod subnet;
 mod supernet;
 
-pub use subnet::{BlockMask, Subnet, BLOCKS};
-pub use supernet::{SuperNet, SuperNetConfig, Variant};
+pub use space::{Choice, SearchSpace};
+pub use subnet::{BlockMask, Subnet};
+pub use supernet::{Block, Branch, Layer, ParameterShape, SuperNet, SuperNetConfig, Variant};

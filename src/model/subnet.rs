@@ -4,82 +4,126 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::model::space::MAX_BLOCKS;
 
-/// Blocks in the SuperNet; a subnet makes one choice per block.
-pub const BLOCKS: usize = 2;
-
-/// One architecture of the SuperNet: per block, 0 = the 3x3 conv, 1 = the 5x5 conv.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Subnet(pub [u8; BLOCKS]);
+/// One architecture of a SuperNet: per block, the index of its choice in that block's list
+/// (see `SearchSpace`). Named by one digit per block, block 1 first: `10` in the study's space
+/// is the 5x5 conv in block 1 and the 3x3 in block 2.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subnet {
+    /// Only the first `blocks` entries are used; the rest stay 0 so that equality, order and
+    /// hashing see the choices alone.
+    choices: [u8; MAX_BLOCKS],
+    blocks: u8,
+}
 
 impl Subnet {
-    /// The four subnets in the study's order: `[0,0]`, `[1,0]`, `[0,1]`, `[1,1]`.
-    pub const ALL: [Subnet; 4] = [
-        Subnet([0, 0]),
-        Subnet([1, 0]),
-        Subnet([0, 1]),
-        Subnet([1, 1]),
-    ];
+    /// Panics on more than `MAX_BLOCKS` choices: every space keeps that limit.
+    pub fn new(choices: &[u8]) -> Self {
+        assert!(
+            choices.len() <= MAX_BLOCKS,
+            "a subnet has at most {MAX_BLOCKS} blocks"
+        );
+        let mut all = [0; MAX_BLOCKS];
+        all[..choices.len()].copy_from_slice(choices);
+        Subnet {
+            choices: all,
+            blocks: choices.len() as u8,
+        }
+    }
 
-    /// The branch factors of every block: the chosen conv at 1, the other not computed.
-    pub fn masks(&self) -> [BlockMask; BLOCKS] {
-        self.0.map(BlockMask::choice)
+    /// The choice index of every block, block 1 first.
+    pub fn choices(&self) -> &[u8] {
+        &self.choices[..self.blocks as usize]
+    }
+
+    /// Blocks the subnet makes a choice in.
+    pub fn len(&self) -> usize {
+        self.blocks as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks == 0
     }
 }
 
-/// "10" for `[1, 0]`: block 1 first, as in the PyTorch fixtures and the results files.
+/// "131": one digit per block, block 1 first, as in the PyTorch fixtures and the results files.
 impl fmt::Display for Subnet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.0[0], self.0[1])
+        for choice in self.choices() {
+            write!(f, "{choice}")?;
+        }
+        Ok(())
     }
 }
 
-/// Parses "1,0" (or "10").
+impl fmt::Debug for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Subnet({self})")
+    }
+}
+
+/// Parses "1,3,1" or "131" into choice indices; whether they fit a space is
+/// `SearchSpace::parse_subnet`'s question.
 impl FromStr for Subnet {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self> {
+        let text = text.trim();
         let digits: Vec<&str> = if text.contains(',') {
             text.split(',').map(str::trim).collect()
         } else {
-            text.trim().split_terminator("").skip(1).collect()
+            text.split_terminator("").skip(1).collect()
         };
         let invalid = || {
-            Error::invalid("subnet", format!("'{text}' is not a subnet; expected two choices of 0 (3x3) or 1 (5x5), like 1,0"))
+            Error::invalid(
+                "subnet",
+                format!("'{text}' is not a subnet name; expected one digit per block, like 1,0"),
+            )
         };
-        match digits.as_slice() {
-            [a, b] => match (*a, *b) {
-                ("0" | "1", "0" | "1") => Ok(Subnet([(*a == "1") as u8, (*b == "1") as u8])),
-                _ => Err(invalid()),
-            },
-            _ => Err(invalid()),
+        if digits.is_empty() || digits.len() > MAX_BLOCKS {
+            return Err(invalid());
         }
+        let choices = digits
+            .iter()
+            .map(|d| match d.as_bytes() {
+                [digit @ b'0'..=b'9'] => Ok(digit - b'0'),
+                _ => Err(invalid()),
+            })
+            .collect::<Result<Vec<u8>>>()?;
+        Ok(Subnet::new(&choices))
     }
 }
 
-/// How a block mixes its two branches: `y = conv3(x) * conv3 + conv5(x) * conv5` (Sum) or the
-/// concatenation of both scaled outputs (Concat). A zero factor means the branch is not
-/// computed at all, so it gets no gradient.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// How a block mixes its choices: one factor per choice, in the block's order. Sum computes
+/// `sum_j factor_j * op_j(x)`, Concat concatenates the scaled outputs. A zero factor means the
+/// choice is not computed at all, so it gets no gradient.
+#[derive(Clone, Debug, PartialEq)]
 pub struct BlockMask {
-    pub conv3: f32,
-    pub conv5: f32,
+    factors: Vec<f32>,
 }
 
 impl BlockMask {
-    /// `c = 0` picks the 3x3 conv, `c = 1` the 5x5: factors `1 - c` and `c`.
-    pub fn choice(c: u8) -> Self {
+    /// Choice `choice` of `choices` at 1, the others off.
+    pub fn one_hot(choice: usize, choices: usize) -> Self {
         BlockMask {
-            conv3: 1.0 - c as f32,
-            conv5: c as f32,
+            factors: (0..choices).map(|i| (i == choice) as u8 as f32).collect(),
         }
     }
 
-    /// Both branches on (the "all paths" SuperNet used as a reference network).
-    pub fn all_paths() -> Self {
+    /// Every choice on with factor 1 (the "all paths" SuperNet used as a reference network).
+    pub fn all_paths(choices: usize) -> Self {
         BlockMask {
-            conv3: 1.0,
-            conv5: 1.0,
+            factors: vec![1.0; choices],
         }
+    }
+
+    /// Any factors, one per choice (for example the study's `1 - c` and `c`).
+    pub fn from_factors(factors: Vec<f32>) -> Self {
+        BlockMask { factors }
+    }
+
+    pub fn factors(&self) -> &[f32] {
+        &self.factors
     }
 }

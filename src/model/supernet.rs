@@ -1,18 +1,22 @@
-//! `SuperNetSum` and `SuperNetConcat`, as in the study:
+//! The SuperNet over a search space, in two variants (`Sum` and `Concat`):
 //!
 //! ```text
-//! x [N,1,28,28] -> block1 -> [N,C,14,14] -> block2 -> [N,C,7,7] -> flatten [N, C*49]
-//!   -> fc1 -> relu -> fc2 -> logits [N,10]
-//! block (Sum):    relu(conv3(x)*m3 + conv5(x)*m5) -> maxpool2
-//! block (Concat): relu(mix(cat(conv3(x)*m3, conv5(x)*m5))) -> maxpool2   (mix: 1x1, 2C -> C)
+//! x [N,1,S,S] -> block 1 -> [N,C,S/2,S/2] -> ... -> block B -> [N,C,s,s] -> flatten [N, C*s*s]
+//!   -> fc1 -> relu -> fc2 -> logits [N,10]            (s = S halved B times, floor)
+//! block (Sum):    relu(sum_j m_j * op_j(x)) -> maxpool2
+//! block (Concat): relu(mix(cat_j(m_j * op_j(x)))) -> maxpool2   (mix: 1x1 conv, K*C -> C)
 //! ```
-//! Parameter names follow the PyTorch `state_dict` (`block1.conv3.weight`, ..., `fc2.bias`).
+//! `op_j` is a k x k conv (padding k/2) or the identity; `m` is one-hot for a subnet, all ones
+//! for the "all paths" network. With the study's space `3,5/3,5` this is exactly the study's
+//! `SuperNetSum` / `SuperNetConcat`. Parameter names follow the PyTorch `state_dict`
+//! (`block1.conv3.weight`, `block2.mix.bias`, ..., `fc2.bias`); an identity has none.
 
 use rand::Rng;
 
 use crate::engine::{Backend, Tape, Tensor};
 use crate::error::{Error, Result};
-use crate::model::subnet::{BlockMask, BLOCKS};
+use crate::model::space::{Choice, SearchSpace};
+use crate::model::subnet::BlockMask;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
@@ -30,11 +34,17 @@ impl Variant {
             Variant::Concat => "concat",
         }
     }
+
+    pub fn from_name(name: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.name() == name)
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SuperNetConfig {
     pub variant: Variant,
+    /// The blocks and their choices (the study's `3,5/3,5` by default).
+    pub space: SearchSpace,
     /// Filters of every conv (8 in the study).
     pub channels: usize,
     /// Width of the hidden layer (32 in the study).
@@ -44,10 +54,18 @@ pub struct SuperNetConfig {
     pub classes: usize,
 }
 
+/// A parameter's state_dict name and shape.
+pub struct ParameterShape {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
 impl SuperNetConfig {
+    /// The study's SuperNet for MNIST: space `3,5/3,5`, 8 channels, hidden 32.
     pub fn mnist(variant: Variant) -> Self {
         SuperNetConfig {
             variant,
+            space: SearchSpace::study(),
             channels: 8,
             hidden: 32,
             image_size: 28,
@@ -55,66 +73,123 @@ impl SuperNetConfig {
         }
     }
 
-    /// Features entering fc1: C channels of the map after two 2x2 pools.
-    pub fn flat_features(&self) -> usize {
-        let side = self.image_size / 2 / 2;
-        self.channels * side * side
+    /// Side of the map entering fc1: the image after one 2x2 pool per block.
+    pub fn final_side(&self) -> usize {
+        self.space.side_after(self.image_size)
     }
 
-    /// Every parameter's state_dict name and shape, in state_dict order.
-    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+    /// Features entering fc1: C channels of the final map.
+    pub fn flat_features(&self) -> usize {
+        self.channels * self.final_side() * self.final_side()
+    }
+
+    /// Channels entering block `block` (counted from 0): the image's one, then C.
+    fn in_channels(&self, block: usize) -> usize {
+        if block == 0 {
+            1
+        } else {
+            self.channels
+        }
+    }
+
+    /// Every parameter's state_dict name and shape, in state_dict order: per block its convs
+    /// in choice order, then (Concat) its mix; then fc1 and fc2. A weight comes right before
+    /// its bias. `SuperNet::from_values` reads the tensors back in this order.
+    pub fn parameter_shapes(&self) -> Vec<ParameterShape> {
         let c = self.channels;
         let mut shapes = Vec::new();
-        for block in 1..=BLOCKS {
-            let in_channels = if block == 1 { 1 } else { c };
-            for k in [3, 5] {
-                shapes.push((
-                    format!("block{block}.conv{k}.weight"),
-                    vec![c, in_channels, k, k],
-                ));
-                shapes.push((format!("block{block}.conv{k}.bias"), vec![c]));
+        let mut layer = |name: String, weight: Vec<usize>| {
+            let out = weight[0];
+            shapes.push(ParameterShape {
+                name: format!("{name}.weight"),
+                shape: weight,
+            });
+            shapes.push(ParameterShape {
+                name: format!("{name}.bias"),
+                shape: vec![out],
+            });
+        };
+        for (b, choices) in self.space.blocks().iter().enumerate() {
+            let block = b + 1;
+            for choice in choices {
+                if let Choice::Conv { kernel } = *choice {
+                    let shape = vec![c, self.in_channels(b), kernel, kernel];
+                    layer(format!("block{block}.conv{kernel}"), shape);
+                }
             }
             if self.variant == Variant::Concat {
-                shapes.push((format!("block{block}.mix.weight"), vec![c, 2 * c, 1, 1]));
-                shapes.push((format!("block{block}.mix.bias"), vec![c]));
+                layer(
+                    format!("block{block}.mix"),
+                    vec![c, choices.len() * c, 1, 1],
+                );
             }
         }
-        shapes.push(("fc1.weight".into(), vec![self.hidden, self.flat_features()]));
-        shapes.push(("fc1.bias".into(), vec![self.hidden]));
-        shapes.push(("fc2.weight".into(), vec![self.classes, self.hidden]));
-        shapes.push(("fc2.bias".into(), vec![self.classes]));
+        layer("fc1".into(), vec![self.hidden, self.flat_features()]);
+        layer("fc2".into(), vec![self.classes, self.hidden]);
         shapes
     }
 }
 
-/// A SuperNet's parameters, by state_dict name, on backend `B`.
+/// A layer's weight and bias (a conv or a linear layer).
+pub struct Layer<B: Backend> {
+    pub weight: Tensor<B>,
+    pub bias: Tensor<B>,
+}
+
+/// One choice of a block, with its parameters.
+pub enum Branch<B: Backend> {
+    Conv(Layer<B>),
+    Identity,
+}
+
+/// A block's choices in order and, for Concat, the 1x1 conv that mixes their slots.
+pub struct Block<B: Backend> {
+    pub branches: Vec<Branch<B>>,
+    pub mix: Option<Layer<B>>,
+}
+
+/// A SuperNet's parameters on backend `B`: typed per block for the forward pass, and as one
+/// list in state_dict order (the order the optimizer keeps its state in).
 pub struct SuperNet<B: Backend> {
     pub config: SuperNetConfig,
+    blocks: Vec<Block<B>>,
+    fc1: Layer<B>,
+    fc2: Layer<B>,
     names: Vec<String>,
     params: Vec<Tensor<B>>,
 }
 
 impl<B: Backend> SuperNet<B> {
     /// PyTorch's default initialisation: weights and biases uniform in +-1/sqrt(fan_in)
-    /// (`kaiming_uniform_(a=sqrt(5))` reduces to that bound).
+    /// (`kaiming_uniform_(a=sqrt(5))` reduces to that bound), drawn in state_dict order.
     pub fn init(backend: &B, config: SuperNetConfig, rng: &mut impl Rng) -> Result<Self> {
         let shapes = config.parameter_shapes();
-        let values = shapes.iter().enumerate().map(|(i, (_, shape))| {
+        let values = shapes.iter().enumerate().map(|(i, p)| {
             // A bias shares the fan-in of the weight listed just before it.
-            let weight_shape = if shape.len() == 1 {
-                &shapes[i - 1].1
+            let weight_shape = if p.shape.len() == 1 {
+                &shapes[i - 1].shape
             } else {
-                shape
+                &p.shape
             };
             let fan_in: usize = weight_shape[1..].iter().product();
+            if fan_in == 0 {
+                return Err(Error::invalid(
+                    "supernet",
+                    format!("{} has no inputs (shape {weight_shape:?})", p.name),
+                ));
+            }
             let bound = 1.0 / (fan_in as f32).sqrt();
-            let len: usize = shape.iter().product();
-            (0..len)
+            let len: usize = p.shape.iter().product();
+            Ok((0..len)
                 .map(|_| rng.random_range(-bound..bound))
-                .collect::<Vec<f32>>()
+                .collect::<Vec<f32>>())
         });
-        let named: Vec<(String, Vec<f32>)> =
-            shapes.iter().map(|(n, _)| n.clone()).zip(values).collect();
+        let named = shapes
+            .iter()
+            .map(|p| p.name.clone())
+            .zip(values)
+            .map(|(name, values)| Ok((name, values?)))
+            .collect::<Result<Vec<_>>>()?;
         Self::from_values(backend, config, &named)
     }
 
@@ -128,15 +203,18 @@ impl<B: Backend> SuperNet<B> {
         let shapes = config.parameter_shapes();
         if let Some((extra, _)) = named
             .iter()
-            .find(|(n, _)| !shapes.iter().any(|(s, _)| s == n))
+            .find(|(n, _)| !shapes.iter().any(|p| &p.name == n))
         {
             return Err(Error::invalid(
                 "supernet",
-                format!("unexpected parameter {extra}"),
+                format!(
+                    "unexpected parameter {extra} for the space {}",
+                    config.space
+                ),
             ));
         }
         let mut params = Vec::with_capacity(shapes.len());
-        for (name, shape) in &shapes {
+        for ParameterShape { name, shape } in &shapes {
             let (_, values) = named
                 .iter()
                 .find(|(n, _)| n == name)
@@ -153,9 +231,13 @@ impl<B: Backend> SuperNet<B> {
             }
             params.push(Tensor::parameter(backend, values, shape)?);
         }
+        let (blocks, fc1, fc2) = typed(&config, &params);
         Ok(SuperNet {
             config,
-            names: shapes.into_iter().map(|(n, _)| n).collect(),
+            blocks,
+            fc1,
+            fc2,
+            names: shapes.into_iter().map(|p| p.name).collect(),
             params,
         })
     }
@@ -176,76 +258,132 @@ impl<B: Backend> SuperNet<B> {
             .ok_or_else(|| Error::invalid("supernet", format!("no parameter {name}")))
     }
 
-    /// Logits `[N, classes]` of the subnet selected by `masks` on images `[N, 1, S, S]`.
+    /// The parameters of block `block` (counted from 0).
+    pub fn block(&self, block: usize) -> &Block<B> {
+        &self.blocks[block]
+    }
+
+    /// Logits `[N, classes]` of the network selected by `masks` (one per block) on images
+    /// `[N, 1, S, S]`.
     pub fn forward(
         &self,
         tape: &Tape<'_, B>,
         images: &Tensor<B>,
-        masks: &[BlockMask; BLOCKS],
+        masks: &[BlockMask],
     ) -> Result<Tensor<B>> {
+        if masks.len() != self.blocks.len() {
+            return Err(Error::invalid(
+                "supernet",
+                format!(
+                    "{} block masks for {} blocks",
+                    masks.len(),
+                    self.blocks.len()
+                ),
+            ));
+        }
         let mut x = images.clone();
         for (block, mask) in masks.iter().enumerate() {
-            x = self.block(tape, block + 1, &x, mask)?;
+            x = self.block_forward(tape, block, &x, mask)?;
         }
-        let x = tape.flatten(&x)?;
-        let x = tape.relu(&tape.linear(
-            &x,
-            self.parameter("fc1.weight")?,
-            self.parameter("fc1.bias")?,
-        )?)?;
-        tape.linear(
-            &x,
-            self.parameter("fc2.weight")?,
-            self.parameter("fc2.bias")?,
-        )
+        self.head(tape, &x)
     }
 
-    /// Mean cross-entropy of the subnet's predictions against `labels`.
+    /// Mean cross-entropy of the network's predictions against `labels`.
     pub fn loss(
         &self,
         tape: &Tape<'_, B>,
         images: &Tensor<B>,
         labels: &B::Indices,
-        masks: &[BlockMask; BLOCKS],
+        masks: &[BlockMask],
     ) -> Result<Tensor<B>> {
         let logits = self.forward(tape, images, masks)?;
         tape.softmax_cross_entropy(&logits, labels)
     }
 
-    /// One block: the active convs (an inactive one is never computed), mixed, ReLU, pool.
-    fn block(
+    /// Block `block` (counted from 0): its active choices (an inactive one is never
+    /// computed), mixed, ReLU, pool.
+    pub fn block_forward(
         &self,
         tape: &Tape<'_, B>,
         block: usize,
         x: &Tensor<B>,
         mask: &BlockMask,
     ) -> Result<Tensor<B>> {
-        let conv = |k: usize, factor: f32| -> Result<Option<(Tensor<B>, f32)>> {
-            if factor == 0.0 {
-                return Ok(None);
-            }
-            let weight = self.parameter(&format!("block{block}.conv{k}.weight"))?;
-            let bias = self.parameter(&format!("block{block}.conv{k}.bias"))?;
-            Ok(Some((tape.conv2d(x, weight, bias)?, factor)))
-        };
-        let branches = [conv(3, mask.conv3)?, conv(5, mask.conv5)?];
-        let mixed = match self.config.variant {
-            Variant::Sum => {
-                let active: Vec<(&Tensor<B>, f32)> =
-                    branches.iter().flatten().map(|(t, f)| (t, *f)).collect();
-                tape.masked_sum(&active)?
-            }
-            Variant::Concat => {
-                let slots: Vec<Option<(&Tensor<B>, f32)>> = branches
-                    .iter()
-                    .map(|b| b.as_ref().map(|(t, f)| (t, *f)))
-                    .collect();
+        let params = &self.blocks[block];
+        if mask.factors().len() != params.branches.len() {
+            return Err(Error::invalid(
+                "supernet",
+                format!(
+                    "block {} has {} choices, the mask {} factors",
+                    block + 1,
+                    params.branches.len(),
+                    mask.factors().len()
+                ),
+            ));
+        }
+        let outputs = params
+            .branches
+            .iter()
+            .zip(mask.factors())
+            .map(|(branch, &factor)| {
+                if factor == 0.0 {
+                    return Ok(None);
+                }
+                let out = match branch {
+                    Branch::Conv(conv) => tape.conv2d(x, &conv.weight, &conv.bias)?,
+                    Branch::Identity => x.clone(),
+                };
+                Ok(Some((out, factor)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let slots: Vec<Option<(&Tensor<B>, f32)>> = outputs
+            .iter()
+            .map(|o| o.as_ref().map(|(t, f)| (t, *f)))
+            .collect();
+        let mixed = match &params.mix {
+            None => tape.masked_sum(&slots.iter().flatten().copied().collect::<Vec<_>>())?,
+            Some(mix) => {
                 let concatenated = tape.masked_concat(&slots)?;
-                let weight = self.parameter(&format!("block{block}.mix.weight"))?;
-                let bias = self.parameter(&format!("block{block}.mix.bias"))?;
-                tape.conv2d(&concatenated, weight, bias)?
+                tape.conv2d(&concatenated, &mix.weight, &mix.bias)?
             }
         };
         tape.maxpool2(&tape.relu(&mixed)?)
     }
+
+    /// The head on the last block's output: flatten, fc1, ReLU, fc2.
+    pub fn head(&self, tape: &Tape<'_, B>, x: &Tensor<B>) -> Result<Tensor<B>> {
+        let x = tape.flatten(x)?;
+        let x = tape.relu(&tape.linear(&x, &self.fc1.weight, &self.fc1.bias)?)?;
+        tape.linear(&x, &self.fc2.weight, &self.fc2.bias)
+    }
+}
+
+/// The typed view of `params`, which are in `config.parameter_shapes()` order.
+fn typed<B: Backend>(
+    config: &SuperNetConfig,
+    params: &[Tensor<B>],
+) -> (Vec<Block<B>>, Layer<B>, Layer<B>) {
+    let mut tensors = params.iter().cloned();
+    let mut layer = || Layer {
+        weight: tensors.next().expect("a weight per parameter shape"),
+        bias: tensors.next().expect("a bias per parameter shape"),
+    };
+    let blocks = config
+        .space
+        .blocks()
+        .iter()
+        .map(|choices| Block {
+            branches: choices
+                .iter()
+                .map(|choice| match choice {
+                    Choice::Conv { .. } => Branch::Conv(layer()),
+                    Choice::Skip => Branch::Identity,
+                })
+                .collect(),
+            mix: (config.variant == Variant::Concat).then(&mut layer),
+        })
+        .collect();
+    let fc1 = layer();
+    let fc2 = layer();
+    (blocks, fc1, fc2)
 }

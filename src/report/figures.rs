@@ -8,7 +8,6 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::model::Subnet;
 use crate::report::summary::{Group, Spread, Summary};
 use crate::report::write_atomically;
 
@@ -16,13 +15,53 @@ const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const PANEL: (u32, u32) = (520, 420);
 /// PNG pixels per SVG unit.
 const PNG_SCALE: f32 = 2.0;
-/// One colour per subnet, in the study's order (00, 10, 01, 11).
-const COLOURS: [RGBColor; 4] = [
+/// One colour per labelled subnet, in the space's order (00, 10, 01, 11 for the study).
+const COLOURS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
 ];
+/// Subnets not labelled (in a space of more than `COLOURS.len()`) are drawn in this.
+const UNLABELLED: RGBColor = RGBColor(200, 200, 200);
+/// In a large space, the best and the worst few subnets by final value are labelled.
+const LABELLED_BEST: usize = 3;
+const LABELLED_WORST: usize = 2;
+
+/// Which subnets a figure labels, by their final values: all of a small space; in a larger
+/// one the best `LABELLED_BEST` and the worst `LABELLED_WORST`.
+fn labelled(finals: &[f64]) -> Vec<bool> {
+    if finals.len() <= COLOURS.len() {
+        return vec![true; finals.len()];
+    }
+    let mut order: Vec<usize> = (0..finals.len()).collect();
+    order.sort_by(|&a, &b| finals[b].total_cmp(&finals[a]));
+    let mut chosen = vec![false; finals.len()];
+    let worst = &order[order.len() - LABELLED_WORST..];
+    for &k in order[..LABELLED_BEST].iter().chain(worst) {
+        chosen[k] = true;
+    }
+    chosen
+}
+
+/// The colour of each subnet: the palette in order over the labelled ones, grey for the rest.
+fn colours(labelled: &[bool]) -> Vec<RGBColor> {
+    let mut next = 0;
+    labelled
+        .iter()
+        .map(|&l| {
+            if !l {
+                return UNLABELLED;
+            }
+            next += 1;
+            COLOURS[(next - 1) % COLOURS.len()]
+        })
+        .collect()
+}
 
 /// A figure: its file stem and what it shows (for the report's captions).
 pub struct Figure {
@@ -167,13 +206,24 @@ fn curves(area: &Area, group: &Group, curves: &[Vec<f64>], what: &str) -> DrawRe
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| format!("{v:.y_decimals$}"))
         .draw()?;
-    for (k, curve) in curves.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
+    let finals: Vec<f64> = curves
+        .iter()
+        .map(|c| c.last().copied().unwrap_or(f64::NAN))
+        .collect();
+    let labelled = labelled(&finals);
+    let colours = colours(&labelled);
+    // The unlabelled first, so that the labelled are drawn over them.
+    for (k, curve) in curves.iter().enumerate().filter(|(k, _)| !labelled[*k]) {
+        let points = curve.iter().enumerate().map(|(e, &a)| ((e + 1) as f64, a));
+        chart.draw_series(LineSeries::new(points, colours[k].stroke_width(1)))?;
+    }
+    for (k, curve) in curves.iter().enumerate().filter(|(k, _)| labelled[*k]) {
+        let colour = colours[k];
         let points = curve.iter().enumerate().map(|(e, &a)| ((e + 1) as f64, a));
         chart.draw_series(points.clone().map(|p| Circle::new(p, 3, colour.filled())))?;
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
-            .label(Subnet::ALL[k].to_string())
+            .label(group.subnets[k].subnet.clone())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
             });
@@ -220,8 +270,13 @@ fn scatter(
         .x_label_formatter(&|v| format!("{v:.x_decimals$}"))
         .y_label_formatter(&|v| format!("{v:.y_decimals$}"))
         .draw()?;
-    for (k, (name, sx, sy)) in points.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
+    let finals: Vec<f64> = points.iter().map(|(_, _, y)| mean(y)).collect();
+    let labelled = labelled(&finals);
+    let colours = colours(&labelled);
+    let unlabelled_first = (0..points.len()).filter(|&k| !labelled[k]);
+    for k in unlabelled_first.chain((0..points.len()).filter(|&k| labelled[k])) {
+        let (name, sx, sy) = &points[k];
+        let colour = colours[k];
         let (cx, cy) = (mean(sx), mean(sy));
         let (ex, ey) = (std(sx), std(sy));
         chart.draw_series([
@@ -229,11 +284,13 @@ fn scatter(
             PathElement::new(vec![(cx, cy - ey), (cx, cy + ey)], colour.stroke_width(1)),
         ])?;
         chart.draw_series([Circle::new((cx, cy), 5, colour.filled())])?;
-        chart.draw_series([Text::new(
-            name.clone(),
-            (cx, cy),
-            ("sans-serif", 15).into_font().color(&colour),
-        )])?;
+        if labelled[k] {
+            chart.draw_series([Text::new(
+                name.clone(),
+                (cx, cy),
+                ("sans-serif", 15).into_font().color(&colour),
+            )])?;
+        }
     }
     Ok(())
 }

@@ -2,17 +2,29 @@
 
 use std::fmt::Write;
 
+use crate::model::SearchSpace;
 use crate::report::figures::FIGURES;
 use crate::report::summary::{AgreementSpread, Group, Run, Spread, Summary};
 
-/// The original study's final test accuracies (one seed, file order), quoted for comparison:
-/// (variant, mode, [00, 10, 01, 11]).
+/// The original study's final test accuracies (one seed, file order), quoted for comparison
+/// when the space is the study's: (variant, mode, [00, 10, 01, 11]).
 const STUDY: [(&str, &str, [f64; 4]); 4] = [
     ("sum", "one-shot", [0.9877, 0.9881, 0.9885, 0.9892]),
     ("sum", "stand-alone", [0.9841, 0.9885, 0.9889, 0.9901]),
     ("concat", "one-shot", [0.9843, 0.9860, 0.9865, 0.9869]),
     ("concat", "stand-alone", [0.9870, 0.9879, 0.9883, 0.9889]),
 ];
+
+/// Per-seed tables show every subnet's accuracy up to this many subnets.
+const WIDE_TABLE_SUBNETS: usize = 8;
+
+fn subnet_count(s: &Summary) -> usize {
+    s.runs.first().map_or(0, |r| r.subnets.len())
+}
+
+fn is_study(s: &Summary) -> bool {
+    s.plan.space == SearchSpace::study().to_string()
+}
 
 pub fn render(summary: &Summary) -> String {
     let mut md = String::new();
@@ -58,12 +70,17 @@ fn setup(md: &mut String, s: &Summary) {
     let _ = writeln!(
         md,
         "Does one-shot accuracy rank the subnets as stand-alone training does? For each variant \
-         and seed: one one-shot training of the SuperNet (a subnet drawn per minibatch) and the four \
-         subnets trained stand-alone from scratch, with the same protocol and seed.\n"
+         and seed: one one-shot training of the SuperNet (a subnet drawn per minibatch) and each of \
+         the {} subnets trained stand-alone from scratch, with the same protocol and seed.\n",
+        subnet_count(s)
     );
     let _ = writeln!(md, "| setting | value |\n|---|---|");
     let rows = [
         ("variants", s.plan.variants.join(", ")),
+        (
+            "search space",
+            format!("{} ({} subnets)", s.plan.space, subnet_count(s)),
+        ),
         (
             "seeds",
             s.plan.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
@@ -139,13 +156,15 @@ fn accuracies(md: &mut String, s: &Summary) {
             md.push('\n');
         }
     }
-    let _ = writeln!(
-        md,
-        "\nThe original study (one seed, training file in order, test set):\n\n| | [0,0] | [1,0] | [0,1] | [1,1] |\n|---|---|---|---|---|"
-    );
-    for (variant, mode, accuracy) in STUDY {
-        let cells: Vec<String> = accuracy.iter().map(|a| format!("{a:.4}")).collect();
-        let _ = writeln!(md, "| {variant}, {mode} | {} |", cells.join(" | "));
+    if is_study(s) {
+        let _ = writeln!(
+            md,
+            "\nThe original study (one seed, training file in order, test set):\n\n| | [0,0] | [1,0] | [0,1] | [1,1] |\n|---|---|---|---|---|"
+        );
+        for (variant, mode, accuracy) in STUDY {
+            let cells: Vec<String> = accuracy.iter().map(|a| format!("{a:.4}")).collect();
+            let _ = writeln!(md, "| {variant}, {mode} | {} |", cells.join(" | "));
+        }
     }
     md.push('\n');
 }
@@ -177,12 +196,12 @@ fn ranking(md: &mut String, s: &Summary) {
     let _ = writeln!(
         md,
         "## Does one-shot accuracy predict stand-alone accuracy?\n\n\
-         Per seed, Kendall's tau-b and Spearman's rho between the four one-shot and the four \
+         Per seed, Kendall's tau-b and Spearman's rho between the {n} one-shot and the {n} \
          stand-alone final accuracies, and the regret of trusting one-shot: the best stand-alone \
          accuracy minus the stand-alone accuracy of the one-shot winner. Mean ± standard deviation \
-         over seeds, every seed's value in brackets. With four subnets tau moves in steps of 1/3, \
-         so one seed proves little.\n\n\
-         | group | predictor | Kendall tau-b | Spearman rho | regret |\n|---|---|---|---|---|"
+         over seeds, every seed's value in brackets. With {n} subnets one seed proves little.\n\n\
+         | group | predictor | Kendall tau-b | Spearman rho | regret |\n|---|---|---|---|---|",
+        n = subnet_count(s)
     );
     for group in &s.groups {
         agreement_row(
@@ -215,10 +234,11 @@ fn kl_proxy(md: &mut String, s: &Summary) {
         "## KL-divergence proxy\n\n\
          After one-shot training, each subnet's symmetrized KL divergence from a reference \
          network's predicted class distribution, averaged over {} training images (Bender et al., \
-         ICML 2018). References: the SuperNet with all paths on (both convs of every block) and \
-         the mean prediction of the four subnets. A smaller divergence is read as a better subnet.\n\n\
+         ICML 2018). References: the SuperNet with all paths on (every choice of every block) and \
+         the mean prediction of the {} subnets. A smaller divergence is read as a better subnet.\n\n\
          | group | subnet | KL from all paths | KL from the mean | stand-alone accuracy |\n|---|---|---|---|---|",
-        s.plan.kl_images
+        s.plan.kl_images,
+        subnet_count(s)
     );
     for group in &s.groups {
         for sub in &group.subnets {
@@ -270,24 +290,43 @@ fn figures(md: &mut String) {
 }
 
 fn per_seed(md: &mut String, s: &Summary) {
-    let _ = writeln!(
-        md,
-        "## Every seed\n\nFinal ranking-set accuracy, one-shot / stand-alone, and the rank statistics of one-shot accuracy.\n\n\
-         | group | seed | [0,0] | [1,0] | [0,1] | [1,1] | tau | rho | regret |\n|---|---|---|---|---|---|---|---|---|"
-    );
+    let wide = subnet_count(s) <= WIDE_TABLE_SUBNETS;
+    let (what, header, rule) = if wide {
+        let names: Vec<String> = s.runs.first().map_or(Vec::new(), |r| {
+            r.subnets
+                .iter()
+                .map(|sub| format!("[{}]", spaced(&sub.subnet)))
+                .collect()
+        });
+        (
+            "Final ranking-set accuracy, one-shot / stand-alone, and the rank statistics of one-shot accuracy.",
+            format!("| group | seed | {} | tau | rho | regret |", names.join(" | ")),
+            format!("|---|---|{}---|---|---|", "---|".repeat(names.len())),
+        )
+    } else {
+        (
+            "The rank statistics of one-shot accuracy (every subnet's accuracies are in `results.json`).",
+            "| group | seed | tau | rho | regret |".to_string(),
+            "|---|---|---|---|---|".to_string(),
+        )
+    };
+    let _ = writeln!(md, "## Every seed\n\n{what}\n\n{header}\n{rule}");
     for run in &s.runs {
-        let cells: Vec<String> = run
-            .subnets
-            .iter()
-            .map(|sub| format!("{:.4} / {:.4}", sub.oneshot, sub.standalone))
-            .collect();
+        let cells: Vec<String> = if wide {
+            run.subnets
+                .iter()
+                .map(|sub| format!(" {:.4} / {:.4} |", sub.oneshot, sub.standalone))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let a = &run.predictors.oneshot_accuracy;
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {:.4} |",
+            "| {} | {} |{} {} | {} | {:.4} |",
             run_name(run),
             run.seed,
-            cells.join(" | "),
+            cells.concat(),
             opt(a.kendall_tau, 2),
             opt(a.spearman_rho, 2),
             a.regret

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::Subnet;
 use crate::report::ranking::{kendall_tau_b, regret, spearman_rho};
 use crate::training::experiment::{JobResult, Plan};
 
@@ -32,7 +31,7 @@ pub struct Run {
     pub variant: String,
     pub sampling: String,
     pub seed: u64,
-    /// In the study's order: 00, 10, 01, 11.
+    /// In the space's order (block 1's choice fastest: 00, 10, 01, 11 for the study).
     pub subnets: Vec<SubnetResult>,
     pub predictors: Predictors<Agreement>,
 }
@@ -91,7 +90,7 @@ pub struct Group {
     pub predictors: Predictors<AgreementSpread>,
     /// One-shot and stand-alone accuracies averaged over seeds first, then ranked.
     pub pooled: Agreement,
-    /// Test accuracy after every epoch, mean over seeds, by subnet (study order).
+    /// Test accuracy after every epoch, mean over seeds, by subnet (the space's order).
     pub oneshot_curves: Vec<Vec<f64>>,
     pub standalone_curves: Vec<Vec<f64>>,
 }
@@ -210,6 +209,12 @@ fn curve(result: &JobResult, subnet: &str) -> Vec<f64> {
 
 pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
     let index = Results::new(results);
+    let names: Vec<String> = plan
+        .search_space()?
+        .subnets()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let mut runs = Vec::new();
     let mut groups = Vec::new();
     for variant in &plan.variants {
@@ -217,9 +222,17 @@ pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
             let group_runs = plan
                 .seeds
                 .iter()
-                .map(|&seed| run(&index, variant, sampling, seed))
+                .map(|&seed| run(&index, &names, variant, sampling, seed))
                 .collect::<Result<Vec<_>>>()?;
-            groups.push(group(&index, variant, sampling, &plan.seeds, &group_runs)?);
+            let seeds = &plan.seeds;
+            groups.push(group(
+                &index,
+                &names,
+                variant,
+                sampling,
+                seeds,
+                &group_runs,
+            )?);
             runs.extend(group_runs);
         }
     }
@@ -239,7 +252,8 @@ pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
     })
 }
 
-fn run(index: &Results, variant: &str, sampling: &str, seed: u64) -> Result<Run> {
+/// `names`: the subnets of the space, in its order.
+fn run(index: &Results, names: &[String], variant: &str, sampling: &str, seed: u64) -> Result<Run> {
     let oneshot = index.get(variant, seed, &format!("oneshot-{sampling}"))?;
     let kl = oneshot.kl_proxy.as_ref().ok_or_else(|| {
         Error::invalid(
@@ -247,22 +261,21 @@ fn run(index: &Results, variant: &str, sampling: &str, seed: u64) -> Result<Run>
             format!("{variant} seed {seed} oneshot-{sampling}: no KL proxy"),
         )
     })?;
-    let subnets = Subnet::ALL
+    let subnets = names
         .iter()
-        .map(|subnet| {
-            let name = subnet.to_string();
+        .map(|name| {
             let standalone = index.get(variant, seed, &format!("standalone-{name}"))?;
-            let (oneshot_acc, oneshot_test) = final_accuracy(oneshot, &name)?;
-            let (standalone_acc, standalone_test) = final_accuracy(standalone, &name)?;
+            let (oneshot_acc, oneshot_test) = final_accuracy(oneshot, name)?;
+            let (standalone_acc, standalone_test) = final_accuracy(standalone, name)?;
             let kl_of = |map: &BTreeMap<String, f64>| {
-                map.get(&name).copied().ok_or_else(|| {
+                map.get(name).copied().ok_or_else(|| {
                     Error::invalid("report", format!("no KL proxy of subnet {name}"))
                 })
             };
             Ok(SubnetResult {
                 kl_all_paths: kl_of(&kl.all_paths)?,
                 kl_mean_of_subnets: kl_of(&kl.mean_of_subnets)?,
-                subnet: name,
+                subnet: name.clone(),
                 oneshot: oneshot_acc,
                 standalone: standalone_acc,
                 oneshot_test,
@@ -288,12 +301,13 @@ fn run(index: &Results, variant: &str, sampling: &str, seed: u64) -> Result<Run>
 
 fn group(
     index: &Results,
+    names: &[String],
     variant: &str,
     sampling: &str,
     seeds: &[u64],
     runs: &[Run],
 ) -> Result<Group> {
-    let subnets: Vec<SubnetSpread> = (0..Subnet::ALL.len())
+    let subnets: Vec<SubnetSpread> = (0..names.len())
         .map(|k| {
             let over =
                 |f: fn(&SubnetResult) -> f64| Spread::of_all(runs.iter().map(|r| f(&r.subnets[k])));
@@ -328,13 +342,12 @@ fn group(
             .collect()
     };
     let mean_curves = |what: &dyn Fn(&str) -> String| -> Result<Vec<Vec<f64>>> {
-        Subnet::ALL
+        names
             .iter()
-            .map(|subnet| {
-                let name = subnet.to_string();
+            .map(|name| {
                 let curves = seeds
                     .iter()
-                    .map(|&seed| Ok(curve(index.get(variant, seed, &what(&name))?, &name)))
+                    .map(|&seed| Ok(curve(index.get(variant, seed, &what(name))?, name)))
                     .collect::<Result<Vec<_>>>()?;
                 Ok(mean_curve(&curves))
             })

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model::{Subnet, Variant};
+use crate::model::{SearchSpace, Subnet, Variant};
 use crate::training::Sampling;
 
 /// One-shot trains the SuperNet with a subnet drawn per minibatch; stand-alone trains one
@@ -15,10 +15,10 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// The subnets evaluated after every epoch.
-    pub fn evaluated(&self) -> Vec<Subnet> {
+    /// The subnets evaluated after every epoch: all of the space, or the one trained.
+    pub fn evaluated(&self, space: &SearchSpace) -> Vec<Subnet> {
         match self {
-            Mode::OneShot => Subnet::ALL.to_vec(),
+            Mode::OneShot => space.subnets(),
             Mode::Standalone(subnet) => vec![*subnet],
         }
     }
@@ -41,6 +41,8 @@ pub struct TrainConfig {
     pub variant: Variant,
     #[serde(serialize_with = "mode_name")]
     pub mode: Mode,
+    /// The SuperNet's blocks and their choices (serialised as its spec, `3,5/3,5`).
+    pub space: SearchSpace,
     pub channels: usize,
     pub hidden: usize,
     pub epochs: usize,
@@ -78,6 +80,7 @@ impl TrainConfig {
         TrainConfig {
             variant,
             mode,
+            space: SearchSpace::study(),
             channels: 8,
             hidden: 32,
             epochs: 14,
@@ -114,6 +117,14 @@ impl TrainConfig {
                 "training",
                 format!("--lr must be a positive number, got {}", self.lr),
             ));
+        }
+        if let Mode::Standalone(subnet) = self.mode {
+            if !self.space.contains(&subnet) {
+                return Err(Error::invalid(
+                    "--subnet",
+                    format!("{subnet} is not a subnet of the space {}", self.space),
+                ));
+            }
         }
         if !(self.gamma.is_finite() && self.gamma > 0.0) {
             return Err(Error::invalid(

@@ -1,5 +1,5 @@
 //! The study as a plan of trainings: for each variant and seed, one one-shot training per
-//! sampling strategy and the four stand-alone trainings. Each finished training leaves a
+//! sampling strategy and a stand-alone training of every subnet of the space. Each finished training leaves a
 //! `result.json` in its own directory, written last and atomically: it is the only thing a
 //! rerun trusts, so an interrupted training is simply trained again.
 
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{Subnet, Variant};
+use crate::model::{SearchSpace, Subnet, Variant};
 use crate::training::{EpochMetrics, KlProxy, Mode, Sampling, TrainConfig};
 
 /// The completion marker and record of one training.
@@ -63,7 +63,8 @@ impl Experiment {
         for &variant in &self.variants {
             for &seed in &self.seeds {
                 let oneshot = self.samplings.iter().map(|&s| JobKind::OneShot(s));
-                let standalone = Subnet::ALL.iter().map(|&s| JobKind::Standalone(s));
+                let subnets = self.protocol.space.subnets();
+                let standalone = subnets.into_iter().map(JobKind::Standalone);
                 jobs.extend(oneshot.chain(standalone).map(|kind| Job {
                     variant,
                     seed,
@@ -114,6 +115,7 @@ impl Experiment {
         Plan {
             version: env!("CARGO_PKG_VERSION").to_string(),
             variants: self.variants.iter().map(|v| v.name().to_string()).collect(),
+            space: self.protocol.space.to_string(),
             seeds: self.seeds.clone(),
             samplings: self
                 .samplings
@@ -131,12 +133,26 @@ impl Experiment {
 pub struct Plan {
     pub version: String,
     pub variants: Vec<String>,
+    /// The search space's spec; plans written before spaces were data hold the study's.
+    #[serde(default = "study_spec")]
+    pub space: String,
     pub seeds: Vec<u64>,
     pub samplings: Vec<String>,
     pub kl_images: usize,
     /// The shared protocol (its variant, mode, seed and sampling are the first job's).
     pub protocol: serde_json::Value,
     pub jobs: Vec<PathBuf>,
+}
+
+fn study_spec() -> String {
+    SearchSpace::study().to_string()
+}
+
+impl Plan {
+    /// The space every training of the plan shares.
+    pub fn search_space(&self) -> Result<SearchSpace> {
+        SearchSpace::parse(&self.space)
+    }
 }
 
 /// What a finished training records.
@@ -203,7 +219,13 @@ pub fn job_state(out: &Path, job: &Job, config: &TrainConfig) -> Result<JobState
     if !path.exists() {
         return Ok(JobState::Pending);
     }
-    let result = read_result(&path)?;
+    let mut result = read_result(&path)?;
+    if let Some(config) = result.config.as_object_mut() {
+        // Written before spaces were data: the study's.
+        config
+            .entry("space")
+            .or_insert_with(|| serde_json::Value::String(study_spec()));
+    }
     let wanted = serde_json::to_value(config).expect("settings serialise");
     let differing = differing_keys(&result.config, &wanted);
     if !differing.is_empty() {

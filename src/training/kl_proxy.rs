@@ -1,7 +1,8 @@
 //! The KL-divergence proxy of Bender et al. (ICML 2018): after one-shot training, how far each
 //! subnet's predicted class distribution lies from a reference's, as the symmetrized KL
 //! divergence averaged over a fixed sample of training images. Two references: the "all paths
-//! on" SuperNet (both convs of every block active) and the mean prediction of the four subnets.
+//! on" SuperNet (every choice of every block active) and the mean prediction of every subnet
+//! of the space.
 
 use std::collections::BTreeMap;
 
@@ -9,10 +10,11 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Backend, Tape};
+use crate::engine::{Backend, Tape, Tensor};
 use crate::error::Result;
-use crate::model::{BlockMask, Subnet, SuperNet, BLOCKS};
+use crate::model::SuperNet;
 use crate::report::ranking::{log_mean_distribution, log_softmax, symmetric_kl};
+use crate::training::evaluate::{forward_subnets, Visit};
 use crate::training::DeviceSplit;
 
 /// The sample is the same for every seed and variant, so proxies are comparable across runs.
@@ -45,24 +47,29 @@ pub fn kl_proxy<B: Backend>(
     images: usize,
 ) -> Result<KlProxy> {
     let indices = sample_indices(split.count(), images);
-    let subnets: Vec<Vec<Vec<f64>>> = Subnet::ALL
-        .iter()
-        .map(|s| log_predictions(backend, net, split, &indices, &s.masks()))
-        .collect::<Result<_>>()?;
-    let all_paths = log_predictions(
+    let space = &net.config.space;
+    let subnets = space.subnets();
+    let by_subnet = log_predictions(
         backend,
         net,
         split,
         &indices,
-        &[BlockMask::all_paths(); BLOCKS],
+        subnets.len(),
+        |tape, x, visit| forward_subnets(tape, net, x, &subnets, visit),
     )?;
+    let all_paths = space.all_paths();
+    let [all_paths] = &log_predictions(backend, net, split, &indices, 1, |tape, x, visit| {
+        visit(0, &net.forward(tape, x, &all_paths)?)
+    })?[..] else {
+        unreachable!("one network, one set of predictions")
+    };
     let mean_of_subnets: Vec<Vec<f64>> = (0..indices.len())
-        .map(|i| log_mean_distribution(&subnets.iter().map(|s| &s[i][..]).collect::<Vec<_>>()))
+        .map(|i| log_mean_distribution(&by_subnet.iter().map(|s| &s[i][..]).collect::<Vec<_>>()))
         .collect();
     let mean_kl = |reference: &[Vec<f64>]| -> BTreeMap<String, f64> {
-        Subnet::ALL
+        subnets
             .iter()
-            .zip(&subnets)
+            .zip(&by_subnet)
             .map(|(subnet, predictions)| {
                 let total: f64 = predictions
                     .iter()
@@ -75,31 +82,35 @@ pub fn kl_proxy<B: Backend>(
     };
     Ok(KlProxy {
         images: indices.len(),
-        all_paths: mean_kl(&all_paths),
+        all_paths: mean_kl(all_paths),
         mean_of_subnets: mean_kl(&mean_of_subnets),
     })
 }
 
-/// Log-probabilities `[image][class]` of the network under `masks`.
+/// Log-probabilities `[network][image][class]` of `networks` networks, whose logits
+/// `forward(tape, images, visit)` hands to `visit`.
 fn log_predictions<B: Backend>(
     backend: &B,
     net: &SuperNet<B>,
     split: &DeviceSplit<B>,
     indices: &[u32],
-    masks: &[BlockMask; BLOCKS],
-) -> Result<Vec<Vec<f64>>> {
+    networks: usize,
+    forward: impl Fn(&Tape<'_, B>, &Tensor<B>, &mut Visit<'_, B>) -> Result<()>,
+) -> Result<Vec<Vec<Vec<f64>>>> {
     let classes = net.config.classes;
-    let mut predictions = Vec::with_capacity(indices.len());
+    let mut predictions = vec![Vec::with_capacity(indices.len()); networks];
     for chunk in indices.chunks(BATCH) {
         let batch = split.batch(backend, chunk)?;
         let tape = Tape::inference(backend);
-        let logits = net.forward(&tape, &batch.images, masks)?;
-        backend.flush()?;
-        let values = backend.download(logits.storage(), chunk.len() * classes)?;
-        predictions.extend(values.chunks(classes).map(|row| {
-            let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
-            log_softmax(&row)
-        }));
+        forward(&tape, &batch.images, &mut |i, logits| {
+            backend.flush()?;
+            let values = backend.download(logits.storage(), chunk.len() * classes)?;
+            predictions[i].extend(values.chunks(classes).map(|row| {
+                let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+                log_softmax(&row)
+            }));
+            Ok(())
+        })?;
     }
     Ok(predictions)
 }

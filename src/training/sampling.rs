@@ -1,18 +1,15 @@
 //! How one-shot training draws the subnet of each minibatch.
 //!
-//! `Uniform` draws each of the four subnets with equal probability, independently per step (the
-//! study). `Fair` follows FairNAS's strict fairness: the options of every block are drawn as a
-//! shuffled round, so over each round of two steps every option of every block trains exactly
-//! once.
+//! `Uniform` draws every subnet of the space with equal probability, independently per step
+//! (the study). `Fair` follows FairNAS's strict fairness over each block's own K choices: a
+//! block deals its choices in a shuffled round, one per step, so every choice of the block
+//! trains exactly once per K steps; a block with fewer choices starts its next round sooner.
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::model::{Subnet, BLOCKS};
-
-/// Options per block: the 3x3 and the 5x5 conv.
-const OPTIONS: u8 = 2;
+use crate::model::{SearchSpace, Subnet};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Sampling {
@@ -30,50 +27,54 @@ impl Sampling {
     }
 }
 
-/// Draws subnets from a seeded stream.
+/// Draws subnets of a space from a seeded stream.
 pub struct SubnetSampler {
     sampling: Sampling,
+    space: SearchSpace,
     rng: StdRng,
-    /// What is left of the current fair round, next last.
-    round: Vec<Subnet>,
+    /// Per block, what is left of its current fair round, next last.
+    rounds: Vec<Vec<u8>>,
 }
 
 impl SubnetSampler {
-    pub fn new(sampling: Sampling, rng: StdRng) -> Self {
+    pub fn new(sampling: Sampling, space: SearchSpace, rng: StdRng) -> Self {
+        let rounds = vec![Vec::new(); space.block_count()];
         SubnetSampler {
             sampling,
+            space,
             rng,
-            round: Vec::new(),
+            rounds,
         }
     }
 
     pub fn next_subnet(&mut self) -> Subnet {
         match self.sampling {
-            Sampling::Uniform => Subnet::ALL[self.rng.random_range(0..Subnet::ALL.len())],
-            Sampling::Fair => {
-                if self.round.is_empty() {
-                    self.round = self.fair_round();
-                }
-                self.round
-                    .pop()
-                    .expect("a fair round has one subnet per option")
+            Sampling::Uniform => {
+                let index = self.rng.random_range(0..self.space.subnet_count());
+                self.space.subnet_at(index)
             }
+            Sampling::Fair => self.next_fair(),
         }
     }
 
-    /// Every block's options in a shuffled order; step `i` of the round takes option `i` of
-    /// every block's order.
-    fn fair_round(&mut self) -> Vec<Subnet> {
-        let orders: [Vec<u8>; BLOCKS] = std::array::from_fn(|_| {
-            let mut options: Vec<u8> = (0..OPTIONS).collect();
-            options.shuffle(&mut self.rng);
-            options
-        });
-        let mut round: Vec<Subnet> = (0..OPTIONS as usize)
-            .map(|i| Subnet(std::array::from_fn(|block| orders[block][i])))
+    /// Each block's next choice of its round; a block whose round is used up deals a new
+    /// shuffled one first (blocks in order, so the stream is the same on every run).
+    fn next_fair(&mut self) -> Subnet {
+        let choices: Vec<u8> = (0..self.space.block_count())
+            .map(|block| {
+                if self.rounds[block].is_empty() {
+                    let k = self.space.choices(block).len() as u8;
+                    let mut round: Vec<u8> = (0..k).collect();
+                    round.shuffle(&mut self.rng);
+                    round.reverse();
+                    self.rounds[block] = round;
+                }
+                self.rounds[block]
+                    .pop()
+                    .expect("a round has one entry per choice")
+            })
             .collect();
-        round.reverse();
-        round
+        Subnet::new(&choices)
     }
 }
 
@@ -83,49 +84,59 @@ mod tests {
 
     use super::*;
 
-    fn draws(sampling: Sampling, steps: usize) -> Vec<Subnet> {
-        let mut sampler = SubnetSampler::new(sampling, StdRng::seed_from_u64(3));
+    fn draws(sampling: Sampling, spec: &str, steps: usize) -> Vec<Subnet> {
+        let space = SearchSpace::parse(spec).expect("space");
+        let mut sampler = SubnetSampler::new(sampling, space, StdRng::seed_from_u64(3));
         (0..steps).map(|_| sampler.next_subnet()).collect()
     }
 
-    /// After every complete round, each option of each block has been drawn equally often.
+    /// After every complete round of a block's K steps, each of its choices has been drawn
+    /// equally often; here K = 2 (the study), 3 and 4 in one space.
     #[test]
-    fn fair_sampling_trains_every_option_of_a_block_equally_often() {
-        let subnets = draws(Sampling::Fair, 1000);
-        for round_end in (OPTIONS as usize..=subnets.len()).step_by(OPTIONS as usize) {
-            for block in 0..BLOCKS {
-                let fives = subnets[..round_end]
-                    .iter()
-                    .filter(|s| s.0[block] == 1)
-                    .count();
-                assert_eq!(
-                    2 * fives,
-                    round_end,
-                    "block {} after {round_end} steps",
-                    block + 1
+    fn fair_sampling_trains_every_choice_of_a_block_once_per_round() {
+        for spec in ["3,5/3,5", "3,5,7/1,3,5,skip/3,5"] {
+            let space = SearchSpace::parse(spec).expect("space");
+            let subnets = draws(Sampling::Fair, spec, 1200);
+            for block in 0..space.block_count() {
+                let k = space.choices(block).len();
+                for round_end in (k..=subnets.len()).step_by(k) {
+                    for choice in 0..k as u8 {
+                        let count = subnets[..round_end]
+                            .iter()
+                            .filter(|s| s.choices()[block] == choice)
+                            .count();
+                        assert_eq!(
+                            count * k,
+                            round_end,
+                            "{spec}: block {} choice {choice} after {round_end} steps",
+                            block + 1
+                        );
+                    }
+                }
+            }
+            for subnet in space.subnets() {
+                assert!(
+                    subnets.contains(&subnet),
+                    "{spec}: fair sampling never drew {subnet}"
                 );
             }
         }
-        for subnet in Subnet::ALL {
-            assert!(
-                subnets.contains(&subnet),
-                "fair sampling never drew {subnet}"
-            );
-        }
     }
 
-    /// Uniform sampling is not fair step by step, but covers the four subnets evenly on average.
+    /// Uniform sampling is not fair step by step, but covers the subnets evenly on average.
     #[test]
     fn uniform_sampling_covers_the_subnets_evenly() {
-        let subnets = draws(Sampling::Uniform, 4000);
-        for subnet in Subnet::ALL {
+        let subnets = draws(Sampling::Uniform, "3,5/3,5", 4000);
+        for subnet in SearchSpace::study().subnets() {
             let count = subnets.iter().filter(|&&s| s == subnet).count();
             assert!(
                 (900..=1100).contains(&count),
                 "{subnet} drawn {count} times of 4000"
             );
         }
-        let unfair_round = subnets.chunks(2).any(|pair| pair[0].0[0] == pair[1].0[0]);
+        let unfair_round = subnets
+            .chunks(2)
+            .any(|pair| pair[0].choices()[0] == pair[1].choices()[0]);
         assert!(unfair_round, "uniform draws behaved like fair rounds");
     }
 }

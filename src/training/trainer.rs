@@ -15,10 +15,10 @@ use rand::SeedableRng;
 use crate::data::Dataset;
 use crate::engine::{Adadelta, AdadeltaConfig, Backend, Tape};
 use crate::error::{Error, Result};
-use crate::model::{Subnet, SuperNet, SuperNetConfig};
+use crate::model::{SearchSpace, Subnet, SuperNet, SuperNetConfig};
 use crate::training::config::{Mode, TrainConfig};
 use crate::training::device_data::DeviceSplit;
-use crate::training::evaluate::evaluate;
+use crate::training::evaluate::evaluate_subnets;
 use crate::training::{
     kl_proxy, EpochMetrics, KlProxy, Sampling, StepLr, SubnetMetrics, SubnetSampler,
 };
@@ -51,14 +51,14 @@ struct Streams {
 }
 
 impl Streams {
-    fn new(seed: u64, sampling: Sampling) -> Self {
+    fn new(seed: u64, sampling: Sampling, space: SearchSpace) -> Self {
         let stream = |k: u64| {
             StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k))
         };
         Streams {
             init: stream(0),
             order: stream(1),
-            subnets: SubnetSampler::new(sampling, stream(2)),
+            subnets: SubnetSampler::new(sampling, space, stream(2)),
         }
     }
 }
@@ -81,6 +81,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
     /// network (PyTorch's default initialisation).
     pub fn new(backend: &'b B, data: &Dataset, config: TrainConfig) -> Result<Self> {
         config.validate()?;
+        config.space.check_image_side(data.train.rows)?;
         // Copy the training images only when some are held out.
         let (train, validation) = match config.validation {
             0 => (Cow::Borrowed(&data.train), None),
@@ -90,9 +91,10 @@ impl<'b, B: Backend> Trainer<'b, B> {
                 (Cow::Owned(train), Some(validation))
             }
         };
-        let mut streams = Streams::new(config.seed, config.sampling);
+        let mut streams = Streams::new(config.seed, config.sampling, config.space.clone());
         let net_config = SuperNetConfig {
             variant: config.variant,
+            space: config.space.clone(),
             channels: config.channels,
             hidden: config.hidden,
             image_size: data.train.rows,
@@ -181,23 +183,15 @@ impl<'b, B: Backend> Trainer<'b, B> {
     }
 
     fn evaluate_split(&self, split: &DeviceSplit<B>) -> Result<BTreeMap<String, SubnetMetrics>> {
-        self.config
-            .mode
-            .evaluated()
-            .into_iter()
-            .map(|subnet| {
-                Ok((
-                    subnet.to_string(),
-                    evaluate(
-                        self.backend,
-                        &self.net,
-                        split,
-                        &subnet.masks(),
-                        self.config.eval_batch_size,
-                    )?,
-                ))
-            })
-            .collect()
+        let subnets = self.config.mode.evaluated(&self.config.space);
+        let metrics = evaluate_subnets(
+            self.backend,
+            &self.net,
+            split,
+            &subnets,
+            self.config.eval_batch_size,
+        )?;
+        Ok(subnets.iter().map(Subnet::to_string).zip(metrics).collect())
     }
 
     /// One epoch; returns the mean training loss over its images.
@@ -257,9 +251,8 @@ impl<'b, B: Backend> Trainer<'b, B> {
         let backend = self.backend;
         let batch = self.train.batch(backend, indices)?;
         let tape = Tape::new(backend);
-        let loss = self
-            .net
-            .loss(&tape, &batch.images, &batch.labels, &subnet.masks())?;
+        let masks = self.config.space.masks(&subnet);
+        let loss = self.net.loss(&tape, &batch.images, &batch.labels, &masks)?;
         let grads = tape.backward(&loss)?;
         self.optimizer
             .step(backend, self.net.parameters(), &grads)?;

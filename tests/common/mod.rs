@@ -3,12 +3,13 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use supernet::engine::{Backend, GpuBackend, Tensor};
+use supernet::model::{SearchSpace, Subnet};
 
 /// The GPU backend on the shared context, printing the adapter it runs on. Without an adapter
 /// the test is skipped with a message, except under `CI=true`, where that is a failure.
@@ -157,4 +158,48 @@ pub fn supernet(args: &[&str]) -> std::process::Output {
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .output()
         .expect("the binary runs")
+}
+
+// ---- search spaces ---------------------------------------------------------------------------
+
+/// Whether parameter `name` belongs to a conv that `subnet` does not use: in some block, a
+/// choice other than the subnet's.
+pub fn unused_by(space: &SearchSpace, subnet: &Subnet, name: &str) -> bool {
+    space.blocks().iter().enumerate().any(|(b, choices)| {
+        choices.iter().enumerate().any(|(c, choice)| {
+            let other = c != subnet.choices()[b] as usize;
+            let prefix = choice.module().map(|m| format!("block{}.{m}.", b + 1));
+            other && prefix.is_some_and(|p| name.starts_with(&p))
+        })
+    })
+}
+
+// ---- small data ------------------------------------------------------------------------------
+
+/// The first `count` images of a shipped IDX file, written raw with its header adjusted.
+pub fn slice_idx(from: &Path, to: &Path, count: usize) {
+    let bytes = supernet::data::idx::decompressed(from).expect("shipped file");
+    let dims = bytes[3] as usize;
+    let item: usize = (1..dims)
+        .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
+        .product();
+    let header = 4 + 4 * dims;
+    let mut out = bytes[..header].to_vec();
+    out[4..8].copy_from_slice(&(count as u32).to_be_bytes());
+    out.extend_from_slice(&bytes[header..header + count * item]);
+    std::fs::write(to, out).expect("write slice");
+}
+
+/// 1280 training and 500 test images.
+pub fn small_mnist() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    for (prefix, count) in [("train", 1280), ("t10k", 500)] {
+        for kind in ["images-idx3-ubyte", "labels-idx1-ubyte"] {
+            let name = format!("{prefix}-{kind}");
+            let from = shipped.join(format!("{name}.gz"));
+            slice_idx(&from, &dir.path().join(name), count);
+        }
+    }
+    dir
 }

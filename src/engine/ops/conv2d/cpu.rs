@@ -3,7 +3,7 @@
 //! Weights are rearranged to `[O / 8, C, K, K, 8]`, so that 8 output channels go together:
 //! one 256-bit vector, with fused multiply-adds where the CPU has AVX2 and FMA (chosen at run
 //! time). The forward has three kernels:
-//! - 3x3 and 5x5 with AVX2 + FMA (`rows_avx2`): 8 pixels of a row per vector over zero-padded
+//! - 3x3, 5x5 and 7x7 with AVX2 + FMA (`rows_avx2`): 8 pixels of a row per vector over zero-padded
 //!   planes, each block's 8 channels as 8 accumulators;
 //! - 1x1 (`pointwise`): the same layout, in portable code;
 //! - any other case (other kernel sizes, no AVX2): each image rearranged channels-last and
@@ -140,13 +140,14 @@ pub fn forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mu
     );
     let images = out.par_chunks_mut(out_len).zip(x.par_chunks(in_len));
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() && matches!(d.kernel, 3 | 5) {
+    if has_avx2_fma() && matches!(d.kernel, 3 | 5 | 7) {
         images.for_each_init(Vec::new, |padded, (out, image)| {
             rows_avx2::pad_planes(d, image, padded);
             // SAFETY (both): the CPU has the features `forward_image` is compiled for.
             match d.kernel {
                 3 => unsafe { rows_avx2::forward_image::<3>(d, padded, &weight_lanes, bias, out) },
-                _ => unsafe { rows_avx2::forward_image::<5>(d, padded, &weight_lanes, bias, out) },
+                5 => unsafe { rows_avx2::forward_image::<5>(d, padded, &weight_lanes, bias, out) },
+                _ => unsafe { rows_avx2::forward_image::<7>(d, padded, &weight_lanes, bias, out) },
             }
         });
         return;
@@ -295,7 +296,7 @@ fn forward_image_lanes<const FMA: bool>(
     }
 }
 
-/// `pixel_sums`, with the kernel size a constant for the SuperNet's kernels (1, 3, 5).
+/// `pixel_sums`, with the kernel size a constant for the common kernels (1, 3, 5, 7).
 #[inline(always)]
 fn pixel_sums<const FMA: bool, const PX: usize>(
     d: &Conv2dDims,
@@ -309,12 +310,13 @@ fn pixel_sums<const FMA: bool, const PX: usize>(
         1 => pixel_sums_k::<FMA, PX, 1>(d, padded, filter, start, y, x),
         3 => pixel_sums_k::<FMA, PX, 3>(d, padded, filter, start, y, x),
         5 => pixel_sums_k::<FMA, PX, 5>(d, padded, filter, start, y, x),
+        7 => pixel_sums_k::<FMA, PX, 7>(d, padded, filter, start, y, x),
         _ => pixel_sums_any::<FMA, PX>(d, padded, filter, start, y, x),
     }
 }
 
 /// Values a row of the window holds: `PX + K - 1` at most (generic const arithmetic is not
-/// stable, so a fixed bound that covers PIXELS = 7 and K = 5).
+/// stable, so a fixed bound that covers PIXELS = 7 and K = 7).
 const WINDOW: usize = 16;
 
 /// Like `pixel_sums_any` for a constant `K`: each window row's `PX + K - 1` input values are
@@ -539,6 +541,7 @@ fn weight_grad_image_lanes<const FMA: bool>(d: &Conv2dDims, padded: &[f32], grad
             1 => kernel_row_sums::<FMA, 1, 8>(d, padded, pixels, block_sums),
             3 => kernel_row_sums::<FMA, 3, 3>(d, padded, pixels, block_sums),
             5 => kernel_row_sums::<FMA, 5, 1>(d, padded, pixels, block_sums),
+            7 => kernel_row_sums::<FMA, 7, 1>(d, padded, pixels, block_sums),
             _ => pixel_group_sums::<FMA>(d, padded, pixels, block_sums),
         }
     }
@@ -546,7 +549,8 @@ fn weight_grad_image_lanes<const FMA: bool>(d: &Conv2dDims, padded: &[f32], grad
 
 /// The taps of a block, `ROWS` kernel rows (one channel's row of `K` taps each) at a time: their
 /// `ROWS x K` sums stay in registers for a whole pass over the image, and being independent,
-/// the FMAs of one pixel need not wait for each other. 8 sums for 1x1, 9 for 3x3, 5 for 5x5:
+/// the FMAs of one pixel need not wait for each other. 8 sums for 1x1, 9 for 3x3, 5 for 5x5,
+/// 7 for 7x7:
 /// with two 5x5 rows (10 sums) the compiler spilled sums to the stack, three times slower.
 #[inline(always)]
 fn kernel_row_sums<const FMA: bool, const K: usize, const ROWS: usize>(
@@ -694,7 +698,7 @@ mod tests {
         }
     }
 
-    /// The AVX2 row kernel (3x3, 5x5) against the channels-last kernel built for FMA: the same
+    /// The AVX2 row kernel (3x3, 5x5, 7x7) against the channels-last kernel built for FMA: the same
     /// terms in the same order with the same fused rounding, so the same bits, on shapes that
     /// leave part of a vector of pixels or channels unused.
     #[test]
@@ -716,6 +720,8 @@ mod tests {
             (2, 3, 4, 3, 2, 5),
             (3, 2, 5, 1, 1, 3),
             (1, 9, 17, 9, 10, 3),
+            (2, 8, 8, 7, 7, 7),
+            (1, 3, 9, 5, 11, 7),
         ];
         let mut rng = StdRng::seed_from_u64(7);
         for (batch, in_channels, out_channels, height, width, kernel) in shapes {

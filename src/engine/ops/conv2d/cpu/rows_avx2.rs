@@ -1,4 +1,4 @@
-//! The 3x3 and 5x5 forward (and so the input gradient) with AVX2 + FMA, 8 pixels of a row per
+//! The 3x3, 5x5 and 7x7 forward (and so the input gradient) with AVX2 + FMA, 8 pixels of a row per
 //! vector: each image is zero-padded plane by plane, and for each block of 8 output channels
 //! and each run of 8 pixels, the 8 channels' sums are 8 vector accumulators. Each tap loads its
 //! 8 input values as one vector (straight from the padded row) and feeds 8 FMAs, and each
