@@ -227,3 +227,62 @@ fn experiment_rejects_zero_kl_images_and_too_large_a_holdout_before_writing() {
     let written = std::fs::read_dir(out.path()).unwrap().count();
     assert_eq!(written, 0, "a refused experiment wrote into --out");
 }
+
+/// An experiment over a 9-subnet space with an identity: every subnet trained stand-alone,
+/// every one in the results and the report, the study's own numbers left out.
+#[test]
+fn experiment_over_a_larger_space() {
+    let experiment = Experiment::new();
+    let (data, out) = (experiment.data.path(), experiment.out.path());
+    let output = supernet(&[
+        "experiment",
+        "--backend",
+        "cpu",
+        "--supernet",
+        "concat",
+        "--space",
+        "3,5,7/1,skip,3/3",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--kl-images",
+        "32",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // One one-shot training and the 9 subnets stand-alone.
+    assert_eq!(result_files(&experiment).len(), 10);
+    assert!(experiment.path("concat/seed-1/standalone-220").is_dir());
+    let text = std::fs::read_to_string(experiment.path("results.json")).expect("results.json");
+    let results: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(results["plan"]["space"], "3,5,7/1,skip,3/3");
+    let subnets = results["runs"][0]["subnets"].as_array().expect("subnets");
+    let names: Vec<&str> = subnets
+        .iter()
+        .filter_map(|s| s["subnet"].as_str())
+        .collect();
+    assert_eq!(names.len(), 9);
+    assert_eq!(
+        &names[..4],
+        ["000", "100", "200", "010"],
+        "the space's order"
+    );
+    let report = std::fs::read_to_string(experiment.path("report.md")).expect("report.md");
+    assert!(
+        report.contains("| search space | 3,5,7/1,skip,3/3 (9 subnets) |"),
+        "{report}"
+    );
+    assert!(report.contains("[2,2,0]"), "a subnet's row is missing");
+    assert!(
+        !report.contains("The original study"),
+        "the study's numbers are not this space's"
+    );
+    for figure in FIGURES {
+        let png = std::fs::read(experiment.path(&format!("figures/{figure}.png"))).expect("png");
+        assert!(png.starts_with(b"\x89PNG"), "{figure}.png");
+    }
+}

@@ -199,7 +199,7 @@ pub fn eval(
         space: space.cloned(),
         image_size: Some(test.rows),
     };
-    let (trained, entries) = match &backend {
+    let (trained, read_space, entries) = match &backend {
         Selected::Cpu(cpu) => eval_on(cpu, weights, &options, &test)?,
         Selected::Gpu(gpu) => eval_on(gpu, weights, &options, &test)?,
     };
@@ -214,6 +214,12 @@ pub fn eval(
         );
     } else {
         eprintln!("backend: {}", backend.describe());
+        if trained == Trained::Unknown && space.is_none() {
+            // An identity in a Sum block has no tensors, so the names cannot show it.
+            eprintln!(
+                "no metadata: space {read_space} read from the tensor names (--space gives it)"
+            );
+        }
         let what = match &trained {
             Trained::OneShot => "a one-shot SuperNet, every subnet".to_string(),
             Trained::Standalone(s) => format!("subnet {s} trained stand-alone"),
@@ -235,7 +241,7 @@ fn eval_on<B: Backend>(
     weights: &Path,
     options: &LoadOptions,
     test: &data::Split,
-) -> Result<(Trained, Vec<Entry>)> {
+) -> Result<(Trained, SearchSpace, Vec<Entry>)> {
     let Checkpoint { net, trained } =
         checkpoint::read(backend, weights, options).context("cannot load the weights")?;
     let split = DeviceSplit::upload(backend, test)?;
@@ -247,7 +253,7 @@ fn eval_on<B: Backend>(
         .zip(metrics)
         .map(|(s, m)| Entry::new(space, s, trained.name(s), m))
         .collect();
-    Ok((trained, entries))
+    Ok((trained, space.clone(), entries))
 }
 
 /// `export --weights W --subnet S --out FILE`.

@@ -274,8 +274,9 @@ impl SearchSpace {
             ))
         })?;
         if subnet.len() != self.blocks.len() {
+            let plural = if subnet.len() == 1 { "" } else { "s" };
             return Err(invalid(format!(
-                "{} choices for {} blocks; {}",
+                "{} choice{plural} for {} blocks; {}",
                 subnet.len(),
                 self.blocks.len(),
                 self.takes_all()
