@@ -2,8 +2,9 @@
 //!
 //! Method: the data is uploaded and `--warmup` steps run first (pipelines, buffer pools and
 //! caches warm); then `--steps` steps are timed from the first to the loss read-back that waits
-//! for the last of them, and one evaluation of the subnets on the test set is timed the
-//! same way (every subnet of the space). An epoch is extrapolated from the time per step (60,000 images / batch steps).
+//! for the last of them, and one evaluation of every subnet of the space on the test set is
+//! timed the same way. An epoch is extrapolated from the time per step (60,000 images / batch
+//! steps).
 
 use std::time::Instant;
 
