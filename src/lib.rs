@@ -8,4 +8,5 @@ pub use error::{Error, Result};
 pub mod data;
 pub mod model;
 pub mod report;
+pub mod search;
 pub mod training;

@@ -55,15 +55,74 @@ impl Experiment {
     }
 }
 
-const FIGURES: [&str; 4] = [
+const FIGURES: [&str; 6] = [
+    "rank_agreement",
+    "oneshot_vs_standalone",
     "oneshot_accuracy",
     "standalone_accuracy",
-    "oneshot_vs_standalone",
     "kl_vs_standalone",
+    "zero_cost_vs_standalone",
 ];
 
-/// 2 seeds x (2 one-shot + 4 stand-alone).
-const TRAININGS: usize = 12;
+/// 2 seeds x (zero-cost + 2 one-shot + 4 stand-alone).
+const TRAININGS: usize = 14;
+
+/// A group's agreement of `predictor` in results.json.
+fn predictor<'a>(group: &'a serde_json::Value, predictor: &str) -> &'a serde_json::Value {
+    group["predictors"]
+        .as_array()
+        .and_then(|all| all.iter().find(|a| a["predictor"] == predictor))
+        .unwrap_or_else(|| panic!("no {predictor} in {group}"))
+}
+
+/// Every statistic the report promises, in results.json: tau and rho with an interval and a
+/// p-value, top-k overlap, regret at 1 and 3, for one-shot accuracy, the KL proxies and the
+/// zero-cost proxies; the noise ceiling of every variant.
+fn check_statistics(results: &serde_json::Value, seeds: usize) {
+    for group in results["groups"].as_array().expect("groups") {
+        for name in [
+            "oneshot_accuracy",
+            "kl_all_paths",
+            "kl_mean_of_subnets",
+            "grad_norm",
+            "snip",
+            "synflow",
+        ] {
+            let a = predictor(group, name);
+            for statistic in ["kendall_tau", "spearman_rho"] {
+                let e = &a[statistic];
+                assert_eq!(
+                    e["values"].as_array().map(Vec::len),
+                    Some(seeds),
+                    "{name} {statistic}"
+                );
+                assert!(
+                    e["interval"].is_array(),
+                    "{name} {statistic}: no interval: {e}"
+                );
+                let p = e["p_value"]["value"].as_f64().expect("p-value");
+                assert!((0.0..=1.0).contains(&p), "{name} {statistic}: p {p}");
+            }
+            assert!(
+                a["top_k"].as_array().is_some_and(|k| !k.is_empty()),
+                "{name}: top-k"
+            );
+            assert!(a["regret"]["mean"].is_number() && a["regret_top3"]["mean"].is_number());
+        }
+    }
+    let ceilings = results["noise_ceilings"]
+        .as_array()
+        .expect("noise ceilings");
+    assert!(!ceilings.is_empty());
+    for ceiling in ceilings {
+        let pairs = seeds * (seeds - 1) / 2;
+        assert_eq!(
+            ceiling["pairs"].as_array().map(Vec::len),
+            Some(pairs),
+            "{ceiling}"
+        );
+    }
+}
 
 fn result_files(experiment: &Experiment) -> Vec<PathBuf> {
     let plan = supernet::training::experiment::read_plan(experiment.out.path()).expect("plan");
@@ -82,19 +141,21 @@ fn check_report(experiment: &Experiment) {
         "2 samplings x 2 seeds"
     );
     assert_eq!(results["ranking_set"], "validation");
-    let tau = &results["groups"][0]["predictors"]["oneshot_accuracy"]["kendall_tau"];
-    assert_eq!(
-        tau["values"].as_array().map(Vec::len),
-        Some(2),
-        "one tau per seed"
-    );
+    check_statistics(&results, 2);
     let report = std::fs::read_to_string(experiment.path("report.md")).expect("report.md");
     for expected in [
         "Kendall tau-b",
         "Spearman rho",
-        "regret",
+        "95 % interval",
+        "regret@3",
+        "top-1 overlap",
+        "noise ceiling",
+        "## Conclusions",
+        "SynFlow at init",
         "KL from all paths",
         "KL from the mean",
+        "one digit per block, block 1 first: 0 = 3x3, 1 = 5x5",
+        "the last 200 training images, held out",
         "0.9877",
     ] {
         assert!(report.contains(expected), "report.md lacks '{expected}'");
@@ -254,8 +315,8 @@ fn experiment_over_a_larger_space() {
         out.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    // One one-shot training and the 9 subnets stand-alone.
-    assert_eq!(result_files(&experiment).len(), 10);
+    // The zero-cost proxies, one one-shot training and the 9 subnets stand-alone.
+    assert_eq!(result_files(&experiment).len(), 11);
     assert!(experiment.path("concat/seed-1/standalone-220").is_dir());
     let text = std::fs::read_to_string(experiment.path("results.json")).expect("results.json");
     let results: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
@@ -273,10 +334,13 @@ fn experiment_over_a_larger_space() {
     );
     let report = std::fs::read_to_string(experiment.path("report.md")).expect("report.md");
     assert!(
-        report.contains("| search space | 3,5,7/1,skip,3/3 (9 subnets) |"),
+        report.contains("| search space | `3,5,7/1,skip,3/3`: 9 subnets |"),
         "{report}"
     );
-    assert!(report.contains("[2,2,0]"), "a subnet's row is missing");
+    assert!(
+        report.contains("| 220 | 7x7, 3x3, 3x3 |"),
+        "a subnet's row is missing"
+    );
     assert!(
         !report.contains("The original study"),
         "the study's numbers are not this space's"
@@ -285,4 +349,67 @@ fn experiment_over_a_larger_space() {
         let png = std::fs::read(experiment.path(&format!("figures/{figure}.png"))).expect("png");
         assert!(png.starts_with(b"\x89PNG"), "{figure}.png");
     }
+}
+
+/// The study on a seeded sample of the space: `--standalone 4` of the 6 subnets of
+/// `3,5/3,5,7`, both variants, seeds 1 and 2; the sample recorded in the plan and the same
+/// for every seed and variant; a rerun trains nothing; the statistics are all there.
+#[test]
+fn experiment_on_a_sample_of_the_space() {
+    let experiment = Experiment::new();
+    let (data, out) = (experiment.data.path(), experiment.out.path());
+    let run = || {
+        supernet(&[
+            "experiment",
+            "--backend",
+            "cpu",
+            "--space",
+            "3,5/3,5,7",
+            "--epochs",
+            "1",
+            "--seeds",
+            "1,2",
+            "--standalone",
+            "4",
+            "--kl-images",
+            "32",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let plan = supernet::training::experiment::read_plan(out).expect("plan");
+    assert_eq!(plan.standalone, "4");
+    assert_eq!(plan.standalone_subnets.len(), 4);
+    // 2 variants x 2 seeds x (zero-cost + one-shot + 4 stand-alone).
+    assert_eq!(result_files(&experiment).len(), 24);
+    for variant in ["sum", "concat"] {
+        for seed in [1, 2] {
+            for subnet in &plan.standalone_subnets {
+                let dir = format!("{variant}/seed-{seed}/standalone-{subnet}/result.json");
+                assert!(experiment.path(&dir).is_file(), "{dir}");
+            }
+        }
+    }
+    let again = run();
+    assert!(
+        stderr(&again).contains("24 finished earlier, 0 to train"),
+        "{}",
+        stderr(&again)
+    );
+    let text = std::fs::read_to_string(experiment.path("results.json")).expect("results.json");
+    let results: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(results["subnets"].as_array().map(Vec::len), Some(4));
+    check_statistics(&results, 2);
+    let zero = std::fs::read_to_string(experiment.path("sum/seed-1/zero-cost/result.json"))
+        .expect("zero-cost");
+    let zero: serde_json::Value = serde_json::from_str(&zero).expect("JSON");
+    assert_eq!(
+        zero["zero_cost"]["synflow"].as_object().map(|m| m.len()),
+        Some(6),
+        "every subnet of the space"
+    );
 }

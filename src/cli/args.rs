@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use supernet::model::SearchSpace;
+use supernet::training::experiment::Standalone;
 
 #[derive(Parser)]
 #[command(
@@ -36,8 +37,9 @@ pub enum Command {
         #[command(flatten)]
         train: TrainArgs,
     },
-    /// The whole study: for each variant and seed, one-shot and every subnet stand-alone;
-    /// then rank statistics, the KL proxy, figures and `report.md`. Resumable.
+    /// The whole study: for each variant and seed, the zero-cost proxies, one-shot training
+    /// and the stand-alone ground truth (every subnet or a sample); then rank statistics with
+    /// intervals and p-values, figures and `report.md`. Resumable.
     Experiment(ExperimentArgs),
     /// Rebuild `report.md`, `results.json` and the figures of an experiment directory from its
     /// saved results, without training.
@@ -78,6 +80,10 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Rank the subnets of a trained SuperNet by one-shot accuracy on held-out training
+    /// images: every subnet, or those an evolutionary search visits within a budget; write the
+    /// ranking (CSV and JSON) and optionally export the best.
+    Search(SearchArgs),
     /// List the GPU adapters and say which backend `--backend auto` takes, and why.
     Devices,
     /// Time one-shot training steps and one evaluation pass (images/s, seconds per epoch,
@@ -100,6 +106,44 @@ pub enum Command {
     },
 }
 
+/// `search`.
+#[derive(Args, Clone, Debug)]
+pub struct SearchArgs {
+    /// The trained SuperNet's model.safetensors.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The search space of a file without metadata (as for eval).
+    #[arg(long, value_parser = parse_space)]
+    pub space: Option<SearchSpace>,
+    /// `exhaustive` scores every subnet; `evolution` searches as Single Path One-Shot does.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Exhaustive)]
+    pub strategy: StrategyArg,
+    /// Evolution: distinct subnets to score (default: a quarter of the space).
+    #[arg(long)]
+    pub budget: Option<usize>,
+    /// Evolution: the random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Export the K best subnets as plain networks into --out.
+    #[arg(long, default_value_t = 0)]
+    pub top: usize,
+    /// Rank on the last N training images: the ones `--val N` held out of the SuperNet's
+    /// training (give the same N), so the ranking never sees the test set.
+    #[arg(long, default_value_t = 10_000)]
+    pub val: usize,
+    /// Output directory. Default: runs/search-<timestamp>/.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    Exhaustive,
+    Evolution,
+}
+
 /// The search space of a command that builds a model.
 #[derive(Args, Clone, Debug)]
 pub struct SpaceArgs {
@@ -108,6 +152,16 @@ pub struct SpaceArgs {
     /// 4 subnets), large (1,3,5,7/1,3,5,7/1,3,5,7, 64), fixture (3,5,7/1,3,5,skip/3,5, 24).
     #[arg(long, default_value = "3,5/3,5", value_parser = parse_space)]
     pub space: SearchSpace,
+}
+
+fn parse_standalone(text: &str) -> Result<Standalone, String> {
+    match text {
+        "all" => Ok(Standalone::All),
+        count => match count.parse() {
+            Ok(0) | Err(_) => Err(format!("'{count}' is neither all nor a count of subnets")),
+            Ok(n) => Ok(Standalone::Sample(n)),
+        },
+    }
 }
 
 fn parse_space(text: &str) -> Result<SearchSpace, String> {
@@ -224,9 +278,14 @@ pub struct ExperimentArgs {
     /// One-shot sampling strategies to compare, comma-separated: `uniform`, `fair`.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "uniform")]
     pub sampling: Vec<SamplingArg>,
-    /// Training images (a fixed sample) the KL-divergence proxy averages over.
+    /// Images (a fixed sample of the held-out ones with --val, else of the training images)
+    /// the KL-divergence proxy averages over.
     #[arg(long, default_value_t = 1024)]
     pub kl_images: usize,
+    /// The stand-alone ground truth: `all` subnets of the space, or a seeded uniform sample of
+    /// N of them (the same for every seed and variant, recorded in experiment.json).
+    #[arg(long, default_value = "all", value_parser = parse_standalone)]
+    pub standalone: Standalone,
     #[command(flatten)]
     pub protocol: ProtocolArgs,
     /// Output directory; rerunning with the same one skips every finished training.

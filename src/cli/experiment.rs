@@ -7,12 +7,12 @@ use anyhow::{Context, Result};
 use supernet::data::Dataset;
 use supernet::engine::Backend;
 use supernet::model::Variant;
-use supernet::report::summary::{Spread, Summary};
+use supernet::report::summary::{Predictor, Summary};
 use supernet::report::{self, write_atomically, RunDir};
 use supernet::training::experiment::{
     job_state, Experiment, Job, JobKind, JobResult, JobState, PLAN_FILE, RESULT_FILE,
 };
-use supernet::training::Mode;
+use supernet::training::{Mode, Trainer};
 
 use crate::cli::args::{ExperimentArgs, VariantsArg};
 use crate::cli::backend::{select, Selected};
@@ -109,6 +109,7 @@ fn plan(args: &ExperimentArgs) -> Experiment {
         samplings,
         protocol: protocol_config(&args.protocol, Variant::Sum, Mode::OneShot),
         kl_images: args.kl_images,
+        standalone: args.standalone,
     }
 }
 
@@ -135,13 +136,24 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Trains `job` into `run`; after a one-shot training, the KL proxy.
+    /// Trains `job` into `run`; after a one-shot training, the KL proxy. A zero-cost job
+    /// only scores the subnets at initialisation.
     fn train_job<B: Backend>(&self, backend: &B, job: &Job, run: &RunDir) -> Result<JobResult> {
         let started = Instant::now();
         let config = self.experiment.config(job);
+        if job.kind == JobKind::ZeroCost {
+            let trainer = Trainer::new(backend, self.data, config.clone())?;
+            let mut result = JobResult::new(job, &config, self.backend.describe());
+            result.test_images = Some(self.data.test.count);
+            result.zero_cost = Some(trainer.zero_cost(config.batch_size)?);
+            result.wall_seconds = started.elapsed().as_secs_f64();
+            eprintln!("{}: zero-cost proxies of every subnet", job.dir().display());
+            return Ok(result);
+        }
         let device = &self.args.device;
         let (history, trainer) = train_one(backend, self.backend, self.data, &config, run, device)?;
         let mut result = JobResult::new(job, &config, self.backend.describe());
+        result.test_images = Some(self.data.test.count);
         if let JobKind::OneShot(_) = job.kind {
             result.kl_proxy = Some(trainer.kl_proxy(self.experiment.kl_images)?);
         }
@@ -167,26 +179,35 @@ fn clear_interrupted(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The rank statistics on the terminal; the rest is in `report.md`.
+/// One-shot accuracy's rank statistics on the terminal; the rest is in `report.md`.
 fn print_summary(summary: &Summary) {
-    let show = |s: &Spread| match (s.mean, s.std) {
-        (Some(m), Some(d)) => format!("{m:+.2} ± {d:.2}"),
-        (Some(m), None) => format!("{m:+.2}"),
-        _ => "-".to_string(),
-    };
     println!(
-        "one-shot vs stand-alone over {} seed(s), ranked on the {} set",
+        "one-shot accuracy vs stand-alone test accuracy: {} subnets, {} seed{}, ranked on the {} set",
+        summary.subnets.len(),
         summary.plan.seeds.len(),
+        if summary.plan.seeds.len() == 1 { "" } else { "s" },
         summary.ranking_set
     );
-    println!("  group                     Kendall tau-b   Spearman rho   regret");
+    println!("  group              Kendall tau-b  95 % interval    p        regret");
     for group in &summary.groups {
-        let a = &group.predictors.oneshot_accuracy;
+        let Some(a) = group.predictor(Predictor::OneshotAccuracy) else {
+            continue;
+        };
+        let tau = &a.kendall_tau;
+        let interval = tau
+            .interval
+            .map_or("-".to_string(), |(lo, hi)| format!("[{lo:+.2}, {hi:+.2}]"));
+        let p = tau
+            .p_value
+            .map_or("-".to_string(), |p| format!("{:.4}", p.value));
         println!(
-            "  {:<25} {:<15} {:<14} {:.4}",
+            "  {:<18} {:<14} {:<16} {:<8} {:.4}",
             format!("{}, {}", group.variant, group.sampling),
-            show(&a.kendall_tau),
-            show(&a.spearman_rho),
+            tau.spread
+                .mean
+                .map_or("-".to_string(), |m| format!("{m:+.2}")),
+            interval,
+            p,
             a.regret.mean.unwrap_or(f64::NAN)
         );
     }

@@ -6,6 +6,7 @@ mod bench;
 mod commands;
 mod experiment;
 mod progress;
+mod search;
 mod tables;
 
 use anyhow::Result;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<()> {
             space,
             out,
         } => commands::export(&weights, &subnet, space.as_ref(), &out),
+        Command::Search(args) => search::search(&args),
         Command::Devices => backend::list_devices(),
         Command::Bench {
             variant,

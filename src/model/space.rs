@@ -322,6 +322,32 @@ impl SearchSpace {
             .join(",")
     }
 
+    /// What each digit of a subnet's name means: "one digit per block, block 1 first: 0 =
+    /// 3x3, 1 = 5x5" when every block has the same choices, else block by block.
+    pub fn key(&self) -> String {
+        let choices = |block: &[Choice]| {
+            block
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{i} = {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.blocks.iter().all(|b| *b == self.blocks[0]) {
+            return format!(
+                "one digit per block, block 1 first: {}",
+                choices(&self.blocks[0])
+            );
+        }
+        let blocks: Vec<String> = self
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(b, block)| format!("block {}: {}", b + 1, choices(block)))
+            .collect();
+        format!("one digit per block, block 1 first; {}", blocks.join("; "))
+    }
+
     /// What `subnet` is, block by block: "5x5, skip, 5x5".
     pub fn describe(&self, subnet: &Subnet) -> String {
         self.path(subnet)
@@ -456,6 +482,15 @@ mod tests {
         let space = SearchSpace::parse("3,5,7/1,3,5,skip/3,5").expect("fixture");
         let subnet = space.parse_subnet("131").expect("131");
         assert_eq!(space.describe(&subnet), "5x5, skip, 5x5");
+        assert_eq!(
+            space.key(),
+            "one digit per block, block 1 first; block 1: 0 = 3x3, 1 = 5x5, 2 = 7x7; \
+             block 2: 0 = 1x1, 1 = 3x3, 2 = 5x5, 3 = skip; block 3: 0 = 3x3, 1 = 5x5"
+        );
+        assert_eq!(
+            SearchSpace::study().key(),
+            "one digit per block, block 1 first: 0 = 3x3, 1 = 5x5"
+        );
         assert_eq!(space.parse_subnet("1,3,1").expect("1,3,1"), subnet);
         assert_eq!(space.only(&subnet).to_string(), "5/skip/5");
         let all = space.subnets();

@@ -1,67 +1,59 @@
-//! The report's four figures, drawn once as SVG with plotters and rasterised to PNG with resvg
-//! (text in the bundled DejaVu Sans, so a PNG looks the same on every machine).
+//! The report's figures, drawn as SVG with plotters and rasterised to PNG with resvg (text in
+//! the bundled DejaVu Sans, so a PNG looks the same on every machine).
+//!
+//! Made to be printed: a panel is `PANEL` pixels, meant for a column of `COLUMN_INCHES`, so a
+//! figure of two panel columns fills a 6.5-inch text width; at that width the smallest text
+//! (`TICK_FONT`) is 9.7 pt. Panels of one figure share their axes. Subnets are told apart by
+//! colour (the Okabe-Ito palette, safe for colour-blind readers) and by marker shape; in a
+//! large space only the best and the worst few are labelled, the rest drawn in grey. Every
+//! figure ends with the key to the subnet names.
 
 use std::ops::Range;
 use std::path::Path;
 
 use plotters::coord::Shift;
+use plotters::element::{Drawable, PointCollection};
 use plotters::prelude::*;
+use plotters_backend::{BackendCoord, DrawingErrorKind};
 
 use crate::error::{Error, Result};
-use crate::report::summary::{Group, Spread, Summary};
+use crate::model::SearchSpace;
+use crate::report::markdown::{interval, signed};
+use crate::report::summary::{Curve, Estimate, Group, Predictor, Spread, SubnetSpread, Summary};
 use crate::report::write_atomically;
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-const PANEL: (u32, u32) = (520, 420);
+const PANEL: (u32, u32) = (520, 460);
+/// The print width of one panel column: two columns fill a 6.5-inch text width.
+pub const COLUMN_INCHES: f64 = 3.25;
+/// Pixels; 20 px on a 520-px panel printed 3.25 inches wide is 9.7 pt.
+const TICK_FONT: u32 = 20;
+const LABEL_FONT: u32 = 22;
+const TITLE_FONT: u32 = 23;
+/// The key to the subnet names, under the panels.
+const FOOTER: u32 = 44;
+const COLUMNS: usize = 2;
 /// PNG pixels per SVG unit.
 const PNG_SCALE: f32 = 2.0;
-/// One colour per labelled subnet, in the space's order (00, 10, 01, 11 for the study).
+
+/// Okabe & Ito's palette (black first), then shapes, so that neither colour nor shape alone
+/// has to tell subnets apart.
 const COLOURS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(213, 94, 0),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+    RGBColor(240, 228, 66),
 ];
+const SHAPES: usize = 5;
 /// Subnets not labelled (in a space of more than `COLOURS.len()`) are drawn in this.
-const UNLABELLED: RGBColor = RGBColor(200, 200, 200);
-/// In a large space, the best and the worst few subnets by final value are labelled.
+const UNLABELLED: RGBColor = RGBColor(190, 190, 190);
+/// In a large space, the best and the worst few subnets by their final value are labelled.
 const LABELLED_BEST: usize = 3;
 const LABELLED_WORST: usize = 2;
-
-/// Which subnets a figure labels, by their final values: all of a small space; in a larger
-/// one the best `LABELLED_BEST` and the worst `LABELLED_WORST`.
-fn labelled(finals: &[f64]) -> Vec<bool> {
-    if finals.len() <= COLOURS.len() {
-        return vec![true; finals.len()];
-    }
-    let mut order: Vec<usize> = (0..finals.len()).collect();
-    order.sort_by(|&a, &b| finals[b].total_cmp(&finals[a]));
-    let mut chosen = vec![false; finals.len()];
-    let worst = &order[order.len() - LABELLED_WORST..];
-    for &k in order[..LABELLED_BEST].iter().chain(worst) {
-        chosen[k] = true;
-    }
-    chosen
-}
-
-/// The colour of each subnet: the palette in order over the labelled ones, grey for the rest.
-fn colours(labelled: &[bool]) -> Vec<RGBColor> {
-    let mut next = 0;
-    labelled
-        .iter()
-        .map(|&l| {
-            if !l {
-                return UNLABELLED;
-            }
-            next += 1;
-            COLOURS[(next - 1) % COLOURS.len()]
-        })
-        .collect()
-}
 
 /// A figure: its file stem and what it shows (for the report's captions).
 pub struct Figure {
@@ -69,22 +61,30 @@ pub struct Figure {
     pub caption: &'static str,
 }
 
-pub const FIGURES: [Figure; 4] = [
+pub const FIGURES: [Figure; 6] = [
     Figure {
-        stem: "oneshot_accuracy",
-        caption: "One-shot test accuracy of each subnet after every epoch (mean over seeds)",
-    },
-    Figure {
-        stem: "standalone_accuracy",
-        caption: "Stand-alone test accuracy of each subnet after every epoch (mean over seeds)",
+        stem: "rank_agreement",
+        caption: "Kendall tau-b of each predictor against stand-alone test accuracy: mean over seeds and 95 % bootstrap interval; the grey band is the noise ceiling (two stand-alone seeds) with its interval",
     },
     Figure {
         stem: "oneshot_vs_standalone",
-        caption: "Final one-shot vs stand-alone accuracy; bars: one standard deviation over seeds",
+        caption: "Final one-shot accuracy (ranking split) against stand-alone test accuracy; bars: one standard deviation over seeds; dashed: y = x; solid: least-squares line",
+    },
+    Figure {
+        stem: "oneshot_accuracy",
+        caption: "One-shot test accuracy after every epoch; line: mean over seeds, band: one standard deviation",
+    },
+    Figure {
+        stem: "standalone_accuracy",
+        caption: "Stand-alone test accuracy after every epoch; line: mean over seeds, band: one standard deviation",
     },
     Figure {
         stem: "kl_vs_standalone",
-        caption: "KL proxy (after one-shot training) vs stand-alone accuracy; bars: one standard deviation over seeds",
+        caption: "KL proxy after one-shot training against stand-alone test accuracy (top: from the all-paths SuperNet; bottom: from the mean of the subnets); bars: one standard deviation over seeds; solid: least-squares line",
+    },
+    Figure {
+        stem: "zero_cost_vs_standalone",
+        caption: "Zero-cost proxies at initialisation (log10) against stand-alone test accuracy (rows: gradient norm, SNIP, SynFlow; the sampling strategy plays no part); bars: one standard deviation over seeds; solid: least-squares line",
     },
 ];
 
@@ -94,16 +94,31 @@ pub fn write_all(summary: &Summary, dir: &Path) -> Result<()> {
         path: dir.to_path_buf(),
         error,
     })?;
-    let standalone_groups = first_group_per_variant(&summary.groups);
+    let key = SearchSpace::parse(&summary.plan.space)
+        .map(|s| format!("Subnet names: {}", s.key()))
+        .unwrap_or_default();
+    let groups = &summary.groups;
+    let standalone = first_group_per_variant(groups);
     let svgs = [
-        draw(&summary.groups, 1, |area, g, _| {
-            curves(area, g, &g.oneshot_curves, "one-shot")
+        draw(groups, 1, &key, |area, g, _| {
+            rank_agreement(area, g, summary)
         })?,
-        draw(&standalone_groups, 1, |area, g, _| {
-            curves(area, g, &g.standalone_curves, "stand-alone")
+        draw(groups, 1, &key, |area, g, _| {
+            scatter(area, g, &Axis::oneshot(summary), summary)
         })?,
-        draw(&summary.groups, 1, |area, g, _| scatter_oneshot(area, g))?,
-        draw(&summary.groups, 2, scatter_kl)?,
+        draw(groups, 1, &key, |area, g, _| {
+            curves(area, g, &g.oneshot_curves, "one-shot", groups)
+        })?,
+        draw(&standalone, 1, &key, |area, g, _| {
+            curves(area, g, &g.standalone_curves, "stand-alone", &standalone)
+        })?,
+        draw(groups, 2, &key, |area, g, row| {
+            scatter(area, g, &Axis::kl(summary, row), summary)
+        })?,
+        // The proxies score the initialisation, which the sampling strategy does not touch.
+        draw(&standalone, 3, &key, |area, g, row| {
+            scatter(area, g, &Axis::zero_cost(summary, row), summary)
+        })?,
     ];
     for (figure, svg) in FIGURES.iter().zip(svgs) {
         write_atomically(&dir.join(format!("{}.svg", figure.stem)), svg.as_bytes())?;
@@ -130,40 +145,61 @@ fn first_group_per_variant(groups: &[Group]) -> Vec<Group> {
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
-/// One column per group and `rows` rows; `panel(area, group, row)` draws each.
+/// Each group's `rows` panels stacked, the groups in up to `COLUMNS` columns, and the key
+/// underneath; `panel(area, group, row)` draws each.
 fn draw(
     groups: &[Group],
     rows: usize,
+    key: &str,
     panel: impl Fn(&Area, &Group, usize) -> DrawResult,
 ) -> Result<String> {
+    let columns = groups.len().clamp(1, COLUMNS);
+    let group_rows = groups.len().div_ceil(columns);
     let mut svg = String::new();
     {
-        let size = (PANEL.0 * groups.len() as u32, PANEL.1 * rows as u32);
-        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        let width = PANEL.0 * columns as u32;
+        let height = PANEL.1 * (group_rows * rows) as u32 + FOOTER;
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
-        let areas = root.split_evenly((rows, groups.len()));
-        for (i, area) in areas.iter().enumerate() {
-            let (row, column) = (i / groups.len(), i % groups.len());
-            panel(area, &groups[column], row).map_err(plot_error)?;
+        let (panels, footer) = root.split_vertically(height - FOOTER);
+        let areas = panels.split_evenly((group_rows * rows, columns));
+        for (g, group) in groups.iter().enumerate() {
+            for row in 0..rows {
+                let (grid_row, column) = ((g / columns) * rows + row, g % columns);
+                panel(&areas[grid_row * columns + column], group, row).map_err(plot_error)?;
+            }
         }
+        footer
+            .draw_text(key, &font(TICK_FONT), (12, 8))
+            .map_err(plot_error)?;
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
+}
+
+fn font(size: u32) -> TextStyle<'static> {
+    ("sans-serif", size).into_font().color(&BLACK)
 }
 
 fn plot_error(error: impl std::fmt::Display) -> Error {
     Error::invalid("figure", error.to_string())
 }
 
-fn title(group: &Group, what: &str) -> String {
-    if what.is_empty() {
-        format!("{} SuperNet, {} sampling", group.variant, group.sampling)
-    } else {
-        format!("{} SuperNet, {what}", group.variant)
+fn title(group: &Group) -> String {
+    format!("{}, {} sampling", group.variant, group.sampling)
+}
+
+/// A panel of the zero-cost figure is about a variant's initialisation, not a sampling.
+fn scatter_title(group: &Group, axis: &Axis) -> String {
+    match axis.predictor {
+        Predictor::GradNorm | Predictor::Snip | Predictor::Synflow => {
+            format!("{} SuperNet, at initialisation", group.variant)
+        }
+        _ => title(group),
     }
 }
 
-/// `[lo, hi]` padded by 5% on each side (or a little, if all values are equal).
+/// `[lo, hi]` padded by 5 % on each side (or a little, if all values are equal).
 fn padded(values: impl Iterator<Item = f64>) -> Range<f64> {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
@@ -183,149 +219,477 @@ fn decimals(range: &Range<f64>) -> usize {
     (-step.log10().floor()).clamp(0.0, 8.0) as usize
 }
 
-fn curves(area: &Area, group: &Group, curves: &[Vec<f64>], what: &str) -> DrawResult {
-    let epochs = curves.iter().map(Vec::len).max().unwrap_or(1).max(2);
-    let y = padded(curves.iter().flatten().copied());
+/// Which subnets a figure labels, by their final values: all of a small space; in a larger
+/// one the best `LABELLED_BEST` and the worst `LABELLED_WORST`.
+fn labelled(finals: &[f64]) -> Vec<bool> {
+    if finals.len() <= COLOURS.len() {
+        return vec![true; finals.len()];
+    }
+    let mut order: Vec<usize> = (0..finals.len()).collect();
+    order.sort_by(|&a, &b| finals[b].total_cmp(&finals[a]));
+    let mut chosen = vec![false; finals.len()];
+    let worst = &order[order.len() - LABELLED_WORST..];
+    for &k in order[..LABELLED_BEST].iter().chain(worst) {
+        chosen[k] = true;
+    }
+    chosen
+}
+
+/// Each subnet's colour and shape: the palette and the shapes in turn over the labelled
+/// ones; grey circles for the rest.
+fn styles(labelled: &[bool]) -> Vec<(RGBColor, usize)> {
+    let mut next = 0;
+    labelled
+        .iter()
+        .map(|&l| {
+            if !l {
+                return (UNLABELLED, 0);
+            }
+            next += 1;
+            (COLOURS[(next - 1) % COLOURS.len()], (next - 1) % SHAPES)
+        })
+        .collect()
+}
+
+/// A marker of `shape` (circle, triangle, square, diamond, cross) centred on `at`: one element
+/// type for every shape, usable in a series and in its legend alike.
+struct Mark<C> {
+    at: C,
+    shape: usize,
+    colour: RGBColor,
+    size: i32,
+}
+
+fn marker<C>(at: C, shape: usize, colour: RGBColor, size: i32) -> Mark<C> {
+    Mark {
+        at,
+        shape,
+        colour,
+        size,
+    }
+}
+
+impl<'a, C: 'a> PointCollection<'a, C> for &'a Mark<C> {
+    type Point = &'a C;
+    type IntoIter = std::iter::Once<&'a C>;
+    fn point_iter(self) -> Self::IntoIter {
+        std::iter::once(&self.at)
+    }
+}
+
+impl<C, DB: DrawingBackend> Drawable<DB> for Mark<C> {
+    fn draw<I: Iterator<Item = BackendCoord>>(
+        &self,
+        mut points: I,
+        backend: &mut DB,
+        _: (u32, u32),
+    ) -> std::result::Result<(), DrawingErrorKind<DB::ErrorType>> {
+        let Some((x, y)) = points.next() else {
+            return Ok(());
+        };
+        let (s, t) = (self.size, self.size + 2);
+        let fill = self.colour.filled();
+        match self.shape % SHAPES {
+            0 => backend.draw_circle((x, y), s as u32, &fill, true),
+            1 => backend.fill_polygon([(x, y - t), (x + t, y + s), (x - t, y + s)], &fill),
+            2 => backend.draw_rect((x - s, y - s), (x + s, y + s), &fill, true),
+            3 => backend.fill_polygon([(x, y - t), (x + t, y), (x, y + t), (x - t, y)], &fill),
+            _ => {
+                let stroke = self.colour.stroke_width(3);
+                backend.draw_line((x - s, y - s), (x + s, y + s), &stroke)?;
+                backend.draw_line((x - s, y + s), (x + s, y - s), &stroke)
+            }
+        }
+    }
+}
+
+/// Curves over epochs with a band of one standard deviation; panels share the y range.
+fn curves(area: &Area, group: &Group, curves: &[Curve], what: &str, all: &[Group]) -> DrawResult {
+    let pick = |g: &Group| {
+        if what == "one-shot" {
+            g.oneshot_curves.clone()
+        } else {
+            g.standalone_curves.clone()
+        }
+    };
+    let every: Vec<Curve> = all.iter().flat_map(pick).collect();
+    let epochs = every.iter().map(|c| c.mean.len()).max().unwrap_or(1).max(2);
+    let y = padded(
+        every
+            .iter()
+            .flat_map(|c| c.mean.iter().zip(&c.std).flat_map(|(m, s)| [m - s, m + s])),
+    );
     let y_decimals = decimals(&y);
     let caption = if what == "one-shot" {
-        title(group, "")
+        title(group)
     } else {
-        title(group, what)
+        format!("{} SuperNet", group.variant)
     };
     let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
+        .caption(caption, font(TITLE_FONT))
+        .margin(14)
+        .x_label_area_size(56)
+        .y_label_area_size(84)
         .build_cartesian_2d(1f64..epochs as f64, y)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
         .y_desc(format!("{what} test accuracy"))
-        .x_labels(epochs.min(15))
+        .label_style(font(TICK_FONT))
+        .axis_desc_style(font(LABEL_FONT))
+        .x_labels(epochs.min(8))
+        .y_labels(6)
+        .light_line_style(WHITE)
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| format!("{v:.y_decimals$}"))
         .draw()?;
     let finals: Vec<f64> = curves
         .iter()
-        .map(|c| c.last().copied().unwrap_or(f64::NAN))
+        .map(|c| c.mean.last().copied().unwrap_or(f64::NAN))
         .collect();
     let labelled = labelled(&finals);
-    let colours = colours(&labelled);
+    let styles = styles(&labelled);
+    let points = |c: &Curve| -> Vec<(f64, f64)> {
+        c.mean
+            .iter()
+            .enumerate()
+            .map(|(e, &a)| ((e + 1) as f64, a))
+            .collect()
+    };
     // The unlabelled first, so that the labelled are drawn over them.
     for (k, curve) in curves.iter().enumerate().filter(|(k, _)| !labelled[*k]) {
-        let points = curve.iter().enumerate().map(|(e, &a)| ((e + 1) as f64, a));
-        chart.draw_series(LineSeries::new(points, colours[k].stroke_width(1)))?;
+        chart.draw_series(LineSeries::new(points(curve), styles[k].0.stroke_width(1)))?;
     }
     for (k, curve) in curves.iter().enumerate().filter(|(k, _)| labelled[*k]) {
-        let colour = colours[k];
-        let points = curve.iter().enumerate().map(|(e, &a)| ((e + 1) as f64, a));
-        chart.draw_series(points.clone().map(|p| Circle::new(p, 3, colour.filled())))?;
+        let (colour, shape) = styles[k];
+        let upper = curve.mean.iter().zip(&curve.std).map(|(m, s)| m + s);
+        let lower = curve.mean.iter().zip(&curve.std).map(|(m, s)| m - s);
+        let band: Vec<(f64, f64)> = upper
+            .enumerate()
+            .map(|(e, v)| ((e + 1) as f64, v))
+            .chain(lower.enumerate().map(|(e, v)| ((e + 1) as f64, v)).rev())
+            .collect();
+        chart.draw_series([Polygon::new(band, colour.mix(0.15).filled())])?;
+        chart.draw_series(LineSeries::new(points(curve), colour.stroke_width(2)))?;
         chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
+            .draw_series(
+                points(curve)
+                    .into_iter()
+                    .map(|p| marker(p, shape, colour, 5)),
+            )?
             .label(group.subnets[k].subnet.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-            });
+            .legend(move |(x, y)| marker((x + 9, y), shape, colour, 5));
     }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
+        .label_font(font(TICK_FONT))
+        .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
     Ok(())
 }
 
-/// Points with error bars in x and y, one per subnet, labelled by name.
-fn scatter(
-    area: &Area,
-    caption: String,
-    x_desc: &str,
-    points: &[(String, &Spread, &Spread)],
-) -> DrawResult {
-    let mean = |s: &Spread| s.mean.unwrap_or(f64::NAN);
-    let std = |s: &Spread| s.std.unwrap_or(0.0);
-    let x = padded(
-        points
-            .iter()
-            .flat_map(|(_, x, _)| [mean(x) - std(x), mean(x) + std(x)]),
-    );
-    let y = padded(
-        points
-            .iter()
-            .flat_map(|(_, _, y)| [mean(y) - std(y), mean(y) + std(y)]),
-    );
-    let (x_decimals, y_decimals) = (decimals(&x), decimals(&y));
+/// What a scatter's x axis shows, over every group (for shared axes).
+struct Axis {
+    label: &'static str,
+    predictor: Predictor,
+    /// x per subnet of a group, mean and sd over seeds (None where the group lacks it).
+    x: AxisValue,
+    range: Range<f64>,
+    y_range: Range<f64>,
+}
+
+fn mean_sd(s: &Spread) -> Option<(f64, f64)> {
+    Some((s.mean?, s.std.unwrap_or(0.0)))
+}
+
+type AxisValue = fn(&Group, &SubnetSpread, &Summary) -> Option<(f64, f64)>;
+
+impl Axis {
+    /// x from `x`, both ranges over every group's subnets.
+    fn new(summary: &Summary, label: &'static str, predictor: Predictor, x: AxisValue) -> Axis {
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for g in &summary.groups {
+            for s in &g.subnets {
+                if let Some((m, sd)) = x(g, s, summary) {
+                    xs.extend([m - sd, m + sd]);
+                }
+                if let Some((m, sd)) = mean_sd(&s.standalone_test) {
+                    ys.extend([m - sd, m + sd]);
+                }
+            }
+        }
+        Axis {
+            label,
+            predictor,
+            x,
+            range: padded(xs.into_iter()),
+            y_range: padded(ys.into_iter()),
+        }
+    }
+
+    /// One-shot and stand-alone accuracies on one range, so that y = x is the diagonal.
+    fn oneshot(summary: &Summary) -> Axis {
+        let mut axis = Self::new(
+            summary,
+            "one-shot accuracy",
+            Predictor::OneshotAccuracy,
+            |_, s, _| mean_sd(&s.oneshot),
+        );
+        let (x, y) = (axis.range.clone(), axis.y_range.clone());
+        axis.range = x.start.min(y.start)..x.end.max(y.end);
+        axis.y_range = axis.range.clone();
+        axis
+    }
+
+    fn kl(summary: &Summary, row: usize) -> Axis {
+        match row {
+            0 => Self::new(
+                summary,
+                "KL from the all-paths SuperNet",
+                Predictor::KlAllPaths,
+                |_, s, _| mean_sd(&s.kl_all_paths),
+            ),
+            _ => Self::new(
+                summary,
+                "KL from the mean of the subnets",
+                Predictor::KlMeanOfSubnets,
+                |_, s, _| mean_sd(&s.kl_mean_of_subnets),
+            ),
+        }
+    }
+
+    fn zero_cost(summary: &Summary, row: usize) -> Axis {
+        match row {
+            0 => Self::new(
+                summary,
+                "log10 gradient norm at init",
+                Predictor::GradNorm,
+                |g, s, sum| zero_cost_mean(g, s, sum, Predictor::GradNorm),
+            ),
+            1 => Self::new(
+                summary,
+                "log10 SNIP at init",
+                Predictor::Snip,
+                |g, s, sum| zero_cost_mean(g, s, sum, Predictor::Snip),
+            ),
+            _ => Self::new(
+                summary,
+                "log10 SynFlow at init",
+                Predictor::Synflow,
+                |g, s, sum| zero_cost_mean(g, s, sum, Predictor::Synflow),
+            ),
+        }
+    }
+}
+
+/// log10 of a zero-cost proxy over the group's seeds: mean and sd.
+fn zero_cost_mean(
+    g: &Group,
+    s: &SubnetSpread,
+    summary: &Summary,
+    p: Predictor,
+) -> Option<(f64, f64)> {
+    let values: Vec<Option<f64>> = summary
+        .runs
+        .iter()
+        .filter(|r| r.variant == g.variant && r.sampling == g.sampling)
+        .filter_map(|r| r.subnets.iter().find(|x| x.subnet == s.subnet))
+        .filter_map(|x| p.score(x))
+        .filter(|v| *v > 0.0)
+        .map(f64::log10)
+        .map(Some)
+        .collect::<Vec<_>>();
+    mean_sd(&Spread::of(values))
+}
+
+/// A subnet's index, its x (mean, sd) and its y (mean, sd).
+type ScatterPoint = (usize, (f64, f64), (f64, f64));
+
+/// One point per subnet with bars of one sd, the least-squares line, y = x where both axes
+/// are accuracies, and the predictor's tau with its interval.
+fn scatter(area: &Area, group: &Group, axis: &Axis, summary: &Summary) -> DrawResult {
+    let points: Vec<ScatterPoint> = group
+        .subnets
+        .iter()
+        .enumerate()
+        .filter_map(|(k, s)| {
+            Some((
+                k,
+                (axis.x)(group, s, summary)?,
+                mean_sd(&s.standalone_test)?,
+            ))
+        })
+        .collect();
+    let (x_decimals, y_decimals) = (decimals(&axis.range), decimals(&axis.y_range));
     let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x, y)?;
+        .caption(scatter_title(group, axis), font(TITLE_FONT))
+        .margin(14)
+        .margin_right(24)
+        .x_label_area_size(56)
+        .y_label_area_size(84)
+        .build_cartesian_2d(axis.range.clone(), axis.y_range.clone())?;
     chart
         .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc("stand-alone accuracy")
+        .x_desc(axis.label)
+        .y_desc("stand-alone test accuracy")
+        .label_style(font(TICK_FONT))
+        .axis_desc_style(font(LABEL_FONT))
+        .x_labels(5)
+        .y_labels(6)
+        .light_line_style(WHITE)
         .x_label_formatter(&|v| format!("{v:.x_decimals$}"))
         .y_label_formatter(&|v| format!("{v:.y_decimals$}"))
         .draw()?;
-    let finals: Vec<f64> = points.iter().map(|(_, _, y)| mean(y)).collect();
+    if points.is_empty() {
+        return Ok(());
+    }
+    let grey = RGBColor(120, 120, 120);
+    if axis.predictor == Predictor::OneshotAccuracy {
+        let (lo, hi) = (axis.range.start, axis.range.end);
+        chart.draw_series(DashedLineSeries::new(
+            [(lo, lo), (hi, hi)],
+            8,
+            6,
+            grey.stroke_width(2),
+        ))?;
+    }
+    let xy: Vec<(f64, f64)> = points.iter().map(|(_, (x, _), (y, _))| (*x, *y)).collect();
+    if let Some((slope, intercept)) = least_squares(&xy) {
+        let span = padded(xy.iter().map(|p| p.0));
+        let (lo, hi) = (span.start, span.end);
+        let line = [(lo, slope * lo + intercept), (hi, slope * hi + intercept)];
+        chart.draw_series(LineSeries::new(line, grey.stroke_width(2)))?;
+    }
+    let finals: Vec<f64> = points.iter().map(|(_, _, (y, _))| *y).collect();
     let labelled = labelled(&finals);
-    let colours = colours(&labelled);
-    let unlabelled_first = (0..points.len()).filter(|&k| !labelled[k]);
-    for k in unlabelled_first.chain((0..points.len()).filter(|&k| labelled[k])) {
-        let (name, sx, sy) = &points[k];
-        let colour = colours[k];
-        let (cx, cy) = (mean(sx), mean(sy));
-        let (ex, ey) = (std(sx), std(sy));
+    let styles = styles(&labelled);
+    let order = (0..points.len())
+        .filter(|&i| !labelled[i])
+        .chain((0..points.len()).filter(|&i| labelled[i]));
+    for i in order {
+        let (k, (cx, ex), (cy, ey)) = points[i];
+        let (colour, shape) = styles[i];
         chart.draw_series([
             PathElement::new(vec![(cx - ex, cy), (cx + ex, cy)], colour.stroke_width(1)),
             PathElement::new(vec![(cx, cy - ey), (cx, cy + ey)], colour.stroke_width(1)),
         ])?;
-        chart.draw_series([Circle::new((cx, cy), 5, colour.filled())])?;
-        if labelled[k] {
-            chart.draw_series([Text::new(
-                name.clone(),
-                (cx, cy),
-                ("sans-serif", 15).into_font().color(&colour),
+        chart.draw_series([marker((cx, cy), shape, colour, 6)])?;
+        if labelled[i] {
+            let name = group.subnets[k].subnet.clone();
+            let label = EmptyElement::at((cx, cy))
+                + Text::new(name, (9, -24), font(TICK_FONT).color(&colour));
+            chart.draw_series([label])?;
+        }
+    }
+    if let Some(agreement) = group.predictor(axis.predictor) {
+        let text = format!(
+            "tau {} {}",
+            signed(agreement.kendall_tau.spread.mean),
+            interval(&agreement.kendall_tau)
+        );
+        let at = (axis.range.start, axis.y_range.end);
+        chart.draw_series([EmptyElement::at(at) + Text::new(text, (10, 8), font(TICK_FONT))])?;
+    }
+    Ok(())
+}
+
+/// Slope and intercept of the least-squares line through `points` (None if x is constant).
+fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    let (mx, my) = (
+        points.iter().map(|p| p.0).sum::<f64>() / n,
+        points.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| (sxy / sxx, my - sxy / sxx * mx))
+}
+
+/// Each predictor's tau (mean over seeds) with its interval, one row each, over the noise
+/// ceiling's band; every panel from -1 to 1.
+fn rank_agreement(area: &Area, group: &Group, summary: &Summary) -> DrawResult {
+    let rows: Vec<(Predictor, &Estimate)> = Predictor::ALL
+        .iter()
+        .filter_map(|&p| group.predictor(p).map(|a| (p, &a.kendall_tau)))
+        .collect();
+    let n = rows.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title(group), font(TITLE_FONT))
+        .margin(14)
+        .margin_right(24)
+        .x_label_area_size(56)
+        .y_label_area_size(200)
+        .build_cartesian_2d(-1f64..1f64, -0.5f64..n - 0.5)?;
+    let labels: Vec<&str> = rows.iter().map(|(p, _)| short_label(*p)).collect();
+    chart
+        .configure_mesh()
+        .x_desc("Kendall tau-b")
+        .label_style(font(TICK_FONT))
+        .axis_desc_style(font(LABEL_FONT))
+        .x_labels(5)
+        .y_labels(rows.len().max(1))
+        .light_line_style(WHITE)
+        .disable_y_mesh()
+        .x_label_formatter(&|v| format!("{v:.1}"))
+        .y_label_formatter(&|v| {
+            let i = v.round() as usize;
+            labels
+                .get(rows.len().saturating_sub(1 + i))
+                .map_or(String::new(), |s| s.to_string())
+        })
+        .draw()?;
+    let ceiling = summary
+        .noise_ceilings
+        .iter()
+        .find(|c| c.variant == group.variant);
+    if let Some(c) = ceiling {
+        if let Some((lo, hi)) = c.kendall_tau.interval {
+            let band = Rectangle::new(
+                [(lo, -0.5), (hi, n - 0.5)],
+                RGBColor(210, 210, 210).mix(0.6).filled(),
+            );
+            chart.draw_series([band])?;
+        }
+        if let Some(mean) = c.kendall_tau.spread.mean {
+            chart.draw_series(LineSeries::new(
+                [(mean, -0.5), (mean, n - 0.5)],
+                RGBColor(120, 120, 120).stroke_width(2),
+            ))?;
+        }
+    }
+    chart.draw_series(DashedLineSeries::new(
+        [(0.0, -0.5), (0.0, n - 0.5)],
+        6,
+        6,
+        BLACK.stroke_width(1),
+    ))?;
+    for (i, (_, e)) in rows.iter().enumerate() {
+        let y = n - 1.0 - i as f64;
+        let colour = COLOURS[i % COLOURS.len()];
+        if let Some((lo, hi)) = e.interval {
+            chart.draw_series([PathElement::new(
+                vec![(lo, y), (hi, y)],
+                colour.stroke_width(3),
             )])?;
+        }
+        if let Some(mean) = e.spread.mean {
+            chart.draw_series([marker((mean, y), i, colour, 7)])?;
         }
     }
     Ok(())
 }
 
-fn scatter_oneshot(area: &Area, group: &Group) -> DrawResult {
-    let points: Vec<_> = group
-        .subnets
-        .iter()
-        .map(|s| (format!(" {}", s.subnet), &s.oneshot, &s.standalone))
-        .collect();
-    scatter(area, title(group, ""), "one-shot accuracy", &points)
-}
-
-fn scatter_kl(area: &Area, group: &Group, row: usize) -> DrawResult {
-    let (reference, x_desc) = match row {
-        0 => ("all paths on", "KL from the all-paths SuperNet"),
-        _ => (
-            "mean of subnets",
-            "KL from the mean prediction of the subnets",
-        ),
-    };
-    let points: Vec<_> = group
-        .subnets
-        .iter()
-        .map(|s| {
-            let kl = if row == 0 {
-                &s.kl_all_paths
-            } else {
-                &s.kl_mean_of_subnets
-            };
-            (format!(" {}", s.subnet), kl, &s.standalone)
-        })
-        .collect();
-    let caption = format!("{}: {reference}", title(group, ""));
-    scatter(area, caption, x_desc, &points)
+fn short_label(p: Predictor) -> &'static str {
+    match p {
+        Predictor::OneshotAccuracy => "one-shot acc.",
+        Predictor::KlAllPaths => "-KL all paths",
+        Predictor::KlMeanOfSubnets => "-KL mean",
+        Predictor::GradNorm => "grad norm",
+        Predictor::Snip => "SNIP",
+        Predictor::Synflow => "SynFlow",
+    }
 }
 
 fn rasterise(svg: &str, stem: &str) -> Result<Vec<u8>> {

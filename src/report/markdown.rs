@@ -1,10 +1,15 @@
-//! `report.md`: the experiment told on one page, every number from the `Summary`.
+//! `report.md`: the experiment told on one page, every number from the `Summary`; the
+//! conclusions are written from the numbers (`conclusions`).
 
 use std::fmt::Write;
 
 use crate::model::SearchSpace;
+use crate::report::conclusions;
 use crate::report::figures::FIGURES;
-use crate::report::summary::{AgreementSpread, Group, Run, Spread, Summary};
+use crate::report::statistics::{
+    Method, PValue, BOOTSTRAP_RESAMPLES, EXACT_UP_TO, MONTE_CARLO_DRAWS,
+};
+use crate::report::summary::{Estimate, Group, GroupAgreement, Predictor, Run, Spread, Summary};
 
 /// The original study's final test accuracies (one seed, file order), quoted for comparison
 /// when the space is the study's: (variant, mode, [00, 10, 01, 11]).
@@ -18,27 +23,24 @@ const STUDY: [(&str, &str, [f64; 4]); 4] = [
 /// Per-seed tables show every subnet's accuracy up to this many subnets.
 const WIDE_TABLE_SUBNETS: usize = 8;
 
-fn subnet_count(s: &Summary) -> usize {
-    s.runs.first().map_or(0, |r| r.subnets.len())
-}
-
-fn is_study(s: &Summary) -> bool {
-    s.plan.space == SearchSpace::study().to_string()
-}
-
-pub fn render(summary: &Summary) -> String {
+pub fn render(s: &Summary) -> String {
     let mut md = String::new();
-    setup(&mut md, summary);
-    accuracies(&mut md, summary);
-    ranking(&mut md, summary);
-    kl_proxy(&mut md, summary);
-    figures(&mut md);
-    per_seed(&mut md, summary);
+    let space = SearchSpace::parse(&s.plan.space).ok();
+    title(&mut md, s);
+    setup(&mut md, s, space.as_ref());
+    reading(&mut md, s, space.as_ref());
+    conclusions::write(&mut md, s);
+    accuracies(&mut md, s, space.as_ref());
+    agreement(&mut md, s);
+    noise_ceiling(&mut md, s);
+    kl_proxy(&mut md, s);
+    per_seed(&mut md, s);
+    figures(&mut md, space.as_ref());
     md
 }
 
-/// `0.9871 ± 0.0008` (the spread over seeds), `-` where undefined.
-fn pm(spread: &Spread, digits: usize) -> String {
+/// `0.9871 ± 0.0008` (mean ± sample sd over seeds), `-` where undefined.
+pub(crate) fn pm(spread: &Spread, digits: usize) -> String {
     match (spread.mean, spread.std) {
         (Some(mean), Some(std)) => format!("{mean:.digits$} ± {std:.digits$}"),
         (Some(mean), None) => format!("{mean:.digits$}"),
@@ -46,62 +48,130 @@ fn pm(spread: &Spread, digits: usize) -> String {
     }
 }
 
-fn values(spread: &Spread, digits: usize) -> String {
-    spread
-        .values
-        .iter()
-        .map(|v| v.map_or("-".to_string(), |v| format!("{v:.digits$}")))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A signed statistic: `+0.54`.
+pub(crate) fn signed(value: Option<f64>) -> String {
+    value.map_or("-".to_string(), |v| format!("{v:+.2}"))
 }
 
-fn opt(value: Option<f64>, digits: usize) -> String {
-    value.map_or("-".to_string(), |v| format!("{v:.digits$}"))
+pub(crate) fn interval(estimate: &Estimate) -> String {
+    estimate
+        .interval
+        .map_or("-".to_string(), |(lo, hi)| format!("[{lo:+.2}, {hi:+.2}]"))
 }
 
-fn group_name(group: &Group) -> String {
+pub(crate) fn p_value(p: Option<PValue>) -> String {
+    match p {
+        None => "-".to_string(),
+        Some(p) if p.value < 1e-4 => "< 0.0001".to_string(),
+        Some(p) => format!("{:.4}", p.value),
+    }
+}
+
+/// "1 seed", "3 seeds".
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+pub(crate) fn group_name(group: &Group) -> String {
     format!("{}, {} sampling", group.variant, group.sampling)
 }
 
-fn setup(md: &mut String, s: &Summary) {
-    let p = &s.plan.protocol;
-    let get = |key: &str| p.get(key).map_or("?".to_string(), |v| v.to_string());
-    let _ = writeln!(md, "# SuperNet experiment\n");
+fn protocol_value(s: &Summary, key: &str) -> String {
+    s.plan.protocol.get(key).map_or("?".to_string(), |v| {
+        v.to_string().trim_matches('"').to_string()
+    })
+}
+
+fn title(md: &mut String, s: &Summary) {
     let _ = writeln!(
         md,
-        "Does one-shot accuracy rank the subnets as stand-alone training does? For each variant \
-         and seed: one one-shot training of the SuperNet (a subnet drawn per minibatch) and each of \
-         the {} subnets trained stand-alone from scratch, with the same protocol and seed.\n",
-        subnet_count(s)
+        "# Does one-shot accuracy predict stand-alone accuracy?\n\n\
+         A weight-sharing SuperNet holds every subnet of the search space `{}`. Trained once \
+         (one-shot: a subnet drawn per minibatch, only its weights updated), it scores every \
+         subnet; each subnet of the ground truth is also trained alone from scratch with the same \
+         protocol and seed. The question is how well the one-shot scores, and cheaper proxies, \
+         rank the subnets as stand-alone training does.\n",
+        s.plan.space
     );
-    let _ = writeln!(md, "| setting | value |\n|---|---|");
+}
+
+fn setup(md: &mut String, s: &Summary, space: Option<&SearchSpace>) {
+    let total = space.map_or(0, SearchSpace::subnet_count);
+    let seeds = &s.plan.seeds;
+    let truth = if s.subnets.len() == total {
+        format!("all {total} subnets")
+    } else {
+        format!(
+            "a seeded uniform sample of {} of the {total} subnets, the same for every seed and variant: {}",
+            s.subnets.len(),
+            s.subnets.join(", ")
+        )
+    };
+    let order = if protocol_value(s, "shuffle") == "true" {
+        "shuffled every epoch"
+    } else {
+        "in the file's order"
+    };
+    let epochs: usize = protocol_value(s, "epochs").parse().unwrap_or(0);
+    let protocol = format!(
+        "{}, batch {}, Adadelta with learning rate {} x {} after every epoch, {} filters per conv, hidden layer {}, training images {order}",
+        count(epochs, "epoch", "epochs"),
+        protocol_value(s, "batch_size"),
+        protocol_value(s, "lr"),
+        protocol_value(s, "gamma"),
+        protocol_value(s, "channels"),
+        protocol_value(s, "hidden"),
+    );
     let rows = [
-        ("variants", s.plan.variants.join(", ")),
         (
             "search space",
-            format!("{} ({} subnets)", s.plan.space, subnet_count(s)),
+            format!("`{}`: {}", s.plan.space, count(total, "subnet", "subnets")),
         ),
+        (
+            "subnet names",
+            space.map_or("?".to_string(), SearchSpace::key),
+        ),
+        ("variants", s.plan.variants.join(", ")),
+        ("stand-alone ground truth", truth),
         (
             "seeds",
-            s.plan.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
-        ),
-        ("one-shot sampling", s.plan.samplings.join(", ")),
-        (
-            "protocol",
             format!(
-                "{} epochs, batch {}, Adadelta lr {} x {} per epoch, {} filters per conv, hidden {}, shuffled every epoch: {}",
-                get("epochs"), get("batch_size"), get("lr"), get("gamma"), get("channels"), get("hidden"), get("shuffle")
+                "{} ({})",
+                seeds
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                count(seeds.len(), "seed", "seeds")
             ),
         ),
-        ("ranked on", ranking_set(s)),
-        ("KL proxy", format!("mean over a fixed sample of {} training images", s.plan.kl_images)),
+        ("one-shot sampling", s.plan.samplings.join(", ")),
+        ("protocol", protocol),
+        ("predictors measured on", ranking_set(s)),
+        (
+            "ground truth",
+            format!("each subnet's stand-alone accuracy on the {}", test_set(s)),
+        ),
+        (
+            "KL proxy",
+            format!(
+                "symmetrized KL divergence averaged over a fixed sample of {} {}",
+                kl_images(s),
+                kl_split(s)
+            ),
+        ),
+        ("zero-cost proxies", zero_cost_setup(s)),
         ("backend", s.backends.join("; ")),
         (
-            "training time",
-            format!("{:.1} min (sum of every training's wall time)", s.training_seconds / 60.0),
+            "compute",
+            format!(
+                "{:.1} min, the sum of every job's wall time",
+                s.training_seconds / 60.0
+            ),
         ),
         ("version", s.plan.version.clone()),
     ];
+    let _ = writeln!(md, "## Setup\n\n| | |\n|---|---|");
     for (name, value) in rows {
         let _ = writeln!(md, "| {name} | {value} |");
     }
@@ -111,118 +181,230 @@ fn setup(md: &mut String, s: &Summary) {
 fn ranking_set(s: &Summary) -> String {
     match s.ranking_set.as_str() {
         "validation" => format!(
-            "{} training images held out of training (the test set reported apart)",
-            s.plan
-                .protocol
-                .get("validation")
-                .map_or("?".into(), |v| v.to_string())
+            "the last {} training images, held out of every training (the test set is never used to rank)",
+            protocol_value(s, "validation")
         ),
-        _ => "the 10k test set, as in the original study".to_string(),
+        _ => "the 10,000 test images, as in the original study".to_string(),
     }
 }
 
-fn accuracies(md: &mut String, s: &Summary) {
-    let n = s.plan.seeds.len();
+/// "10,000 test images", or "test set" where the results do not say.
+pub(crate) fn test_set(s: &Summary) -> String {
+    s.test_images.map_or("test set".to_string(), |n| {
+        let n = n.to_string();
+        let (head, tail) = n.split_at(n.len().saturating_sub(3));
+        let n = if head.is_empty() {
+            tail.to_string()
+        } else {
+            format!("{head},{tail}")
+        };
+        format!("{n} test images")
+    })
+}
+
+/// The images the KL proxy used (the plan's number, or fewer where fewer were held out).
+fn kl_images(s: &Summary) -> usize {
+    s.kl_images.unwrap_or(s.plan.kl_images)
+}
+
+fn kl_split(s: &Summary) -> &'static str {
+    match s.ranking_set.as_str() {
+        "validation" => "held-out images",
+        _ => "training images",
+    }
+}
+
+fn zero_cost_setup(s: &Summary) -> String {
+    let measured = s
+        .runs
+        .iter()
+        .any(|r| r.predictor(Predictor::GradNorm).is_some());
+    if measured {
+        format!(
+            "gradient norm, SNIP and SynFlow of each subnet at the seed's initialisation, from one batch of {} images of the ranking split (SynFlow needs no data): no SuperNet training at all",
+            s.zero_cost_images.map_or("?".to_string(), |n| n.to_string())
+        )
+    } else {
+        "not measured (results from before they existed; rerun `experiment` on this folder to add them)".to_string()
+    }
+}
+
+fn reading(md: &mut String, s: &Summary, space: Option<&SearchSpace>) {
+    let n = s.subnets.len();
+    let method = if n <= EXACT_UP_TO {
+        format!("exact over all {n}! orderings of each seed")
+    } else {
+        format!("seeded Monte Carlo over {MONTE_CARLO_DRAWS} random orderings")
+    };
+    let key = space.map_or(String::new(), |sp| format!(" ({})", sp.key()));
     let _ = writeln!(
         md,
-        "## Final accuracy\n\nAfter the last epoch, on the ranking set; mean ± standard deviation over {n} seed(s).\n"
+        "## How to read the numbers\n\n\
+         - **Subnets** are named by their choices{key}; the tables also spell the choices out.\n\
+         - **a ± b** is the mean over seeds ± the sample standard deviation over seeds (n = {seeds}); \
+           every seed's own value is in the per-seed tables and in `results.json`.\n\
+         - **Kendall tau-b** and **Spearman rho** compare a predictor's ranking of the {n} \
+           ground-truth subnets with their stand-alone ranking (1 = the same order, 0 = unrelated, \
+           -1 = reversed), per seed, then averaged over seeds. **[lo, hi]** is a 95 % bootstrap \
+           interval of that mean ({BOOTSTRAP_RESAMPLES} resamples of the subnets, seeded). **p** is \
+           the one-sided chance that a random ranking scores at least as well ({method}).\n\
+         - **Top-k overlap** is the share of the k stand-alone best that are among the predictor's k \
+           best (k = 1, 3 and 10 % of the ground-truth subnets). **Regret** is the best stand-alone \
+           accuracy minus that of the predictor's winner; **regret@3** keeps the best of its top 3.\n\
+         - **The noise ceiling** is the agreement of two seeds' stand-alone rankings: the best a \
+           predictor can be expected to reach when the truth itself varies this much.\n",
+        seeds = s.plan.seeds.len(),
     );
-    let test_apart = s.ranking_set != "test";
-    let mut header = "| group | subnet | one-shot | stand-alone |".to_string();
-    let mut rule = "|---|---|---|---|".to_string();
-    if test_apart {
-        header.push_str(" one-shot (test) | stand-alone (test) |");
-        rule.push_str("---|---|");
-    }
-    let _ = writeln!(md, "{header}\n{rule}");
-    for group in &s.groups {
-        for sub in &group.subnets {
+}
+
+fn accuracies(md: &mut String, s: &Summary, space: Option<&SearchSpace>) {
+    let _ = writeln!(
+        md,
+        "## Final accuracy\n\nAfter the last epoch. One-shot accuracy on the ranking split ({}), \
+         stand-alone accuracy on the test set; mean ± sd over seeds.\n",
+        s.ranking_set
+    );
+    for variant in &s.plan.variants {
+        let groups: Vec<&Group> = s.groups.iter().filter(|g| &g.variant == variant).collect();
+        let Some(first) = groups.first() else {
+            continue;
+        };
+        let mut header = format!("| {variant} | choices | stand-alone (test) |");
+        let mut rule = "|---|---|---|".to_string();
+        for g in &groups {
+            let _ = write!(header, " one-shot, {} |", g.sampling);
+            rule.push_str("---|");
+        }
+        let _ = writeln!(md, "{header}\n{rule}");
+        for (k, sub) in first.subnets.iter().enumerate() {
+            let choices = space
+                .and_then(|sp| sp.parse_subnet(&sub.subnet).ok().map(|x| sp.describe(&x)))
+                .unwrap_or_default();
             let _ = write!(
                 md,
-                "| {} | [{}] | {} | {} |",
-                group_name(group),
-                spaced(&sub.subnet),
-                pm(&sub.oneshot, 4),
-                pm(&sub.standalone, 4)
+                "| {} | {choices} | {} |",
+                sub.subnet,
+                pm(&sub.standalone_test, 4)
             );
-            if test_apart {
-                let _ = write!(
-                    md,
-                    " {} | {} |",
-                    pm(&sub.oneshot_test, 4),
-                    pm(&sub.standalone_test, 4)
-                );
+            for g in &groups {
+                let _ = write!(md, " {} |", pm(&g.subnets[k].oneshot, 4));
             }
             md.push('\n');
         }
+        md.push('\n');
     }
-    if is_study(s) {
+    if s.plan.space == SearchSpace::study().to_string() {
         let _ = writeln!(
             md,
-            "\nThe original study (one seed, training file in order, test set):\n\n| | [0,0] | [1,0] | [0,1] | [1,1] |\n|---|---|---|---|---|"
+            "The original study (one seed, training file in order, test set):\n\n| | 00 | 10 | 01 | 11 |\n|---|---|---|---|---|"
         );
         for (variant, mode, accuracy) in STUDY {
             let cells: Vec<String> = accuracy.iter().map(|a| format!("{a:.4}")).collect();
             let _ = writeln!(md, "| {variant}, {mode} | {} |", cells.join(" | "));
         }
+        md.push('\n');
+    }
+}
+
+fn agreement(md: &mut String, s: &Summary) {
+    let _ = writeln!(
+        md,
+        "## How well each predictor ranks the subnets\n\n\
+         Against stand-alone test accuracy, over {}. Zero-cost proxies score the untrained \
+         network and need no SuperNet: the baseline the SuperNet has to beat.\n\n\
+         | group | predictor | Kendall tau-b | 95 % interval | p | Spearman rho | 95 % interval | p | {} | regret | regret@3 |\n\
+         |---|---|---|---|---|---|---|---|{}---|---|",
+        count(s.plan.seeds.len(), "seed", "seeds"),
+        top_k_header(s),
+        "---|".repeat(top_k_columns(s))
+    );
+    for group in &s.groups {
+        for predictor in Predictor::ALL {
+            if let Some(a) = group.predictor(predictor) {
+                agreement_row(md, group, predictor, a);
+            }
+        }
     }
     md.push('\n');
 }
 
-/// "10" -> "1,0".
-fn spaced(subnet: &str) -> String {
-    subnet
-        .chars()
-        .map(String::from)
-        .collect::<Vec<_>>()
-        .join(",")
+fn top_k_columns(s: &Summary) -> usize {
+    s.groups
+        .first()
+        .and_then(|g| g.predictors.first())
+        .map_or(0, |a| a.top_k.len())
 }
 
-fn agreement_row(md: &mut String, group: &Group, predictor: &str, a: &AgreementSpread) {
+fn top_k_header(s: &Summary) -> String {
+    let ks: Vec<String> =
+        s.groups
+            .first()
+            .and_then(|g| g.predictors.first())
+            .map_or(Vec::new(), |a| {
+                a.top_k
+                    .iter()
+                    .map(|o| format!("top-{} overlap", o.k))
+                    .collect()
+            });
+    ks.join(" | ")
+}
+
+fn agreement_row(md: &mut String, group: &Group, predictor: Predictor, a: &GroupAgreement) {
+    let overlaps: Vec<String> = a.top_k.iter().map(|o| pm(&o.overlap, 2)).collect();
     let _ = writeln!(
         md,
-        "| {} | {predictor} | {} ({}) | {} ({}) | {} ({}) |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         group_name(group),
-        pm(&a.kendall_tau, 2),
-        values(&a.kendall_tau, 2),
-        pm(&a.spearman_rho, 2),
-        values(&a.spearman_rho, 2),
+        predictor.label(),
+        pm_signed(&a.kendall_tau.spread),
+        interval(&a.kendall_tau),
+        p_value(a.kendall_tau.p_value),
+        pm_signed(&a.spearman_rho.spread),
+        interval(&a.spearman_rho),
+        p_value(a.spearman_rho.p_value),
+        overlaps.join(" | "),
         pm(&a.regret, 4),
-        values(&a.regret, 4)
+        pm(&a.regret_top3, 4),
     );
 }
 
-fn ranking(md: &mut String, s: &Summary) {
-    let _ = writeln!(
-        md,
-        "## Does one-shot accuracy predict stand-alone accuracy?\n\n\
-         Per seed, Kendall's tau-b and Spearman's rho between the {n} one-shot and the {n} \
-         stand-alone final accuracies, and the regret of trusting one-shot: the best stand-alone \
-         accuracy minus the stand-alone accuracy of the one-shot winner. Mean ± standard deviation \
-         over seeds, every seed's value in brackets. With {n} subnets one seed proves little.\n\n\
-         | group | predictor | Kendall tau-b | Spearman rho | regret |\n|---|---|---|---|---|",
-        n = subnet_count(s)
-    );
-    for group in &s.groups {
-        agreement_row(
-            md,
-            group,
-            "one-shot accuracy",
-            &group.predictors.oneshot_accuracy,
-        );
+/// `+0.54 ± 0.13`.
+pub(crate) fn pm_signed(spread: &Spread) -> String {
+    match (spread.mean, spread.std) {
+        (Some(mean), Some(std)) => format!("{mean:+.2} ± {std:.2}"),
+        (Some(mean), None) => format!("{mean:+.2}"),
+        _ => "-".to_string(),
     }
+}
+
+fn noise_ceiling(md: &mut String, s: &Summary) {
     let _ = writeln!(
         md,
-        "\nRanked once on the accuracies averaged over seeds:\n\n| group | Kendall tau-b | Spearman rho | regret |\n|---|---|---|---|"
+        "## The noise ceiling\n\n\
+         Two seeds' stand-alone rankings of the same subnets, every pair of seeds; the interval \
+         resamples subnets.\n\n\
+         | variant | Kendall tau-b | 95 % interval | Spearman rho | 95 % interval | every pair (tau) |\n\
+         |---|---|---|---|---|---|"
     );
-    for group in &s.groups {
+    for ceiling in &s.noise_ceilings {
+        let pairs: Vec<String> = ceiling
+            .pairs
+            .iter()
+            .map(|p| format!("{}-{}: {}", p.seeds.0, p.seeds.1, signed(p.kendall_tau)))
+            .collect();
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.4} |",
-            group_name(group),
-            opt(group.pooled.kendall_tau, 2),
-            opt(group.pooled.spearman_rho, 2),
-            group.pooled.regret
+            "| {} | {} | {} | {} | {} | {} |",
+            ceiling.variant,
+            pm_signed(&ceiling.kendall_tau.spread),
+            interval(&ceiling.kendall_tau),
+            pm_signed(&ceiling.spearman_rho.spread),
+            interval(&ceiling.spearman_rho),
+            if pairs.is_empty() {
+                "one seed: none".to_string()
+            } else {
+                pairs.join(", ")
+            }
         );
     }
     md.push('\n');
@@ -231,51 +413,102 @@ fn ranking(md: &mut String, s: &Summary) {
 fn kl_proxy(md: &mut String, s: &Summary) {
     let _ = writeln!(
         md,
-        "## KL-divergence proxy\n\n\
+        "## The KL-divergence proxy\n\n\
          After one-shot training, each subnet's symmetrized KL divergence from a reference \
-         network's predicted class distribution, averaged over {} training images (Bender et al., \
-         ICML 2018). References: the SuperNet with all paths on (every choice of every block) and \
-         the mean prediction of the {} subnets. A smaller divergence is read as a better subnet.\n\n\
-         | group | subnet | KL from all paths | KL from the mean | stand-alone accuracy |\n|---|---|---|---|---|",
-        s.plan.kl_images,
-        subnet_count(s)
+         network's predicted class distribution (Bender et al., ICML 2018), averaged over {} {}. \
+         References: the SuperNet with every choice of every block on (all paths) and the mean \
+         prediction of all {} subnets of the space. A smaller divergence is read as a better \
+         subnet (the ranking tables above negate it).\n\n\
+         | group | subnet | KL from all paths | KL from the mean | stand-alone (test) |\n|---|---|---|---|---|",
+        kl_images(s),
+        kl_split(s),
+        SearchSpace::parse(&s.plan.space).map_or(0, |sp| sp.subnet_count())
     );
     for group in &s.groups {
         for sub in &group.subnets {
             let _ = writeln!(
                 md,
-                "| {} | [{}] | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 group_name(group),
-                spaced(&sub.subnet),
+                sub.subnet,
                 pm(&sub.kl_all_paths, 4),
                 pm(&sub.kl_mean_of_subnets, 4),
-                pm(&sub.standalone, 4)
+                pm(&sub.standalone_test, 4)
             );
         }
-    }
-    let _ = writeln!(
-        md,
-        "\nHow each proxy ranks the subnets against stand-alone accuracy (as above):\n\n\
-         | group | predictor | Kendall tau-b | Spearman rho | regret |\n|---|---|---|---|---|"
-    );
-    for group in &s.groups {
-        agreement_row(
-            md,
-            group,
-            "KL from all paths",
-            &group.predictors.kl_all_paths,
-        );
-        agreement_row(
-            md,
-            group,
-            "KL from the mean",
-            &group.predictors.kl_mean_of_subnets,
-        );
     }
     md.push('\n');
 }
 
-fn figures(md: &mut String) {
+fn per_seed(md: &mut String, s: &Summary) {
+    let wide = s.subnets.len() <= WIDE_TABLE_SUBNETS;
+    let what = if wide {
+        "Final one-shot (ranking split) / stand-alone (test) accuracy, and how one-shot accuracy ranks."
+    } else {
+        "How one-shot accuracy ranks (every subnet's accuracies are in `results.json`)."
+    };
+    let subnet_columns: String = if wide {
+        s.subnets.iter().map(|n| format!(" {n} |")).collect()
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        md,
+        "## Every seed\n\n{what}\n\n| group | seed |{subnet_columns} tau | p | rho | p | regret |\n|---|---|{}---|---|---|---|---|",
+        if wide { "---|".repeat(s.subnets.len()) } else { String::new() }
+    );
+    for run in &s.runs {
+        let Some(a) = run.predictor(Predictor::OneshotAccuracy) else {
+            continue;
+        };
+        let cells: String = if wide {
+            run.subnets
+                .iter()
+                .map(|sub| format!(" {:.4} / {:.4} |", sub.oneshot, sub.standalone_test))
+                .collect()
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} |{cells} {} | {} | {} | {} | {:.4} |",
+            run_name(run),
+            run.seed,
+            signed(a.kendall_tau),
+            p_value(a.kendall_p),
+            signed(a.spearman_rho),
+            p_value(a.spearman_p),
+            a.regret
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nEvery predictor's tau per seed is in `results.json` (`runs[].predictors`); the \
+         p-values are {}.\n",
+        method_name(s)
+    );
+}
+
+fn method_name(s: &Summary) -> &'static str {
+    let method = s
+        .runs
+        .first()
+        .and_then(|r| r.predictors.first())
+        .and_then(|a| a.kendall_p)
+        .map(|p| p.method);
+    match method {
+        Some(Method::Exact) => "exact",
+        Some(Method::MonteCarlo) => "seeded Monte Carlo estimates",
+        None => "undefined",
+    }
+}
+
+fn run_name(run: &Run) -> String {
+    format!("{}, {} sampling", run.variant, run.sampling)
+}
+
+fn figures(md: &mut String, space: Option<&SearchSpace>) {
+    let key = space.map_or(String::new(), |sp| format!(" Subnet names: {}.", sp.key()));
     let _ = writeln!(
         md,
         "## Figures\n\nEach also as PNG beside the SVG in `figures/`.\n"
@@ -283,58 +516,8 @@ fn figures(md: &mut String) {
     for figure in &FIGURES {
         let _ = writeln!(
             md,
-            "![{}](figures/{}.svg)\n\n*{}.*\n",
+            "![{}](figures/{}.svg)\n\n*{}.{key}*\n",
             figure.caption, figure.stem, figure.caption
         );
     }
-}
-
-fn per_seed(md: &mut String, s: &Summary) {
-    let wide = subnet_count(s) <= WIDE_TABLE_SUBNETS;
-    let (what, header, rule) = if wide {
-        let names: Vec<String> = s.runs.first().map_or(Vec::new(), |r| {
-            r.subnets
-                .iter()
-                .map(|sub| format!("[{}]", spaced(&sub.subnet)))
-                .collect()
-        });
-        (
-            "Final ranking-set accuracy, one-shot / stand-alone, and the rank statistics of one-shot accuracy.",
-            format!("| group | seed | {} | tau | rho | regret |", names.join(" | ")),
-            format!("|---|---|{}---|---|---|", "---|".repeat(names.len())),
-        )
-    } else {
-        (
-            "The rank statistics of one-shot accuracy (every subnet's accuracies are in `results.json`).",
-            "| group | seed | tau | rho | regret |".to_string(),
-            "|---|---|---|---|---|".to_string(),
-        )
-    };
-    let _ = writeln!(md, "## Every seed\n\n{what}\n\n{header}\n{rule}");
-    for run in &s.runs {
-        let cells: Vec<String> = if wide {
-            run.subnets
-                .iter()
-                .map(|sub| format!(" {:.4} / {:.4} |", sub.oneshot, sub.standalone))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let a = &run.predictors.oneshot_accuracy;
-        let _ = writeln!(
-            md,
-            "| {} | {} |{} {} | {} | {:.4} |",
-            run_name(run),
-            run.seed,
-            cells.concat(),
-            opt(a.kendall_tau, 2),
-            opt(a.spearman_rho, 2),
-            a.regret
-        );
-    }
-    md.push('\n');
-}
-
-fn run_name(run: &Run) -> String {
-    format!("{}, {} sampling", run.variant, run.sampling)
 }

@@ -2,11 +2,13 @@
 //! `model.safetensors`, each file valid whenever a run stops; and the statistics that compare
 //! one-shot with stand-alone rankings.
 
+mod conclusions;
 pub mod experiment;
 pub mod figures;
 mod markdown;
 pub mod ranking;
 mod run_dir;
+pub mod statistics;
 pub mod summary;
 
 pub use run_dir::{write_atomically, RunDir};

@@ -1,9 +1,9 @@
-//! Does one-shot accuracy rank the subnets as stand-alone training does? Rank statistics and the
-//! regret of trusting the one-shot winner, plus the symmetrized KL divergence used as a proxy
+//! Does one-shot accuracy rank the subnets as stand-alone training does? Rank statistics, top-k
+//! overlap and the regret of trusting a predictor's picks, plus the symmetrized KL divergence used as a proxy
 //! of subnet quality (Bender et al., ICML 2018).
 //!
-//! With four subnets a statistic from one run moves in coarse steps (Kendall's tau in thirds),
-//! so these are meant to be reported per seed and summarised over seeds.
+//! With few subnets a statistic from one run takes few values, so these are reported per seed,
+//! summarised over seeds, and given an interval and a p-value (`statistics`).
 
 /// Kendall's tau-b between paired scores: `(C - D) / sqrt((C + D + Tx) (C + D + Ty))`, where
 /// `Tx` (`Ty`) counts pairs tied in `x` only (`y` only); pairs tied in both count nowhere.
@@ -65,16 +65,35 @@ fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
     (var_x > 0.0 && var_y > 0.0).then(|| covariance / (var_x * var_y).sqrt())
 }
 
-/// Best stand-alone accuracy minus the stand-alone accuracy of the one-shot winner (the first
-/// one in order if several tie): what trusting the one-shot ranking costs.
-pub fn regret(oneshot: &[f64], standalone: &[f64]) -> f64 {
-    assert_eq!(oneshot.len(), standalone.len(), "regret: paired scores");
-    let winner = (0..oneshot.len()).fold(
-        0,
-        |best, i| if oneshot[i] > oneshot[best] { i } else { best },
-    );
-    let best = standalone.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    best - standalone[winner]
+/// Indices of the `k` best `scores` (highest first; ties in the given order).
+pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    // Stable: equal scores keep their order.
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order.truncate(k);
+    order
+}
+
+/// The share of the `k` best by `truth` that are also among the `k` best by `scores`.
+pub fn top_k_overlap(scores: &[f64], truth: &[f64], k: usize) -> f64 {
+    assert_eq!(scores.len(), truth.len(), "top_k_overlap: paired scores");
+    let predicted = top_k(scores, k);
+    let best = top_k(truth, k);
+    let shared = predicted.iter().filter(|i| best.contains(i)).count();
+    shared as f64 / k.min(scores.len()).max(1) as f64
+}
+
+/// The best `truth` minus the best `truth` among the predictor's top `k`: what trusting the
+/// predictor costs when the best of its `k` picks is kept (k = 1: its winner; ties broken
+/// by order).
+pub fn regret_at(scores: &[f64], truth: &[f64], k: usize) -> f64 {
+    assert_eq!(scores.len(), truth.len(), "regret: paired scores");
+    let best = truth.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let picked = top_k(scores, k)
+        .iter()
+        .map(|&i| truth[i])
+        .fold(f64::NEG_INFINITY, f64::max);
+    best - picked
 }
 
 /// `KL(p || q) + KL(q || p) = sum over classes of (p - q) (ln p - ln q)`, from log-probabilities
@@ -159,11 +178,26 @@ mod tests {
     }
 
     #[test]
-    fn regret_of_the_oneshot_winner() {
+    fn regret_of_the_oneshot_winner_and_of_its_top_three() {
         let oneshot = [0.98, 0.99, 0.97, 0.985];
         let standalone = [0.985, 0.98, 0.99, 0.988];
-        assert!(close(regret(&oneshot, &standalone), 0.01));
-        assert!(close(regret(&standalone, &standalone), 0.0));
+        assert!(close(regret_at(&oneshot, &standalone, 1), 0.01));
+        // Its top 3 (1, 3, 0) hold 0.988 at best.
+        assert!(close(regret_at(&oneshot, &standalone, 3), 0.002));
+        assert!(close(regret_at(&standalone, &standalone, 1), 0.0));
+        // Tied scores: the first in order is the winner.
+        assert!(close(regret_at(&[1.0, 1.0], &[0.5, 0.9], 1), 0.4));
+    }
+
+    #[test]
+    fn top_k_overlap_hand_computed() {
+        let scores = [0.9, 0.1, 0.8, 0.7, 0.2];
+        let truth = [0.5, 0.4, 0.9, 0.1, 0.8];
+        assert_eq!(top_k(&scores, 3), [0, 2, 3]);
+        // Top 1: 0 vs 2. Top 3: {0, 2, 3} vs {2, 4, 0}: two shared.
+        assert!(close(top_k_overlap(&scores, &truth, 1), 0.0));
+        assert!(close(top_k_overlap(&scores, &truth, 3), 2.0 / 3.0));
+        assert!(close(top_k_overlap(&scores, &truth, 5), 1.0));
     }
 
     #[test]

@@ -1,31 +1,114 @@
-//! From the finished trainings of an experiment to every number its report shows: per seed,
-//! the final accuracies, the KL proxies and how well each predicts stand-alone accuracy; over
-//! seeds, their mean and spread. Serialised as `results.json`.
+//! From the finished jobs of an experiment to every number its report shows (`results.json`).
+//!
+//! Ground truth is a subnet's stand-alone accuracy on the test set. Predictors are measured on
+//! the ranking split: the held-out training images with `--val`, else the test set (as the
+//! original study did). Per variant, sampling strategy and seed: each predictor's Kendall
+//! tau-b and Spearman rho against the truth, with p-values against a random ranking, top-k
+//! overlap and regret. Per group (variant and sampling): the same over seeds, with a bootstrap
+//! interval and the p-value of the mean. Per variant: the noise ceiling, the agreement of the
+//! stand-alone rankings of two seeds.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::report::ranking::{kendall_tau_b, regret, spearman_rho};
+use crate::report::ranking::{kendall_tau_b, regret_at, spearman_rho, top_k_overlap};
+use crate::report::statistics::{bootstrap_interval, permutation_p, PValue, Statistic};
 use crate::training::experiment::{JobResult, Plan};
+use crate::training::{KlProxy, ZeroCost};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {
     pub plan: Plan,
-    /// "test" (the original study) or "validation" (`--val` images held out of training).
+    /// Where predictors are measured: "validation" (`--val` images held out of training) or
+    /// "test" (the original study).
     pub ranking_set: String,
+    /// Where the ground truth (stand-alone accuracy) is measured: "test".
+    pub truth_set: String,
     pub backends: Vec<String>,
-    /// Sum of every training's wall time.
+    /// Sum of every job's wall time.
     pub training_seconds: f64,
+    /// The subnets trained stand-alone, in the space's order: those the statistics cover.
+    pub subnets: Vec<String>,
+    /// Test images (absent for results that did not record it).
+    #[serde(default)]
+    pub test_images: Option<usize>,
+    /// Images the KL proxy and the zero-cost proxies were measured on, as the results say.
+    #[serde(default)]
+    pub kl_images: Option<usize>,
+    #[serde(default)]
+    pub zero_cost_images: Option<usize>,
     /// One per variant, sampling strategy and seed.
     pub runs: Vec<Run>,
     /// One per variant and sampling strategy: the runs over seeds.
     pub groups: Vec<Group>,
+    /// One per variant.
+    pub noise_ceilings: Vec<NoiseCeiling>,
 }
 
-/// One seed of one variant and sampling strategy: a one-shot training and the four stand-alone
-/// trainings of the same seed.
+/// What predicts stand-alone accuracy; a larger score is read as a better subnet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Predictor {
+    OneshotAccuracy,
+    KlAllPaths,
+    KlMeanOfSubnets,
+    GradNorm,
+    Snip,
+    Synflow,
+}
+
+impl Predictor {
+    pub const ALL: [Predictor; 6] = [
+        Predictor::OneshotAccuracy,
+        Predictor::KlAllPaths,
+        Predictor::KlMeanOfSubnets,
+        Predictor::GradNorm,
+        Predictor::Snip,
+        Predictor::Synflow,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Predictor::OneshotAccuracy => "oneshot_accuracy",
+            Predictor::KlAllPaths => "kl_all_paths",
+            Predictor::KlMeanOfSubnets => "kl_mean_of_subnets",
+            Predictor::GradNorm => "grad_norm",
+            Predictor::Snip => "snip",
+            Predictor::Synflow => "synflow",
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Predictor::OneshotAccuracy => "one-shot accuracy",
+            Predictor::KlAllPaths => "-KL from all paths",
+            Predictor::KlMeanOfSubnets => "-KL from the mean of subnets",
+            Predictor::GradNorm => "gradient norm at init",
+            Predictor::Snip => "SNIP at init",
+            Predictor::Synflow => "SynFlow at init",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Predictor> {
+        Predictor::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The predictor's score of a subnet, larger = better (a divergence is negated).
+    pub fn score(&self, s: &SubnetResult) -> Option<f64> {
+        match self {
+            Predictor::OneshotAccuracy => Some(s.oneshot),
+            Predictor::KlAllPaths => Some(-s.kl_all_paths),
+            Predictor::KlMeanOfSubnets => Some(-s.kl_mean_of_subnets),
+            Predictor::GradNorm => s.grad_norm,
+            Predictor::Snip => s.snip,
+            Predictor::Synflow => s.synflow,
+        }
+    }
+}
+
+/// One seed of one variant and sampling strategy: its one-shot training, zero-cost proxies
+/// and the stand-alone trainings of the same seed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Run {
     pub variant: String,
@@ -33,7 +116,7 @@ pub struct Run {
     pub seed: u64,
     /// In the space's order (block 1's choice fastest: 00, 10, 01, 11 for the study).
     pub subnets: Vec<SubnetResult>,
-    pub predictors: Predictors<Agreement>,
+    pub predictors: Vec<Agreement>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -48,25 +131,37 @@ pub struct SubnetResult {
     /// Mean symmetrized KL divergence from each reference, after one-shot training.
     pub kl_all_paths: f64,
     pub kl_mean_of_subnets: f64,
+    /// Zero-cost proxies at initialisation (absent in experiments run before they existed).
+    #[serde(default)]
+    pub grad_norm: Option<f64>,
+    #[serde(default)]
+    pub snip: Option<f64>,
+    #[serde(default)]
+    pub synflow: Option<f64>,
 }
 
-/// The three predictors of stand-alone accuracy: one-shot accuracy, and each KL proxy (a
-/// smaller divergence predicting a better subnet).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Predictors<T> {
-    pub oneshot_accuracy: T,
-    pub kl_all_paths: T,
-    pub kl_mean_of_subnets: T,
-}
-
-/// How one predictor's ranking agrees with stand-alone accuracy. A statistic is `None` when
-/// one side is constant (all four tied), where no rank correlation exists.
+/// How one predictor's ranking agrees with the truth in one seed. A rank statistic is `None`
+/// when one side is constant.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Agreement {
+    pub predictor: String,
     pub kendall_tau: Option<f64>,
+    pub kendall_p: Option<PValue>,
     pub spearman_rho: Option<f64>,
-    /// Best stand-alone accuracy minus that of the predictor's pick.
+    pub spearman_p: Option<PValue>,
+    /// For k = 1, 3 and 10 % of the subnets: the share of the truth's top k that the
+    /// predictor's top k holds.
+    pub top_k: Vec<Overlap>,
+    /// Best truth minus the truth of the predictor's winner.
     pub regret: f64,
+    /// Best truth minus the best truth among the predictor's top 3.
+    pub regret_top3: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Overlap {
+    pub k: usize,
+    pub overlap: f64,
 }
 
 /// A value over seeds: every value, their mean, sample standard deviation and range.
@@ -81,18 +176,45 @@ pub struct Spread {
     pub max: Option<f64>,
 }
 
+/// A rank statistic's mean over seeds with its uncertainty.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Estimate {
+    #[serde(flatten)]
+    pub spread: Spread,
+    /// 95 % bootstrap interval of the mean over seeds, resampling subnets.
+    pub interval: Option<(f64, f64)>,
+    /// One-sided p-value of the mean against random rankings.
+    pub p_value: Option<PValue>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Group {
     pub variant: String,
     pub sampling: String,
     pub seeds: Vec<u64>,
     pub subnets: Vec<SubnetSpread>,
-    pub predictors: Predictors<AgreementSpread>,
+    pub predictors: Vec<GroupAgreement>,
     /// One-shot and stand-alone accuracies averaged over seeds first, then ranked.
     pub pooled: Agreement,
-    /// Test accuracy after every epoch, mean over seeds, by subnet (the space's order).
-    pub oneshot_curves: Vec<Vec<f64>>,
-    pub standalone_curves: Vec<Vec<f64>>,
+    /// Test accuracy after every epoch over seeds, by subnet (the space's order).
+    pub oneshot_curves: Vec<Curve>,
+    pub standalone_curves: Vec<Curve>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupAgreement {
+    pub predictor: String,
+    pub kendall_tau: Estimate,
+    pub spearman_rho: Estimate,
+    pub top_k: Vec<OverlapSpread>,
+    pub regret: Spread,
+    pub regret_top3: Spread,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OverlapSpread {
+    pub k: usize,
+    pub overlap: Spread,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -106,11 +228,29 @@ pub struct SubnetSpread {
     pub kl_mean_of_subnets: Spread,
 }
 
+/// Epoch by epoch over seeds: the mean and the sample standard deviation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AgreementSpread {
-    pub kendall_tau: Spread,
-    pub spearman_rho: Spread,
-    pub regret: Spread,
+pub struct Curve {
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+/// How well one seed's stand-alone ranking predicts another's: the best a predictor can be
+/// expected to reach.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NoiseCeiling {
+    pub variant: String,
+    pub pairs: Vec<SeedPair>,
+    /// Over the pairs, with a bootstrap interval over subnets.
+    pub kendall_tau: Estimate,
+    pub spearman_rho: Estimate,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeedPair {
+    pub seeds: (u64, u64),
+    pub kendall_tau: Option<f64>,
+    pub spearman_rho: Option<f64>,
 }
 
 impl Spread {
@@ -137,13 +277,53 @@ impl Spread {
     }
 }
 
+impl Estimate {
+    /// `statistic` per seed of `scores[s]` against `truth[s]`, and over seeds.
+    fn of(statistic: Statistic, scores: &[Vec<f64>], truth: &[Vec<f64>]) -> Estimate {
+        let values = scores
+            .iter()
+            .zip(truth)
+            .map(|(s, t)| statistic(s, t))
+            .collect();
+        Estimate {
+            spread: Spread::of(values),
+            interval: bootstrap_interval(statistic, scores, truth),
+            p_value: permutation_p(statistic, scores, truth),
+        }
+    }
+}
+
+/// k = 1, 3 and 10 % of `n` (rounded up), each at most `n`, each once.
+pub fn top_ks(n: usize) -> Vec<usize> {
+    let mut ks: Vec<usize> = [1, 3, n.div_ceil(10)]
+        .into_iter()
+        .map(|k| k.clamp(1, n.max(1)))
+        .collect();
+    ks.sort_unstable();
+    ks.dedup();
+    ks
+}
+
 impl Agreement {
     /// `scores` predict `truth` (higher = better), both in the same subnet order.
-    pub fn of(scores: &[f64], truth: &[f64]) -> Agreement {
+    pub fn of(predictor: &str, scores: &[f64], truth: &[f64]) -> Agreement {
+        let one =
+            |statistic: Statistic| permutation_p(statistic, &[scores.to_vec()], &[truth.to_vec()]);
         Agreement {
+            predictor: predictor.to_string(),
             kendall_tau: kendall_tau_b(scores, truth),
+            kendall_p: one(kendall_tau_b),
             spearman_rho: spearman_rho(scores, truth),
-            regret: regret(scores, truth),
+            spearman_p: one(spearman_rho),
+            top_k: top_ks(scores.len())
+                .into_iter()
+                .map(|k| Overlap {
+                    k,
+                    overlap: top_k_overlap(scores, truth, k),
+                })
+                .collect(),
+            regret: regret_at(scores, truth, 1),
+            regret_top3: regret_at(scores, truth, 3),
         }
     }
 }
@@ -169,16 +349,19 @@ impl<'a> Results<'a> {
         Results { by_key }
     }
 
-    fn get(&self, variant: &str, seed: u64, what: &str) -> Result<&'a JobResult> {
+    fn find(&self, variant: &str, seed: u64, what: &str) -> Option<&'a JobResult> {
         self.by_key
             .get(&(variant.to_string(), seed, what.to_string()))
             .copied()
-            .ok_or_else(|| {
-                Error::invalid(
-                    "report",
-                    format!("no result for {variant} seed {seed} {what}"),
-                )
-            })
+    }
+
+    fn get(&self, variant: &str, seed: u64, what: &str) -> Result<&'a JobResult> {
+        self.find(variant, seed, what).ok_or_else(|| {
+            Error::invalid(
+                "report",
+                format!("no result for {variant} seed {seed} {what}"),
+            )
+        })
     }
 }
 
@@ -209,12 +392,7 @@ fn curve(result: &JobResult, subnet: &str) -> Vec<f64> {
 
 pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
     let index = Results::new(results);
-    let names: Vec<String> = plan
-        .search_space()?
-        .subnets()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let names = plan.standalone_names()?;
     let mut runs = Vec::new();
     let mut groups = Vec::new();
     for variant in &plan.variants {
@@ -236,6 +414,11 @@ pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
             runs.extend(group_runs);
         }
     }
+    let noise_ceilings = plan
+        .variants
+        .iter()
+        .map(|variant| noise_ceiling(&runs, variant))
+        .collect();
     let mut backends: Vec<String> = results.iter().map(|r| r.backend.clone()).collect();
     backends.sort();
     backends.dedup();
@@ -245,14 +428,24 @@ pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
     Ok(Summary {
         plan,
         ranking_set: if validation { "validation" } else { "test" }.to_string(),
+        truth_set: "test".to_string(),
         backends,
         training_seconds: results.iter().map(|r| r.wall_seconds).sum(),
+        subnets: names,
+        test_images: results.iter().find_map(|r| r.test_images),
+        kl_images: results
+            .iter()
+            .find_map(|r| r.kl_proxy.as_ref().map(|k| k.images)),
+        zero_cost_images: results
+            .iter()
+            .find_map(|r| r.zero_cost.as_ref().map(|z| z.images)),
         runs,
         groups,
+        noise_ceilings,
     })
 }
 
-/// `names`: the subnets of the space, in its order.
+/// `names`: the stand-alone subnets, in the space's order.
 fn run(index: &Results, names: &[String], variant: &str, sampling: &str, seed: u64) -> Result<Run> {
     let oneshot = index.get(variant, seed, &format!("oneshot-{sampling}"))?;
     let kl = oneshot.kl_proxy.as_ref().ok_or_else(|| {
@@ -261,35 +454,21 @@ fn run(index: &Results, names: &[String], variant: &str, sampling: &str, seed: u
             format!("{variant} seed {seed} oneshot-{sampling}: no KL proxy"),
         )
     })?;
+    let zero_cost = index
+        .find(variant, seed, "zero-cost")
+        .and_then(|r| r.zero_cost.as_ref());
     let subnets = names
         .iter()
-        .map(|name| {
-            let standalone = index.get(variant, seed, &format!("standalone-{name}"))?;
-            let (oneshot_acc, oneshot_test) = final_accuracy(oneshot, name)?;
-            let (standalone_acc, standalone_test) = final_accuracy(standalone, name)?;
-            let kl_of = |map: &BTreeMap<String, f64>| {
-                map.get(name).copied().ok_or_else(|| {
-                    Error::invalid("report", format!("no KL proxy of subnet {name}"))
-                })
-            };
-            Ok(SubnetResult {
-                kl_all_paths: kl_of(&kl.all_paths)?,
-                kl_mean_of_subnets: kl_of(&kl.mean_of_subnets)?,
-                subnet: name.clone(),
-                oneshot: oneshot_acc,
-                standalone: standalone_acc,
-                oneshot_test,
-                standalone_test,
-            })
-        })
+        .map(|name| subnet_result(index, variant, seed, oneshot, kl, zero_cost, name))
         .collect::<Result<Vec<_>>>()?;
-    let truth: Vec<f64> = subnets.iter().map(|s| s.standalone).collect();
-    let scores = |f: fn(&SubnetResult) -> f64| subnets.iter().map(f).collect::<Vec<f64>>();
-    let predictors = Predictors {
-        oneshot_accuracy: Agreement::of(&scores(|s| s.oneshot), &truth),
-        kl_all_paths: Agreement::of(&scores(|s| -s.kl_all_paths), &truth),
-        kl_mean_of_subnets: Agreement::of(&scores(|s| -s.kl_mean_of_subnets), &truth),
-    };
+    let truth: Vec<f64> = subnets.iter().map(|s| s.standalone_test).collect();
+    let predictors = Predictor::ALL
+        .iter()
+        .filter_map(|p| {
+            let scores: Option<Vec<f64>> = subnets.iter().map(|s| p.score(s)).collect();
+            scores.map(|scores| Agreement::of(p.name(), &scores, &truth))
+        })
+        .collect();
     Ok(Run {
         variant: variant.to_string(),
         sampling: sampling.to_string(),
@@ -297,6 +476,53 @@ fn run(index: &Results, names: &[String], variant: &str, sampling: &str, seed: u
         subnets,
         predictors,
     })
+}
+
+fn subnet_result(
+    index: &Results,
+    variant: &str,
+    seed: u64,
+    oneshot: &JobResult,
+    kl: &KlProxy,
+    zero_cost: Option<&ZeroCost>,
+    name: &str,
+) -> Result<SubnetResult> {
+    let standalone = index.get(variant, seed, &format!("standalone-{name}"))?;
+    let (oneshot_acc, oneshot_test) = final_accuracy(oneshot, name)?;
+    let (standalone_acc, standalone_test) = final_accuracy(standalone, name)?;
+    let kl_of = |map: &BTreeMap<String, f64>| {
+        map.get(name)
+            .copied()
+            .ok_or_else(|| Error::invalid("report", format!("no KL proxy of subnet {name}")))
+    };
+    let proxy = |pick: fn(&ZeroCost) -> &BTreeMap<String, f64>| {
+        zero_cost.and_then(|z| pick(z).get(name).copied())
+    };
+    Ok(SubnetResult {
+        subnet: name.to_string(),
+        oneshot: oneshot_acc,
+        standalone: standalone_acc,
+        oneshot_test,
+        standalone_test,
+        kl_all_paths: kl_of(&kl.all_paths)?,
+        kl_mean_of_subnets: kl_of(&kl.mean_of_subnets)?,
+        grad_norm: proxy(|z| &z.grad_norm),
+        snip: proxy(|z| &z.snip),
+        synflow: proxy(|z| &z.synflow),
+    })
+}
+
+/// Per predictor defined in every seed: `[seed][subnet]` scores.
+fn scores_by_seed(runs: &[Run], predictor: Predictor) -> Option<Vec<Vec<f64>>> {
+    runs.iter()
+        .map(|r| r.subnets.iter().map(|s| predictor.score(s)).collect())
+        .collect()
+}
+
+fn truth_by_seed(runs: &[Run]) -> Vec<Vec<f64>> {
+    runs.iter()
+        .map(|r| r.subnets.iter().map(|s| s.standalone_test).collect())
+        .collect()
 }
 
 fn group(
@@ -312,7 +538,7 @@ fn group(
             let over =
                 |f: fn(&SubnetResult) -> f64| Spread::of_all(runs.iter().map(|r| f(&r.subnets[k])));
             SubnetSpread {
-                subnet: runs[0].subnets[k].subnet.clone(),
+                subnet: names[k].clone(),
                 oneshot: over(|s| s.oneshot),
                 standalone: over(|s| s.standalone),
                 oneshot_test: over(|s| s.oneshot_test),
@@ -322,26 +548,18 @@ fn group(
             }
         })
         .collect();
-    let spread = |pick: fn(&Predictors<Agreement>) -> &Agreement| AgreementSpread {
-        kendall_tau: Spread::of(
-            runs.iter()
-                .map(|r| pick(&r.predictors).kendall_tau)
-                .collect(),
-        ),
-        spearman_rho: Spread::of(
-            runs.iter()
-                .map(|r| pick(&r.predictors).spearman_rho)
-                .collect(),
-        ),
-        regret: Spread::of_all(runs.iter().map(|r| pick(&r.predictors).regret)),
-    };
+    let truth = truth_by_seed(runs);
+    let predictors = Predictor::ALL
+        .iter()
+        .filter_map(|&p| Some(group_agreement(p, runs, &scores_by_seed(runs, p)?, &truth)))
+        .collect();
     let means = |f: fn(&SubnetSpread) -> &Spread| -> Vec<f64> {
         subnets
             .iter()
             .map(|s| f(s).mean.unwrap_or(f64::NAN))
             .collect()
     };
-    let mean_curves = |what: &dyn Fn(&str) -> String| -> Result<Vec<Vec<f64>>> {
+    let curves = |what: &dyn Fn(&str) -> String| -> Result<Vec<Curve>> {
         names
             .iter()
             .map(|name| {
@@ -349,7 +567,7 @@ fn group(
                     .iter()
                     .map(|&seed| Ok(curve(index.get(variant, seed, &what(name))?, name)))
                     .collect::<Result<Vec<_>>>()?;
-                Ok(mean_curve(&curves))
+                Ok(curve_over_seeds(&curves))
             })
             .collect()
     };
@@ -357,24 +575,119 @@ fn group(
         variant: variant.to_string(),
         sampling: sampling.to_string(),
         seeds: seeds.to_vec(),
-        pooled: Agreement::of(&means(|s| &s.oneshot), &means(|s| &s.standalone)),
-        predictors: Predictors {
-            oneshot_accuracy: spread(|p| &p.oneshot_accuracy),
-            kl_all_paths: spread(|p| &p.kl_all_paths),
-            kl_mean_of_subnets: spread(|p| &p.kl_mean_of_subnets),
-        },
-        oneshot_curves: mean_curves(&|_| format!("oneshot-{sampling}"))?,
-        standalone_curves: mean_curves(&|name| format!("standalone-{name}"))?,
+        pooled: Agreement::of(
+            Predictor::OneshotAccuracy.name(),
+            &means(|s| &s.oneshot),
+            &means(|s| &s.standalone_test),
+        ),
+        predictors,
+        oneshot_curves: curves(&|_| format!("oneshot-{sampling}"))?,
+        standalone_curves: curves(&|name| format!("standalone-{name}"))?,
         subnets,
     })
 }
 
-/// Epoch by epoch mean of several curves (as long as the shortest).
-fn mean_curve(curves: &[Vec<f64>]) -> Vec<f64> {
+fn group_agreement(
+    predictor: Predictor,
+    runs: &[Run],
+    scores: &[Vec<f64>],
+    truth: &[Vec<f64>],
+) -> GroupAgreement {
+    let per_seed: Vec<&Agreement> = runs
+        .iter()
+        .filter_map(|r| {
+            r.predictors
+                .iter()
+                .find(|a| a.predictor == predictor.name())
+        })
+        .collect();
+    let ks: Vec<usize> = per_seed
+        .first()
+        .map_or(Vec::new(), |a| a.top_k.iter().map(|o| o.k).collect());
+    GroupAgreement {
+        predictor: predictor.name().to_string(),
+        kendall_tau: Estimate::of(kendall_tau_b, scores, truth),
+        spearman_rho: Estimate::of(spearman_rho, scores, truth),
+        top_k: ks
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| OverlapSpread {
+                k,
+                overlap: Spread::of_all(per_seed.iter().map(|a| a.top_k[i].overlap)),
+            })
+            .collect(),
+        regret: Spread::of_all(per_seed.iter().map(|a| a.regret)),
+        regret_top3: Spread::of_all(per_seed.iter().map(|a| a.regret_top3)),
+    }
+}
+
+/// Every pair of seeds of a variant: tau and rho between their stand-alone accuracies (the
+/// stand-alone trainings are shared by the sampling strategies, so one group's runs do).
+fn noise_ceiling(runs: &[Run], variant: &str) -> NoiseCeiling {
+    let first_sampling = runs
+        .iter()
+        .find(|r| r.variant == variant)
+        .map(|r| &r.sampling);
+    let seeds: Vec<&Run> = runs
+        .iter()
+        .filter(|r| r.variant == variant && Some(&r.sampling) == first_sampling)
+        .collect();
+    let truth = |r: &Run| {
+        r.subnets
+            .iter()
+            .map(|s| s.standalone_test)
+            .collect::<Vec<f64>>()
+    };
+    let mut pairs = Vec::new();
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    for (i, a) in seeds.iter().enumerate() {
+        for b in &seeds[i + 1..] {
+            let (ta, tb) = (truth(a), truth(b));
+            pairs.push(SeedPair {
+                seeds: (a.seed, b.seed),
+                kendall_tau: kendall_tau_b(&ta, &tb),
+                spearman_rho: spearman_rho(&ta, &tb),
+            });
+            left.push(ta);
+            right.push(tb);
+        }
+    }
+    NoiseCeiling {
+        variant: variant.to_string(),
+        pairs,
+        kendall_tau: Estimate::of(kendall_tau_b, &left, &right),
+        spearman_rho: Estimate::of(spearman_rho, &left, &right),
+    }
+}
+
+/// Epoch by epoch mean and sample standard deviation of several curves (as long as the
+/// shortest).
+fn curve_over_seeds(curves: &[Vec<f64>]) -> Curve {
     let epochs = curves.iter().map(Vec::len).min().unwrap_or(0);
-    (0..epochs)
-        .map(|e| curves.iter().map(|c| c[e]).sum::<f64>() / curves.len() as f64)
-        .collect()
+    let spreads: Vec<Spread> = (0..epochs)
+        .map(|e| Spread::of_all(curves.iter().map(|c| c[e])))
+        .collect();
+    Curve {
+        mean: spreads.iter().map(|s| s.mean.unwrap_or(f64::NAN)).collect(),
+        std: spreads.iter().map(|s| s.std.unwrap_or(0.0)).collect(),
+    }
+}
+
+impl Group {
+    /// This group's agreement of `predictor`, if it was measured.
+    pub fn predictor(&self, predictor: Predictor) -> Option<&GroupAgreement> {
+        self.predictors
+            .iter()
+            .find(|a| a.predictor == predictor.name())
+    }
+}
+
+impl Run {
+    pub fn predictor(&self, predictor: Predictor) -> Option<&Agreement> {
+        self.predictors
+            .iter()
+            .find(|a| a.predictor == predictor.name())
+    }
 }
 
 #[cfg(test)]
@@ -397,8 +710,18 @@ mod tests {
         let kl = [0.3, 0.1, 0.2, 0.4];
         let standalone = [0.98, 0.99, 0.985, 0.97];
         let scores: Vec<f64> = kl.iter().map(|k: &f64| -k).collect();
-        let agreement = Agreement::of(&scores, &standalone);
+        let agreement = Agreement::of("kl", &scores, &standalone);
         assert_eq!(agreement.kendall_tau, Some(1.0));
         assert_eq!(agreement.regret, 0.0);
+        let p = agreement.kendall_p.expect("p").value;
+        assert!((p - 1.0 / 24.0).abs() < 1e-12, "{p}");
+    }
+
+    #[test]
+    fn top_k_is_one_three_and_a_tenth() {
+        assert_eq!(top_ks(4), [1, 3]);
+        assert_eq!(top_ks(64), [1, 3, 7]);
+        assert_eq!(top_ks(16), [1, 2, 3]);
+        assert_eq!(top_ks(2), [1, 2]);
     }
 }

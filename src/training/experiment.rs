@@ -1,15 +1,20 @@
-//! The study as a plan of trainings: for each variant and seed, one one-shot training per
-//! sampling strategy and a stand-alone training of every subnet of the space. Each finished training leaves a
-//! `result.json` in its own directory, written last and atomically: it is the only thing a
-//! rerun trusts, so an interrupted training is simply trained again.
+//! The study as a plan of jobs: for each variant and seed, the zero-cost proxies at
+//! initialisation, one one-shot training per sampling strategy, and a stand-alone training of
+//! every subnet of the space or of a seeded sample of them (the same for every seed and
+//! variant). Each finished job leaves a `result.json` in its own directory, written last and
+//! atomically: it is the only thing a rerun trusts, so an interrupted training is simply
+//! trained again.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
 use crate::error::{Error, Result};
 use crate::model::{SearchSpace, Subnet, Variant};
-use crate::training::{EpochMetrics, KlProxy, Mode, Sampling, TrainConfig};
+use crate::training::{EpochMetrics, KlProxy, Mode, Sampling, TrainConfig, ZeroCost};
 
 /// The completion marker and record of one training.
 pub const RESULT_FILE: &str = "result.json";
@@ -24,12 +29,51 @@ pub struct Experiment {
     pub samplings: Vec<Sampling>,
     /// Everything else of the protocol; its variant, mode, seed and sampling are set per job.
     pub protocol: TrainConfig,
-    /// Training images the KL proxy averages over.
+    /// Images (held out, or training images) the KL proxy averages over.
     pub kl_images: usize,
+    /// Which subnets are trained stand-alone: the ground truth.
+    pub standalone: Standalone,
 }
+
+/// The subnets trained stand-alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standalone {
+    All,
+    /// A seeded uniform sample of this many subnets (all of them if the space has fewer).
+    Sample(usize),
+}
+
+impl Standalone {
+    /// "all" or the sample size, as on the command line.
+    pub fn name(&self) -> String {
+        match self {
+            Standalone::All => "all".to_string(),
+            Standalone::Sample(n) => n.to_string(),
+        }
+    }
+
+    /// The subnets of `space` this selects, in the space's order.
+    pub fn subnets(&self, space: &SearchSpace) -> Vec<Subnet> {
+        let count = space.subnet_count();
+        match *self {
+            Standalone::Sample(n) if n < count => {
+                let mut rng = StdRng::seed_from_u64(STANDALONE_SAMPLE_SEED);
+                let mut picked = rand::seq::index::sample(&mut rng, count, n).into_vec();
+                picked.sort_unstable();
+                picked.into_iter().map(|i| space.subnet_at(i)).collect()
+            }
+            _ => space.subnets(),
+        }
+    }
+}
+
+/// The sample of stand-alone subnets is the same for every seed, variant and run.
+const STANDALONE_SAMPLE_SEED: u64 = 0x5354;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum JobKind {
+    /// The zero-cost proxies of every subnet at the seed's initialisation (no training).
+    ZeroCost,
     OneShot(Sampling),
     Standalone(Subnet),
 }
@@ -43,10 +87,11 @@ pub struct Job {
 }
 
 impl Job {
-    /// Relative to the experiment's directory: `sum/seed-1/oneshot-uniform`,
-    /// `sum/seed-1/standalone-10`.
+    /// Relative to the experiment's directory: `sum/seed-1/zero-cost`,
+    /// `sum/seed-1/oneshot-uniform`, `sum/seed-1/standalone-10`.
     pub fn dir(&self) -> PathBuf {
         let leaf = match self.kind {
+            JobKind::ZeroCost => "zero-cost".to_string(),
             JobKind::OneShot(sampling) => format!("oneshot-{}", sampling.name()),
             JobKind::Standalone(subnet) => format!("standalone-{subnet}"),
         };
@@ -57,15 +102,24 @@ impl Job {
 }
 
 impl Experiment {
-    /// Variant by variant, seed by seed: the one-shot trainings, then the stand-alone ones.
+    /// The subnets trained stand-alone, in the space's order.
+    pub fn standalone_subnets(&self) -> Vec<Subnet> {
+        self.standalone.subnets(&self.protocol.space)
+    }
+
+    /// Variant by variant, seed by seed: the zero-cost proxies, the one-shot trainings, then
+    /// the stand-alone ones.
     pub fn jobs(&self) -> Vec<Job> {
         let mut jobs = Vec::new();
+        let subnets = self.standalone_subnets();
         for &variant in &self.variants {
             for &seed in &self.seeds {
                 let oneshot = self.samplings.iter().map(|&s| JobKind::OneShot(s));
-                let subnets = self.protocol.space.subnets();
-                let standalone = subnets.into_iter().map(JobKind::Standalone);
-                jobs.extend(oneshot.chain(standalone).map(|kind| Job {
+                let standalone = subnets.iter().map(|&s| JobKind::Standalone(s));
+                let kinds = std::iter::once(JobKind::ZeroCost)
+                    .chain(oneshot)
+                    .chain(standalone);
+                jobs.extend(kinds.map(|kind| Job {
                     variant,
                     seed,
                     kind,
@@ -77,6 +131,7 @@ impl Experiment {
 
     pub fn config(&self, job: &Job) -> TrainConfig {
         let (mode, sampling) = match job.kind {
+            JobKind::ZeroCost => (Mode::OneShot, self.protocol.sampling),
             JobKind::OneShot(sampling) => (Mode::OneShot, sampling),
             JobKind::Standalone(subnet) => (Mode::Standalone(subnet), self.protocol.sampling),
         };
@@ -107,6 +162,12 @@ impl Experiment {
                 "--kl-images must be at least 1, got 0",
             ));
         }
+        if self.standalone == Standalone::Sample(0) {
+            return Err(Error::invalid(
+                "experiment",
+                "--standalone must be all or at least 1, got 0",
+            ));
+        }
         self.protocol.validate()
     }
 
@@ -123,6 +184,12 @@ impl Experiment {
                 .map(|s| s.name().to_string())
                 .collect(),
             kl_images: self.kl_images,
+            standalone: self.standalone.name(),
+            standalone_subnets: self
+                .standalone_subnets()
+                .iter()
+                .map(Subnet::to_string)
+                .collect(),
             protocol: serde_json::to_value(&self.protocol).expect("settings serialise"),
             jobs: self.jobs().iter().map(Job::dir).collect(),
         }
@@ -139,6 +206,12 @@ pub struct Plan {
     pub seeds: Vec<u64>,
     pub samplings: Vec<String>,
     pub kl_images: usize,
+    /// `all` or the size of the seeded sample of subnets trained stand-alone.
+    #[serde(default = "all")]
+    pub standalone: String,
+    /// The subnets trained stand-alone; plans written before samples hold none: all of them.
+    #[serde(default)]
+    pub standalone_subnets: Vec<String>,
     /// The shared protocol (its variant, mode, seed and sampling are the first job's).
     pub protocol: serde_json::Value,
     pub jobs: Vec<PathBuf>,
@@ -148,10 +221,23 @@ fn study_spec() -> String {
     SearchSpace::study().to_string()
 }
 
+fn all() -> String {
+    "all".to_string()
+}
+
 impl Plan {
     /// The space every training of the plan shares.
     pub fn search_space(&self) -> Result<SearchSpace> {
         SearchSpace::parse(&self.space)
+    }
+
+    /// The names of the subnets trained stand-alone, in the space's order.
+    pub fn standalone_names(&self) -> Result<Vec<String>> {
+        if !self.standalone_subnets.is_empty() {
+            return Ok(self.standalone_subnets.clone());
+        }
+        let subnets = self.search_space()?.subnets();
+        Ok(subnets.iter().map(Subnet::to_string).collect())
     }
 }
 
@@ -160,7 +246,7 @@ impl Plan {
 pub struct JobResult {
     pub variant: String,
     pub seed: u64,
-    /// "oneshot" or "standalone".
+    /// "oneshot", "standalone" or "zero-cost".
     pub mode: String,
     /// One-shot: the sampling strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,11 +262,18 @@ pub struct JobResult {
     /// One-shot: the KL proxy after the last epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kl_proxy: Option<KlProxy>,
+    /// Zero-cost: every subnet's proxies at initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_cost: Option<ZeroCost>,
+    /// The test images evaluated on (absent in results written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_images: Option<usize>,
 }
 
 impl JobResult {
     pub fn new(job: &Job, config: &TrainConfig, backend: String) -> Self {
         let (mode, sampling, subnet) = match job.kind {
+            JobKind::ZeroCost => ("zero-cost", None, None),
             JobKind::OneShot(s) => ("oneshot", Some(s.name().to_string()), None),
             JobKind::Standalone(s) => ("standalone", None, Some(s.to_string())),
         };
@@ -195,6 +288,8 @@ impl JobResult {
             wall_seconds: 0.0,
             history: Vec::new(),
             kl_proxy: None,
+            zero_cost: None,
+            test_images: None,
         }
     }
 
@@ -287,20 +382,62 @@ mod tests {
             samplings: vec![Sampling::Uniform, Sampling::Fair],
             protocol: TrainConfig::study(Variant::Sum, Mode::OneShot),
             kl_images: 16,
+            standalone: Standalone::All,
         }
     }
 
     #[test]
-    fn the_plan_has_every_training_once() {
+    fn the_plan_has_every_job_once() {
         let jobs = experiment().jobs();
-        // 2 variants x 2 seeds x (2 one-shot + 4 stand-alone).
-        assert_eq!(jobs.len(), 24);
+        // 2 variants x 2 seeds x (zero-cost + 2 one-shot + 4 stand-alone).
+        assert_eq!(jobs.len(), 28);
         let mut dirs: Vec<PathBuf> = jobs.iter().map(Job::dir).collect();
         dirs.sort();
         dirs.dedup();
-        assert_eq!(dirs.len(), 24, "two trainings share a directory");
+        assert_eq!(dirs.len(), 28, "two jobs share a directory");
         assert!(dirs.contains(&PathBuf::from("concat/seed-2/oneshot-fair")));
         assert!(dirs.contains(&PathBuf::from("sum/seed-1/standalone-10")));
+        assert!(dirs.contains(&PathBuf::from("sum/seed-2/zero-cost")));
+    }
+
+    /// A sample of N subnets: seeded, so the same in every run, seed and variant; in the
+    /// space's order; all of them when N is not smaller than the space.
+    #[test]
+    fn the_standalone_sample_is_seeded_and_recorded() {
+        let space = SearchSpace::parse("large").expect("preset");
+        let sample = Standalone::Sample(16).subnets(&space);
+        assert_eq!(sample.len(), 16);
+        assert_eq!(sample, Standalone::Sample(16).subnets(&space));
+        let indices: Vec<usize> = sample
+            .iter()
+            .map(|s| {
+                space
+                    .subnets()
+                    .iter()
+                    .position(|t| t == s)
+                    .expect("in the space")
+            })
+            .collect();
+        assert!(indices.windows(2).all(|w| w[0] < w[1]), "{indices:?}");
+        assert_eq!(Standalone::Sample(100).subnets(&space).len(), 64);
+        let plan = Experiment {
+            protocol: TrainConfig {
+                space: space.clone(),
+                ..TrainConfig::study(Variant::Sum, Mode::OneShot)
+            },
+            standalone: Standalone::Sample(16),
+            ..experiment()
+        };
+        let recorded = plan.plan();
+        assert_eq!(recorded.standalone, "16");
+        let names: Vec<String> = sample.iter().map(Subnet::to_string).collect();
+        assert_eq!(recorded.standalone_names().expect("names"), names);
+        let standalone_jobs = plan
+            .jobs()
+            .iter()
+            .filter(|j| matches!(j.kind, JobKind::Standalone(_)))
+            .count();
+        assert_eq!(standalone_jobs, 2 * 2 * 16);
     }
 
     #[test]

@@ -25,13 +25,25 @@ const BATCH: usize = 512;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KlProxy {
     pub images: usize,
+    /// Where the images come from: "validation" (held out) or "training".
+    #[serde(default = "training_split")]
+    pub split: String,
     pub all_paths: BTreeMap<String, f64>,
     pub mean_of_subnets: BTreeMap<String, f64>,
 }
 
-/// `images` training images drawn without replacement by a fixed seed (all of them if fewer).
+fn training_split() -> String {
+    "training".to_string()
+}
+
+/// `images` of `count` images drawn without replacement by a fixed seed (all of them if
+/// fewer), in increasing order.
 pub fn sample_indices(count: usize, images: usize) -> Vec<u32> {
-    let mut rng = StdRng::seed_from_u64(SAMPLE_SEED);
+    sample_with_seed(SAMPLE_SEED, count, images)
+}
+
+pub(crate) fn sample_with_seed(seed: u64, count: usize, images: usize) -> Vec<u32> {
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut indices: Vec<u32> = rand::seq::index::sample(&mut rng, count, images.min(count))
         .into_iter()
         .map(|i| i as u32)
@@ -40,10 +52,13 @@ pub fn sample_indices(count: usize, images: usize) -> Vec<u32> {
     indices
 }
 
+/// The proxy of every subnet on a fixed sample of `images` images of `split`, named by
+/// `split_name`.
 pub fn kl_proxy<B: Backend>(
     backend: &B,
     net: &SuperNet<B>,
     split: &DeviceSplit<B>,
+    split_name: &str,
     images: usize,
 ) -> Result<KlProxy> {
     let indices = sample_indices(split.count(), images);
@@ -82,6 +97,7 @@ pub fn kl_proxy<B: Backend>(
     };
     Ok(KlProxy {
         images: indices.len(),
+        split: split_name.to_string(),
         all_paths: mean_kl(all_paths),
         mean_of_subnets: mean_kl(&mean_of_subnets),
     })

@@ -1,4 +1,5 @@
-//! Training: the loop (one-shot or stand-alone), evaluation, the schedule and the metrics.
+//! Training: the loop (one-shot or stand-alone), evaluation, the schedule, the metrics, and the
+//! proxies of subnet quality (KL divergence after one-shot training, zero-cost at initialisation).
 
 mod config;
 mod device_data;
@@ -9,6 +10,7 @@ mod metrics;
 mod sampling;
 mod schedule;
 mod trainer;
+mod zero_cost;
 
 pub use config::{Mode, TrainConfig};
 pub use device_data::{Batch, DeviceSplit};
@@ -18,3 +20,4 @@ pub use metrics::{EpochMetrics, SubnetMetrics};
 pub use sampling::{Sampling, SubnetSampler};
 pub use schedule::StepLr;
 pub use trainer::{Observer, Silent, Trainer};
+pub use zero_cost::{zero_cost, ZeroCost};

@@ -19,6 +19,7 @@ use crate::model::{SearchSpace, Subnet, SuperNet, SuperNetConfig};
 use crate::training::config::{Mode, TrainConfig};
 use crate::training::device_data::DeviceSplit;
 use crate::training::evaluate::evaluate_subnets;
+use crate::training::zero_cost::{zero_cost, ZeroCost};
 use crate::training::{
     kl_proxy, EpochMetrics, KlProxy, Sampling, StepLr, SubnetMetrics, SubnetSampler,
 };
@@ -229,9 +230,26 @@ impl<'b, B: Backend> Trainer<'b, B> {
         Ok(weighted / order.len() as f64)
     }
 
-    /// The KL proxy of every subnet on a fixed sample of `images` training images.
+    /// The KL proxy of every subnet on a fixed sample of `images` held-out images, or
+    /// training images when none are held out.
     pub fn kl_proxy(&self, images: usize) -> Result<KlProxy> {
-        kl_proxy(self.backend, &self.net, &self.train, images)
+        let (split, name) = self.ranking_split();
+        kl_proxy(self.backend, &self.net, split, name, images)
+    }
+
+    /// The zero-cost proxies of every subnet, on the network as it is now (at
+    /// initialisation, before `run`), from one batch of `images` images of the ranking split.
+    pub fn zero_cost(&self, images: usize) -> Result<ZeroCost> {
+        let (split, name) = self.ranking_split();
+        zero_cost(self.backend, &self.net, split, name, images)
+    }
+
+    /// The held-out images if any, else the training images, and the split's name.
+    fn ranking_split(&self) -> (&DeviceSplit<B>, &'static str) {
+        match &self.validation {
+            Some(validation) => (validation, "validation"),
+            None => (&self.train, "training"),
+        }
     }
 
     /// Seconds spent in training steps so far, not counting read-backs: on the GPU the CPU time
