@@ -59,10 +59,18 @@ fn group_conclusions(md: &mut String, s: &Summary, group: &Group) {
     };
     let e = &oneshot.kendall_tau;
     let _ = writeln!(md, "**{}.**", group_name(group));
+    let above_zero = e.interval.is_some_and(|(lo, _)| lo > 0.0);
     let verdict = match e.p_value.map(|p| p.value) {
-        Some(p) if p < ALPHA => "better than a random ranking",
-        Some(_) => "not told apart from a random ranking by these numbers",
-        None => "undefined (a constant ranking)",
+        Some(p) if p < ALPHA && above_zero => {
+            "better than a random ranking (p below 0.05, the interval above zero)".to_string()
+        }
+        Some(p) if p < ALPHA => format!(
+            "better than a random ranking by the permutation test (p below 0.05), though the \
+             bootstrap interval over {} still reaches zero or below",
+            count(s.subnets.len(), "subnet", "subnets")
+        ),
+        Some(_) => "not told apart from a random ranking by these numbers".to_string(),
+        None => "undefined (a constant ranking)".to_string(),
     };
     let _ = writeln!(
         md,
