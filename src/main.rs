@@ -2,13 +2,27 @@
 
 mod cli;
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_window_system_probe();
     let args = match cli::args::Cli::try_parse() {
         Ok(args) => args,
+        // A bare `supernet`: the whole help, as `--help` prints it.
+        Err(error) if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let help = error.render();
+            let mut stdout = std::io::stdout();
+            let _ = if stdout.is_terminal() {
+                write!(stdout, "{}", help.ansi())
+            } else {
+                write!(stdout, "{help}")
+            };
+            return ExitCode::from(2);
+        }
         Err(error) if error.use_stderr() => {
             eprintln!("{}", one_line(&error.to_string()));
             return ExitCode::from(2);
@@ -32,6 +46,19 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Without `XDG_RUNTIME_DIR` (ssh sessions, containers, CI), the Vulkan loader's window-system
+/// probe makes libwayland print two `error: XDG_RUNTIME_DIR ...` lines on every GPU run,
+/// although no window is ever opened. A Wayland compositor's socket lives in that directory,
+/// so without it there is no session to find: pointing `WAYLAND_DISPLAY` at an absolute path
+/// that does not exist makes the probe fail quietly. Only this process's environment changes,
+/// before any thread starts.
+fn quiet_window_system_probe() {
+    let unset = |name: &str| std::env::var_os(name).is_none();
+    if unset("XDG_RUNTIME_DIR") && unset("WAYLAND_DISPLAY") {
+        std::env::set_var("WAYLAND_DISPLAY", "/nonexistent/wayland-0");
     }
 }
 

@@ -251,6 +251,7 @@ fn report_of_a_directory_without_an_experiment_names_the_file() {
         message.contains("experiment.json") && !message.contains("panicked"),
         "{message}"
     );
+    assert!(message.contains("cannot read the experiment"), "{message}");
 }
 
 #[test]

@@ -10,25 +10,42 @@ use supernet::training::experiment::Standalone;
 #[command(
     name = "supernet",
     version,
-    about = "Train a weight-sharing SuperNet on MNIST and ask whether one-shot accuracy predicts stand-alone accuracy",
+    about = "Does one-shot accuracy predict stand-alone accuracy? SuperNets on MNIST",
     long_about = "Train a weight-sharing SuperNet on MNIST and ask whether one-shot accuracy predicts \
 stand-alone accuracy.\n\nThe search space is data (--space): blocks separated by '/', each block's choices by \
 ',', a choice an odd kernel size k (a k x k conv) or 'skip' (the identity). The default, 3,5/3,5, is the \
 original study: two blocks, each a 3x3 or a 5x5 conv with 8 filters, so 4 subnets named by their choices: \
 00, 10, 01, 11 (one digit per block, block 1 first, the index of the choice in its block).\n\n\
 Start with `supernet oneshot` (the study's protocol: 14 epochs, batch 64, Adadelta), then \
-`supernet standalone --subnet all`, and compare the two tables."
+`supernet standalone --subnet all`, and compare the two tables.",
+    arg_required_else_help = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print errors only.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more: every subnet each epoch, each logged interval.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Train the SuperNet one-shot: a random subnet per minibatch; evaluate every subnet.
-    Oneshot(TrainArgs),
-    /// Train one subnet (or each subnet of the space) from scratch.
+    /// Train the SuperNet one-shot, evaluate every subnet
+    ///
+    /// A random subnet is drawn per minibatch and only its weights change; after every epoch
+    /// every subnet of the space is evaluated on the test set.
+    Oneshot {
+        /// One-shot subnet sampling: `uniform` (the study) or `fair` (FairNAS: every choice of
+        /// a block trained equally often, in shuffled rounds).
+        #[arg(long, value_enum, default_value_t = SamplingArg::Uniform)]
+        sampling: SamplingArg,
+        #[command(flatten)]
+        train: TrainArgs,
+    },
+    /// Train one subnet (or each of the space) from scratch
     Standalone {
         /// The subnet: one choice index per block, block 1 first, like `1,0` (the 5x5 conv,
         /// then the 3x3, in the default space); or `all`.
@@ -37,18 +54,23 @@ pub enum Command {
         #[command(flatten)]
         train: TrainArgs,
     },
-    /// The whole study: for each variant and seed, the zero-cost proxies, one-shot training
-    /// and the stand-alone ground truth (every subnet or a sample); then rank statistics with
-    /// intervals and p-values, figures and `report.md`. Resumable.
+    /// Run the whole study and write its report (resumable)
+    ///
+    /// For each variant and seed: the zero-cost proxies, one-shot training and the stand-alone
+    /// ground truth (every subnet or a sample); then rank statistics with intervals and
+    /// p-values, figures and report.md.
     Experiment(ExperimentArgs),
-    /// Rebuild `report.md`, `results.json` and the figures of an experiment directory from its
-    /// saved results, without training.
+    /// Rebuild an experiment's report from its saved results
+    ///
+    /// Writes report.md, results.json and the figures without training.
     Report {
         /// The experiment's `--out` directory.
         dir: PathBuf,
     },
-    /// Evaluate saved weights on the test set: a one-shot SuperNet's every subnet, a
-    /// stand-alone one's trained subnet, an exported subnet, or PyTorch's state_dict.
+    /// Evaluate saved weights on the test set
+    ///
+    /// A one-shot SuperNet: every subnet; a stand-alone one: its trained subnet; an exported
+    /// subnet; or a state_dict saved by PyTorch.
     Eval {
         /// A model.safetensors of ours (it says what it holds), an exported subnet, or a file
         /// saved by PyTorch under the same names.
@@ -64,8 +86,10 @@ pub enum Command {
         #[command(flatten)]
         device: DeviceArgs,
     },
-    /// Write one subnet of a SuperNet as a plain CNN with only its weights, under names a
-    /// plain PyTorch module loads with strict=True (see the README).
+    /// Write one subnet as a plain CNN for PyTorch
+    ///
+    /// Only the subnet's weights, under names a plain PyTorch module loads with strict=True
+    /// (the README shows the module).
     Export {
         /// The SuperNet's model.safetensors.
         #[arg(long)]
@@ -80,14 +104,28 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Rank the subnets of a trained SuperNet by one-shot accuracy on held-out training
-    /// images: every subnet, or those an evolutionary search visits within a budget; write the
-    /// ranking (CSV and JSON) and optionally export the best.
+    /// Rank a trained SuperNet's subnets on held-out images
+    ///
+    /// Every subnet, or those an evolutionary search visits within a budget, by one-shot
+    /// accuracy on held-out training images; writes the ranking (CSV and JSON) and can export
+    /// the best.
     Search(SearchArgs),
-    /// List the GPU adapters and say which backend `--backend auto` takes, and why.
+    /// List the GPU adapters and the backend `auto` takes
     Devices,
-    /// Time one-shot training steps and one evaluation pass (images/s, seconds per epoch,
-    /// dispatches per step on the GPU, peak memory).
+    /// Print a shell completion script
+    ///
+    /// For example `supernet completions bash > ~/.local/share/bash-completion/completions/supernet`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff)
+    ///
+    /// For example `supernet manpage > supernet.1; man ./supernet.1`.
+    Manpage,
+    /// Time training steps and an evaluation pass
+    ///
+    /// Images per second, seconds per epoch, dispatches per step on the GPU, peak memory.
     Bench {
         #[arg(long = "supernet", value_enum, default_value_t = VariantArg::Sum)]
         variant: VariantArg,
@@ -253,10 +291,6 @@ pub struct TrainArgs {
     pub variant: VariantArg,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// One-shot subnet sampling: `uniform` (the study) or `fair` (FairNAS: every option of a
-    /// block trained equally often, in shuffled rounds).
-    #[arg(long, value_enum, default_value_t = SamplingArg::Uniform)]
-    pub sampling: SamplingArg,
     #[command(flatten)]
     pub protocol: ProtocolArgs,
     /// Output directory. Default: runs/<supernet>-<mode>-<timestamp>/.

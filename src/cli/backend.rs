@@ -5,6 +5,7 @@ use supernet::engine::backends::gpu::{describe_adapter, enumerate_adapters};
 use supernet::engine::{CpuBackend, GpuBackend, GpuContext};
 
 use crate::cli::args::BackendArg;
+use crate::cli::output::{say, show};
 
 // One value per process: the size difference between the variants costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -32,6 +33,12 @@ pub fn select(arg: BackendArg) -> Result<Selected> {
         BackendArg::Cpu => Ok(Selected::Cpu(CpuBackend::new())),
         BackendArg::Gpu => {
             let gpu = GpuBackend::new().context("--backend gpu")?;
+            if !is_hardware(gpu.context()) {
+                say!(
+                    "warning: {} is a software adapter; training runs far slower on it than with --backend cpu",
+                    gpu.context().adapter_name()
+                );
+            }
             Ok(Selected::Gpu(gpu))
         }
         BackendArg::Auto => Ok(match GpuContext::shared() {
@@ -45,15 +52,15 @@ pub fn select(arg: BackendArg) -> Result<Selected> {
 pub fn list_devices() -> Result<()> {
     let adapters = enumerate_adapters();
     if adapters.is_empty() {
-        println!("No GPU adapters found (Vulkan, Metal or DX12).");
+        show!("No GPU adapters found (Vulkan, Metal or DX12).");
     }
     for info in &adapters {
-        println!("  {}", describe_adapter(info));
+        show!("  {}", describe_adapter(info));
     }
     match GpuContext::shared() {
-        Ok(ctx) if is_hardware(&ctx) => println!("auto: gpu ({}), a hardware adapter", ctx.adapter_name()),
-        Ok(ctx) => println!("auto: cpu, because the default adapter {} is a software rasterizer, slower than the CPU path", ctx.adapter_name()),
-        Err(e) => println!("auto: cpu, because no GPU adapter could be opened ({e})"),
+        Ok(ctx) if is_hardware(&ctx) => show!("auto: gpu ({}), a hardware adapter", ctx.adapter_name()),
+        Ok(ctx) => show!("auto: cpu, because the default adapter {} is a software rasterizer, slower than the CPU path", ctx.adapter_name()),
+        Err(e) => show!("auto: cpu, because no GPU adapter could be opened ({e})"),
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use supernet::model::{SearchSpace, Variant};
 use supernet::training::{Mode, TrainConfig, Trainer};
 
 use crate::cli::backend::Selected;
+use crate::cli::output::show;
 
 pub struct BenchArgs {
     pub variant: Variant,
@@ -25,7 +26,7 @@ pub struct BenchArgs {
 }
 
 pub fn run(selected: &Selected, data: &Dataset, args: &BenchArgs) -> Result<()> {
-    println!("backend: {}", selected.describe());
+    show!("backend: {}", selected.describe());
     match selected {
         Selected::Cpu(cpu) => bench_on(cpu, None, data, args),
         Selected::Gpu(gpu) => bench_on(gpu, Some(gpu), data, args),
@@ -54,7 +55,7 @@ fn bench_on<B: Backend>(
     let per_step = train_seconds / steps as f64;
     let images = (steps * args.batch_size) as f64;
     let epoch_steps = data.train.count.div_ceil(args.batch_size);
-    println!(
+    show!(
         "one-shot training ({:?}, space {}, batch {}): {steps} steps in {train_seconds:.3} s, {:.0} images/s, {:.2} ms/step -> {:.2} s per epoch of {epoch_steps} steps",
         args.variant,
         args.space,
@@ -66,7 +67,7 @@ fn bench_on<B: Backend>(
     if let (Some(gpu), Some(before)) = (gpu, gpu_before) {
         let per_step = GpuCounters::read(gpu).since(&before, steps as f64);
         let step_cpu = (trainer.step_seconds() - seconds_before) / steps as f64;
-        println!(
+        show!(
             "gpu: {:.1} dispatches per step; CPU time per step: {:.3} ms in all ({:.3} ms encoding commands, {:.3} ms in queue submit)",
             per_step.dispatches,
             1e3 * step_cpu,
@@ -79,15 +80,15 @@ fn bench_on<B: Backend>(
     let subnets = trainer.evaluate_all()?;
     let eval_seconds = started.elapsed().as_secs_f64();
     let evaluated = subnets.len() * data.test.count;
-    println!(
+    show!(
         "evaluation: {} subnets x {} test images in {eval_seconds:.3} s, {:.0} images/s",
         subnets.len(),
         data.test.count,
         evaluated as f64 / eval_seconds
     );
     match peak_resident_megabytes() {
-        Some(megabytes) => println!("peak resident memory: {megabytes:.0} MB"),
-        None => println!("peak resident memory: not available on this system"),
+        Some(megabytes) => show!("peak resident memory: {megabytes:.0} MB"),
+        None => show!("peak resident memory: not available on this system"),
     }
     Ok(())
 }

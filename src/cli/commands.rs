@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use supernet::data::{self, mnist, Dataset};
+use supernet::data::{self, Dataset};
 use supernet::engine::Backend;
 use supernet::model::checkpoint::{self, Checkpoint, LoadOptions, Trained};
 use supernet::model::{export, SearchSpace, Subnet, Variant};
@@ -20,6 +20,7 @@ use crate::cli::args::{
     DeviceArgs, ProtocolArgs, SamplingArg, SpaceArgs, SubnetChoice, TrainArgs, VariantArg,
 };
 use crate::cli::backend::{select, Selected};
+use crate::cli::output::{say, show};
 use crate::cli::progress::Progress;
 use crate::cli::tables::{print_table, Entry};
 
@@ -53,22 +54,32 @@ pub fn protocol_config(args: &ProtocolArgs, variant: Variant, mode: Mode) -> Tra
     }
 }
 
-fn train_config(args: &TrainArgs, mode: Mode) -> Result<TrainConfig> {
+/// What a training command trains.
+pub enum Training {
+    OneShot(SamplingArg),
+    Standalone(SubnetChoice),
+}
+
+fn train_config(args: &TrainArgs, mode: Mode, sampling_arg: SamplingArg) -> Result<TrainConfig> {
     let config = TrainConfig {
         seed: args.seed,
-        sampling: sampling(args.sampling),
+        sampling: sampling(sampling_arg),
         ..protocol_config(&args.protocol, variant(args.variant), mode)
     };
     config.validate()?;
     Ok(config)
 }
 
-pub fn data_dir(device: &DeviceArgs) -> PathBuf {
-    device.data.clone().unwrap_or_else(mnist::default_dir)
+/// `--data`, or the shipped MNIST wherever it is found (see `data::locate`).
+pub fn data_dir(device: &DeviceArgs) -> Result<PathBuf> {
+    match &device.data {
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(data::locate()?),
+    }
 }
 
 pub fn load_data(device: &DeviceArgs) -> Result<Dataset> {
-    let dir = data_dir(device);
+    let dir = data_dir(device)?;
     data::load(&dir).context("cannot load the dataset")
 }
 
@@ -82,24 +93,29 @@ pub fn load_data_for(device: &DeviceArgs, space: &SearchSpace, hold_out: usize) 
 
 /// `oneshot`, or `standalone` for each chosen subnet: everything is checked (settings, data,
 /// backend, output directory) before anything is written.
-pub fn train(args: &TrainArgs, subnets: Option<SubnetChoice>) -> Result<()> {
+pub fn train(args: &TrainArgs, training: Training) -> Result<()> {
     let space = &args.protocol.space.space;
-    let modes: Vec<Mode> = match &subnets {
-        None => vec![Mode::OneShot],
-        Some(SubnetChoice::One(name)) => vec![Mode::Standalone(space.parse_subnet(name)?)],
-        Some(SubnetChoice::All) => space.subnets().into_iter().map(Mode::Standalone).collect(),
+    let (modes, sampling_arg): (Vec<Mode>, SamplingArg) = match &training {
+        Training::OneShot(sampling) => (vec![Mode::OneShot], *sampling),
+        Training::Standalone(SubnetChoice::One(name)) => (
+            vec![Mode::Standalone(space.parse_subnet(name)?)],
+            SamplingArg::Uniform,
+        ),
+        Training::Standalone(SubnetChoice::All) => (
+            space.subnets().into_iter().map(Mode::Standalone).collect(),
+            SamplingArg::Uniform,
+        ),
     };
     let configs = modes
         .iter()
-        .map(|&mode| train_config(args, mode))
+        .map(|&mode| train_config(args, mode, sampling_arg))
         .collect::<Result<Vec<_>>>()?;
     let data = load_data_for(&args.device, space, args.protocol.val as usize)?;
     let backend = select(args.device.backend)?;
-    eprintln!("backend: {}", backend.describe());
-    let kind = if subnets.is_none() {
-        "oneshot"
-    } else {
-        "standalone"
+    say!("backend: {}", backend.describe());
+    let kind = match training {
+        Training::OneShot(_) => "oneshot",
+        Training::Standalone(_) => "standalone",
     };
     let out = args.out.clone().unwrap_or_else(|| {
         let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
@@ -117,7 +133,7 @@ pub fn train(args: &TrainArgs, subnets: Option<SubnetChoice>) -> Result<()> {
             Selected::Gpu(gpu) => train_one(gpu, &backend, &data, &config, &run, &args.device)?.0,
         };
         finals.extend(history.last().map(|m| m.subnets.clone()));
-        eprintln!("results in {}", run.path().display());
+        say!("results in {}", run.path().display());
     }
     let merged: BTreeMap<String, SubnetMetrics> = finals.into_iter().flatten().collect();
     print_table(
@@ -158,30 +174,38 @@ pub fn train_one<'b, B: Backend>(
     let started = Instant::now();
     let settings = json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "commit": option_env!("SUPERNET_COMMIT"),
+        "command_line": std::env::args().collect::<Vec<_>>(),
+        "started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "host": host_name(),
         "command": if config.mode == Mode::OneShot { "oneshot" } else { "standalone" },
         "training": config,
         "backend": selected.describe(),
-        "data": data_dir(device),
+        "data": data_dir(device)?,
         "train_images": data.train.count - config.validation,
         "validation_images": config.validation,
         "test_images": data.test.count,
     });
     run.write_json("config.json", &settings)?;
     let mut trainer = Trainer::new(backend, data, config.clone())?;
-    let label = format!(
-        "{} seed {} {}",
-        config.variant.name(),
-        config.seed,
-        config.mode
-    );
-    let mut progress = Progress::new(run, label, config);
+    let mut progress = Progress::new(run, config);
     let history = trainer.run(&mut progress)?;
-    eprintln!(
+    say!(
         "{} trained in {:.1} s",
         config.mode,
         started.elapsed().as_secs_f64()
     );
     Ok((history, trainer))
+}
+
+/// This machine's name, where the system tells it.
+fn host_name() -> Option<String> {
+    let from_kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+    from_kernel
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }
 
 /// `eval --weights FILE`: the test accuracy and mean loss of what the file holds (every
@@ -192,7 +216,7 @@ pub fn eval(
     json_output: bool,
     device: &DeviceArgs,
 ) -> Result<()> {
-    let dir = data_dir(device);
+    let dir = data_dir(device)?;
     let test = data::load_test(&dir).context("cannot load the test set")?;
     let backend = select(device.backend)?;
     let options = LoadOptions {
@@ -208,17 +232,15 @@ pub fn eval(
             .iter()
             .map(|e| (e.name.as_str(), &e.metrics))
             .collect();
-        println!(
+        show!(
             "{}",
             serde_json::to_string_pretty(&json!({ "subnets": subnets }))?
         );
     } else {
-        eprintln!("backend: {}", backend.describe());
+        say!("backend: {}", backend.describe());
         if trained == Trained::Unknown && space.is_none() {
             // An identity in a Sum block has no tensors, so the names cannot show it.
-            eprintln!(
-                "no metadata: space {read_space} read from the tensor names (--space gives it)"
-            );
+            say!("no metadata: space {read_space} read from the tensor names (--space gives it)");
         }
         let what = match &trained {
             Trained::OneShot => "a one-shot SuperNet, every subnet".to_string(),
@@ -271,7 +293,7 @@ pub fn export(weights: &Path, subnet: &str, space: Option<&SearchSpace>, out: &P
     let subnet = net.config.space.parse_subnet(subnet)?;
     export::export(&cpu, &net, &subnet, out)
         .with_context(|| format!("cannot write {}", out.display()))?;
-    eprintln!(
+    say!(
         "subnet {subnet} ({}) of {} written to {}",
         net.config.space.describe(&subnet),
         net.config.space,
@@ -279,7 +301,7 @@ pub fn export(weights: &Path, subnet: &str, space: Option<&SearchSpace>, out: &P
     );
     if let Trained::Standalone(trained) = trained.clone() {
         if trained != subnet {
-            eprintln!("warning: the weights were trained stand-alone as subnet {trained}; subnet {subnet} is untrained");
+            say!("warning: the weights were trained stand-alone as subnet {trained}; subnet {subnet} is untrained");
         }
     }
     Ok(())

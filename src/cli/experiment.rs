@@ -17,6 +17,7 @@ use supernet::training::{Mode, Trainer};
 use crate::cli::args::{ExperimentArgs, VariantsArg};
 use crate::cli::backend::{select, Selected};
 use crate::cli::commands::{load_data_for, protocol_config, sampling, train_one};
+use crate::cli::output::{say, show};
 
 /// Files a training writes before its `result.json`; cleared when an interrupted training
 /// starts again, so its metrics are not appended to the old ones.
@@ -42,7 +43,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         .iter()
         .filter(|s| matches!(s, JobState::Pending))
         .count();
-    eprintln!(
+    say!(
         "experiment in {}: {} trainings, {} finished earlier, {pending} to train",
         out.display(),
         jobs.len(),
@@ -52,7 +53,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         let protocol = &experiment.protocol;
         let data = load_data_for(&args.device, &protocol.space, protocol.validation)?;
         let backend = select(args.device.backend)?;
-        eprintln!("backend: {}", backend.describe());
+        say!("backend: {}", backend.describe());
         RunDir::create(out).context("cannot write the output directory")?;
         let plan = serde_json::to_string_pretty(&experiment.plan())?;
         write_atomically(&out.join(PLAN_FILE), format!("{plan}\n").as_bytes())?;
@@ -65,22 +66,25 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         for (job, state) in jobs.iter().zip(&states) {
             match state {
                 JobState::Finished(_) => {
-                    eprintln!("{}: finished earlier, skipped", job.dir().display())
+                    say!("{}: finished earlier, skipped", job.dir().display())
                 }
                 JobState::Pending => session.run_job(job)?,
             }
         }
     } else {
-        eprintln!("nothing to train");
+        say!("nothing to train");
     }
     report(out)
 }
 
 /// `report DIR`: statistics, figures and `report.md` from the saved results.
 pub fn report(dir: &Path) -> Result<()> {
-    let summary = report::experiment::write(dir).context("cannot write the report")?;
+    let summary = report::experiment::read(dir)
+        .with_context(|| format!("cannot read the experiment in {}", dir.display()))?;
+    report::experiment::write(dir, &summary)
+        .with_context(|| format!("cannot write the report into {}", dir.display()))?;
     print_summary(&summary);
-    eprintln!("report in {}", dir.join("report.md").display());
+    say!("report in {}", dir.join("report.md").display());
     Ok(())
 }
 
@@ -147,7 +151,7 @@ impl Session<'_> {
             result.test_images = Some(self.data.test.count);
             result.zero_cost = Some(trainer.zero_cost(config.batch_size)?);
             result.wall_seconds = started.elapsed().as_secs_f64();
-            eprintln!("{}: zero-cost proxies of every subnet", job.dir().display());
+            say!("{}: zero-cost proxies of every subnet", job.dir().display());
             return Ok(result);
         }
         let device = &self.args.device;
@@ -181,14 +185,14 @@ fn clear_interrupted(dir: &Path) -> Result<()> {
 
 /// One-shot accuracy's rank statistics on the terminal; the rest is in `report.md`.
 fn print_summary(summary: &Summary) {
-    println!(
+    show!(
         "one-shot accuracy vs stand-alone test accuracy: {} subnets, {} seed{}, ranked on the {} set",
         summary.subnets.len(),
         summary.plan.seeds.len(),
         if summary.plan.seeds.len() == 1 { "" } else { "s" },
         summary.ranking_set
     );
-    println!("  group              Kendall tau-b  95 % interval    p        regret");
+    show!("  group              Kendall tau-b  95 % interval    p        regret");
     for group in &summary.groups {
         let Some(a) = group.predictor(Predictor::OneshotAccuracy) else {
             continue;
@@ -200,7 +204,7 @@ fn print_summary(summary: &Summary) {
         let p = tau
             .p_value
             .map_or("-".to_string(), |p| format!("{:.4}", p.value));
-        println!(
+        show!(
             "  {:<18} {:<14} {:<16} {:<8} {:.4}",
             format!("{}, {}", group.variant, group.sampling),
             tau.spread

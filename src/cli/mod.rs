@@ -5,17 +5,29 @@ mod backend;
 mod bench;
 mod commands;
 mod experiment;
+pub mod output;
 mod progress;
 mod search;
 mod tables;
 
 use anyhow::Result;
 use args::{Cli, Command};
+use clap::CommandFactory;
+use commands::Training;
 
 pub fn run(cli: Cli) -> Result<()> {
+    output::set_level(match (cli.quiet, cli.verbose) {
+        (true, _) => output::Level::Quiet,
+        (_, true) => output::Level::Verbose,
+        _ => output::Level::Normal,
+    });
     match cli.command {
-        Command::Oneshot(train) => commands::train(&train, None),
-        Command::Standalone { subnet, train } => commands::train(&train, Some(subnet)),
+        Command::Oneshot { sampling, train } => {
+            commands::train(&train, Training::OneShot(sampling))
+        }
+        Command::Standalone { subnet, train } => {
+            commands::train(&train, Training::Standalone(subnet))
+        }
         Command::Experiment(args) => experiment::experiment(&args),
         Command::Report { dir } => experiment::report(&dir),
         Command::Eval {
@@ -32,6 +44,18 @@ pub fn run(cli: Cli) -> Result<()> {
         } => commands::export(&weights, &subnet, space.as_ref(), &out),
         Command::Search(args) => search::search(&args),
         Command::Devices => backend::list_devices(),
+        Command::Completions { shell } => {
+            let mut command = args::Cli::command();
+            clap_complete::generate(shell, &mut command, "supernet", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage => {
+            let page = clap_mangen::Man::new(args::Cli::command());
+            match page.render(&mut std::io::stdout()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
+        }
         Command::Bench {
             variant,
             steps,

@@ -16,6 +16,7 @@ use supernet::training::DeviceSplit;
 use crate::cli::args::{SearchArgs, StrategyArg};
 use crate::cli::backend::{select, Selected};
 use crate::cli::commands::load_data;
+use crate::cli::output::{say, show};
 
 pub fn search(args: &SearchArgs) -> Result<()> {
     if args.val == 0 {
@@ -25,7 +26,7 @@ pub fn search(args: &SearchArgs) -> Result<()> {
     let mut train = data.train.clone();
     let held_out = train.split_off_last(args.val)?;
     let backend = select(args.device.backend)?;
-    eprintln!("backend: {}", backend.describe());
+    say!("backend: {}", backend.describe());
     let options = LoadOptions {
         space: args.space.clone(),
         image_size: Some(held_out.rows),
@@ -42,7 +43,7 @@ pub fn search(args: &SearchArgs) -> Result<()> {
     write_ranking(run.path(), &about, &ranking)?;
     print_ranking(&ranking, &about);
     export_top(args, &ranking, &run)?;
-    eprintln!("ranking in {}", run.path().join("ranking.csv").display());
+    say!("ranking in {}", run.path().join("ranking.csv").display());
     Ok(())
 }
 
@@ -85,18 +86,21 @@ fn search_on<B: Backend>(
 }
 
 fn print_ranking(ranking: &[Ranked], about: &serde_json::Value) {
-    println!(
+    show!(
         "{} search: {} of {} subnets scored on {}",
         about["strategy"].as_str().unwrap_or("?"),
         ranking.len(),
         about["subnets_in_space"],
         about["ranked_on"].as_str().unwrap_or("?")
     );
-    println!("  rank  subnet  accuracy  choices");
+    show!("  rank  subnet  accuracy  choices");
     for row in ranking.iter().take(5) {
-        println!(
+        show!(
             "  {:>4}  {:<6}  {:.4}    {}",
-            row.rank, row.subnet, row.accuracy, row.choices
+            row.rank,
+            row.subnet,
+            row.accuracy,
+            row.choices
         );
     }
 }
@@ -119,7 +123,7 @@ fn export_top(args: &SearchArgs, ranking: &[Ranked], run: &RunDir) -> Result<()>
             .join(format!("top-{}-{}.safetensors", row.rank, row.subnet));
         export::export(&cpu, &net, &subnet, &path)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("exported {} to {}", row.subnet, path.display());
+        say!("exported {} to {}", row.subnet, path.display());
     }
     Ok(())
 }

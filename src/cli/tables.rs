@@ -1,6 +1,7 @@
 //! What the console shows of a set of subnets: every subnet of a small space, in the space's
 //! order; of a larger one the top five by accuracy and the worst (the files hold them all).
 
+use crate::cli::output::show;
 use supernet::model::{SearchSpace, Subnet};
 use supernet::training::SubnetMetrics;
 
@@ -44,20 +45,22 @@ fn shown(entries: &[Entry]) -> Vec<(Option<usize>, &Entry)> {
     rows
 }
 
-/// "00 0.9706  10 0.9733 ..." or, of many, "best 131 0.9812  ...  worst 000 0.9011".
-pub fn accuracies(entries: &[Entry]) -> String {
+/// Of many subnets, the epoch lines name this many of the best.
+const LINE_TOP: usize = 3;
+
+/// "00 0.9706", "10 0.9733", ... or, of many, "best 131 0.9812", two more, "worst 000 0.9011".
+pub fn accuracy_items(entries: &[Entry]) -> Vec<String> {
     let rows = shown(entries);
+    let item = |e: &Entry| format!("{} {:.4}", e.name, e.metrics.accuracy);
     let large = rows.first().is_some_and(|(rank, _)| rank.is_some());
-    let mut parts: Vec<String> = rows
-        .iter()
-        .map(|(_, e)| format!("{} {:.4}", e.name, e.metrics.accuracy))
-        .collect();
-    if large {
-        parts[0] = format!("best {}", parts[0]);
-        let last = parts.len() - 1;
-        parts[last] = format!("...  worst {}", parts[last]);
+    if !large {
+        return rows.iter().map(|(_, e)| item(e)).collect();
     }
-    parts.join("  ")
+    let mut items: Vec<String> = rows[..LINE_TOP].iter().map(|(_, e)| item(e)).collect();
+    items[0] = format!("best {}", items[0]);
+    let (_, worst) = rows[rows.len() - 1];
+    items.push(format!("worst {}", item(worst)));
+    items
 }
 
 /// The table of `entries` under `title`.
@@ -65,12 +68,9 @@ pub fn print_table(title: &str, entries: &[Entry]) {
     let rows = shown(entries);
     let large = rows.first().is_some_and(|(rank, _)| rank.is_some());
     if large {
-        println!(
-            "{title} ({} subnets: the top {TOP} and the worst; all in the run's files)",
-            entries.len()
-        );
+        show!("{title}: top {TOP} and worst of {}", entries.len());
     } else {
-        println!("{title}");
+        show!("{title}");
     }
     let width = entries
         .iter()
@@ -79,15 +79,19 @@ pub fn print_table(title: &str, entries: &[Entry]) {
         .unwrap_or(0)
         .max("choices".len());
     let rank_header = if large { "rank  " } else { "" };
-    println!(
+    show!(
         "  {rank_header}subnet  {:<width$}  accuracy  correct  loss",
         "choices"
     );
     for (rank, e) in rows {
         let rank = rank.map_or(String::new(), |r| format!("{r:>4}  "));
-        println!(
+        show!(
             "  {rank}{:<6}  {:<width$}  {:.4}    {:>6}   {:.4}",
-            e.name, e.choices, e.metrics.accuracy, e.metrics.correct, e.metrics.loss
+            e.name,
+            e.choices,
+            e.metrics.accuracy,
+            e.metrics.correct,
+            e.metrics.loss
         );
     }
 }
@@ -114,8 +118,8 @@ mod tests {
 
     #[test]
     fn a_small_set_is_shown_whole_in_order() {
-        let line = accuracies(&entries(&[0.5, 0.7, 0.6, 0.9]));
-        assert_eq!(line, "00 0.5000  01 0.7000  02 0.6000  03 0.9000");
+        let items = accuracy_items(&entries(&[0.5, 0.7, 0.6, 0.9]));
+        assert_eq!(items, ["00 0.5000", "01 0.7000", "02 0.6000", "03 0.9000"]);
     }
 
     #[test]
@@ -131,10 +135,11 @@ mod tests {
         let best = rows[0].1.metrics.accuracy;
         assert_eq!(best, 0.63);
         assert_eq!(rows[5].1.metrics.accuracy, 0.0);
-        let line = accuracies(&set);
+        let items = accuracy_items(&set);
+        assert_eq!(items.len(), 4, "{items:?}");
         assert!(
-            line.starts_with("best ") && line.contains("...  worst 00 0.0000"),
-            "{line}"
+            items[0].starts_with("best ") && items[3] == "worst 00 0.0000",
+            "{items:?}"
         );
     }
 }

@@ -65,9 +65,47 @@ pub struct Dataset {
     pub test: Split,
 }
 
-/// The directory shipped with the project.
+/// The directory shipped with the project, in the source tree the binary was built from.
 pub fn default_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
+}
+
+/// The four files of a dataset (each raw or gzip'd).
+const FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+/// Where the data is when no directory is given: `data/mnist` in the working directory, beside
+/// the binary or up to three folders above it (a build in `target/release` of a clone), or in
+/// the source tree the binary was built from; the first that holds the four files.
+pub fn locate() -> Result<PathBuf> {
+    let mut candidates = vec![PathBuf::from("data/mnist")];
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(
+            exe.ancestors()
+                .skip(1)
+                .take(4)
+                .map(|d| d.join("data/mnist")),
+        );
+    }
+    candidates.push(default_dir());
+    candidates
+        .iter()
+        .find(|dir| FILES.iter().all(|name| find(dir, name).is_ok()))
+        .map(|dir| dir.canonicalize().unwrap_or_else(|_| dir.clone()))
+        .ok_or_else(|| {
+            let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
+            Error::invalid(
+                "--data",
+                format!(
+                    "no MNIST found in {}; give the directory of the four IDX files with --data DIR",
+                    looked.join(", ")
+                ),
+            )
+        })
 }
 
 /// Loads `train-*` and `t10k-*` images and labels from `dir`.

@@ -12,21 +12,21 @@ pub const RESULTS_FILE: &str = "results.json";
 pub const REPORT_FILE: &str = "report.md";
 pub const FIGURES_DIR: &str = "figures";
 
-/// Reads the plan and every training's result in `dir`, writes the report; returns the summary.
-pub fn write(dir: &Path) -> Result<Summary> {
+/// Reads the plan and every job's result in `dir` and computes every statistic.
+pub fn read(dir: &Path) -> Result<Summary> {
     let plan = read_plan(dir)?;
     let results = plan
         .jobs
         .iter()
         .map(|job| read_result(&dir.join(job).join(RESULT_FILE)))
         .collect::<Result<Vec<_>>>()?;
-    let summary = summarise(plan, &results)?;
-    figures::write_all(&summary, &dir.join(FIGURES_DIR))?;
-    let json = serde_json::to_string_pretty(&summary).expect("results serialise to JSON");
+    summarise(plan, &results)
+}
+
+/// Writes the figures, `results.json` and `report.md` of `summary` into `dir`.
+pub fn write(dir: &Path, summary: &Summary) -> Result<()> {
+    figures::write_all(summary, &dir.join(FIGURES_DIR))?;
+    let json = serde_json::to_string_pretty(summary).expect("results serialise to JSON");
     write_atomically(&dir.join(RESULTS_FILE), format!("{json}\n").as_bytes())?;
-    write_atomically(
-        &dir.join(REPORT_FILE),
-        markdown::render(&summary).as_bytes(),
-    )?;
-    Ok(summary)
+    write_atomically(&dir.join(REPORT_FILE), markdown::render(summary).as_bytes())
 }

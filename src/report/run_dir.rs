@@ -60,15 +60,22 @@ impl RunDir {
         write_atomically(&self.path.join(name), format!("{text}\n").as_bytes())
     }
 
-    /// Appends the epoch to `metrics.jsonl` and `metrics.csv` (with its header first).
-    pub fn append_epoch(&self, metrics: &EpochMetrics) -> Result<()> {
+    /// Appends the epoch to `metrics.jsonl` and `metrics.csv` (with its header first), the
+    /// CSV's subnet columns in the order of `subnets`.
+    pub fn append_epoch(&self, metrics: &EpochMetrics, subnets: &[String]) -> Result<()> {
         let json = serde_json::to_string(metrics).expect("metrics serialise to JSON");
-        self.append_line("metrics.jsonl", &json, None)?;
-        let header = csv_header(metrics);
-        self.append_line("metrics.csv", &csv_row(metrics), Some(&header))
+        self.append("metrics.jsonl", &format!("{json}\n"), None)?;
+        let (header, row) = csv_record(metrics, subnets);
+        let csv_path = self.path.join("metrics.csv");
+        self.append(
+            "metrics.csv",
+            &csv_line(&row, &csv_path)?,
+            Some(&csv_line(&header, &csv_path)?),
+        )
     }
 
-    fn append_line(&self, name: &str, line: &str, header: Option<&str>) -> Result<()> {
+    /// Appends `text` to `name`, after `header` if the file is new, in one write.
+    fn append(&self, name: &str, text: &str, header: Option<&str>) -> Result<()> {
         let path = self.path.join(name);
         let is_new = !path.exists();
         let mut file = OpenOptions::new()
@@ -76,42 +83,63 @@ impl RunDir {
             .append(true)
             .open(&path)
             .map_err(io_error(&path))?;
-        let mut text = String::new();
+        let mut bytes = String::new();
         if let (true, Some(header)) = (is_new, header) {
-            text.push_str(header);
-            text.push('\n');
+            bytes.push_str(header);
         }
-        text.push_str(line);
-        text.push('\n');
-        file.write_all(text.as_bytes())
+        bytes.push_str(text);
+        file.write_all(bytes.as_bytes())
             .and_then(|_| file.flush())
             .map_err(io_error(&path))
     }
 }
 
-fn csv_header(m: &EpochMetrics) -> String {
-    let mut columns = vec!["epoch", "lr", "train_loss", "train_seconds", "eval_seconds"]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
-    for subnet in m.subnets.keys() {
-        columns.push(format!("accuracy_{subnet}"));
-        columns.push(format!("loss_{subnet}"));
-    }
-    columns.join(",")
+/// One CSV line (quoted where a field needs it), newline included.
+fn csv_line(fields: &[String], path: &Path) -> Result<String> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let bad = |e: csv::Error| Error::Format {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    writer.write_record(fields).map_err(bad)?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| bad(e.into_error().into()))?;
+    Ok(String::from_utf8(bytes).expect("CSV of UTF-8 fields"))
 }
 
-fn csv_row(m: &EpochMetrics) -> String {
-    let mut cells = vec![
+/// The CSV header and row of an epoch: every column named with its split and unit.
+fn csv_record(m: &EpochMetrics, subnets: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut header: Vec<String> = [
+        "epoch",
+        "lr",
+        "train_loss_nats",
+        "train_seconds",
+        "eval_seconds",
+        "wall_seconds",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut row = vec![
         m.epoch.to_string(),
         m.lr.to_string(),
         m.train_loss.to_string(),
         m.train_seconds.to_string(),
         m.eval_seconds.to_string(),
+        m.wall_seconds.to_string(),
     ];
-    for subnet in m.subnets.values() {
-        cells.push(subnet.accuracy.to_string());
-        cells.push(subnet.loss.to_string());
+    let splits = [("test", Some(&m.subnets)), ("val", m.validation.as_ref())];
+    for (split, set) in splits {
+        let Some(set) = set else { continue };
+        for subnet in subnets {
+            let Some(s) = set.get(subnet) else { continue };
+            header.push(format!("{split}_accuracy_{subnet}"));
+            header.push(format!("{split}_loss_nats_{subnet}"));
+            header.push(format!("{split}_correct_{subnet}"));
+            row.push(s.accuracy.to_string());
+            row.push(s.loss.to_string());
+            row.push(s.correct.to_string());
+        }
     }
-    cells.join(",")
+    (header, row)
 }

@@ -16,10 +16,14 @@ pub struct SubnetMetrics {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
+    /// The schedule's learning rate of the epoch (f64; the optimizer runs its f32 rounding).
     pub lr: f64,
     pub train_loss: f64,
     pub train_seconds: f64,
     pub eval_seconds: f64,
+    /// Since the training started, at the end of this epoch's evaluation.
+    #[serde(default)]
+    pub wall_seconds: f64,
     /// On the test set, by subnet name ("00", "10", ...).
     pub subnets: BTreeMap<String, SubnetMetrics>,
     /// On the held-out training images (`--val`), when there are any.

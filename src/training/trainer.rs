@@ -27,8 +27,12 @@ use crate::training::{
 /// Told about progress; the CLI draws bars and writes files, tests record.
 pub trait Observer {
     fn epoch_started(&mut self, _epoch: usize, _steps: usize) {}
+    /// After every step is recorded (on the GPU: before it has run), without a read-back.
+    fn step(&mut self, _steps: usize) {}
     /// `recent_loss`: mean loss of the steps since the last call.
     fn steps_done(&mut self, _steps: usize, _recent_loss: f64, _images_per_second: f64) {}
+    /// Before `subnets` subnets are evaluated on `images` images (test and held-out).
+    fn evaluating(&mut self, _subnets: usize, _images: usize) {}
     fn epoch_finished<B: Backend>(
         &mut self,
         _backend: &B,
@@ -132,20 +136,25 @@ impl<'b, B: Backend> Trainer<'b, B> {
             gamma: self.config.gamma,
         };
         let mut history = Vec::new();
+        let run_started = Instant::now();
         for epoch in 1..=self.config.epochs {
             self.optimizer.config.lr = schedule.lr(epoch - 1);
             let started = Instant::now();
             let train_loss = self.train_epoch(epoch, observer)?;
             let train_seconds = started.elapsed().as_secs_f64();
             let started = Instant::now();
+            let evaluated = self.config.mode.evaluated(&self.config.space).len();
+            let images = self.test.count() + self.validation.as_ref().map_or(0, |v| v.count());
+            observer.evaluating(evaluated, images);
             let subnets = self.evaluate_all()?;
             let validation = self.evaluate_validation()?;
             let metrics = EpochMetrics {
                 epoch,
-                lr: self.optimizer.config.lr as f64,
+                lr: schedule.lr_f64(epoch - 1),
                 train_loss,
                 train_seconds,
                 eval_seconds: started.elapsed().as_secs_f64(),
+                wall_seconds: run_started.elapsed().as_secs_f64(),
                 subnets,
                 validation,
             };
@@ -207,6 +216,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
             let subnet = self.next_subnet();
             self.train_step(indices, subnet, &loss_log, step)?;
             let done = step + 1;
+            observer.step(done);
             if done % self.config.log_every == 0 || done == steps {
                 let losses = self.backend.download(&loss_log, done)?;
                 check_finite(&losses, logged, epoch)?;
