@@ -38,6 +38,12 @@ pub enum Error {
         loss: f32,
     },
 
+    /// A stop was asked for (a signal); the state to resume from is written.
+    #[error(
+        "stopped in epoch {epoch} after {step} of its steps; the state to resume from is written"
+    )]
+    Interrupted { epoch: usize, step: usize },
+
     /// A file could not be read or written. (The I/O error is part of the message, not a
     /// separate cause, so that error chains print it once.)
     #[error("{path}: {error}")]

@@ -3,6 +3,8 @@
 
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod failpoint;
 
 pub use error::{Error, Result};
 pub mod data;

@@ -41,11 +41,17 @@ fn main() -> ExitCode {
     }
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // One line: the context chain, no backtrace.
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => match error.downcast_ref::<cli::signals::Stopped>() {
+            Some(stopped) => {
+                eprintln!("{}", stopped.line);
+                ExitCode::from(stopped.code)
+            }
+            None => {
+                // One line: the context chain, no backtrace.
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

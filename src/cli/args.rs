@@ -293,9 +293,16 @@ pub struct TrainArgs {
     pub seed: u64,
     #[command(flatten)]
     pub protocol: ProtocolArgs,
-    /// Output directory. Default: runs/<supernet>-<mode>-<timestamp>/.
+    /// Output directory. Default: runs/<supernet>-<mode>-seed<seed>-<timestamp>/ (with a
+    /// suffix when taken). One that holds a run is refused unless --resume or --force.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Continue the run in --out from its last epoch end (or where a signal stopped it).
+    #[arg(long, requires = "out", conflicts_with = "force")]
+    pub resume: bool,
+    /// Clear the run in --out and start over.
+    #[arg(long, requires = "out")]
+    pub force: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
 }

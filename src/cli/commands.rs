@@ -10,7 +10,7 @@ use supernet::data::{self, Dataset};
 use supernet::engine::Backend;
 use supernet::model::checkpoint::{self, Checkpoint, LoadOptions, Trained};
 use supernet::model::{export, SearchSpace, Subnet, Variant};
-use supernet::report::RunDir;
+use supernet::report::{Existing, RunDir, Start};
 use supernet::training::{
     evaluate_subnets, DeviceSplit, EpochMetrics, Mode, Sampling, SubnetMetrics, TrainConfig,
     Trainer,
@@ -22,6 +22,7 @@ use crate::cli::args::{
 use crate::cli::backend::{select, Selected};
 use crate::cli::output::{say, show};
 use crate::cli::progress::Progress;
+use crate::cli::signals;
 use crate::cli::tables::{print_table, Entry};
 
 fn variant(arg: VariantArg) -> Variant {
@@ -117,21 +118,27 @@ pub fn train(args: &TrainArgs, training: Training) -> Result<()> {
         Training::OneShot(_) => "oneshot",
         Training::Standalone(_) => "standalone",
     };
-    let out = args.out.clone().unwrap_or_else(|| {
-        let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
-        PathBuf::from("runs").join(format!("{}-{kind}-{stamp}", variant(args.variant).name()))
-    });
+    let existing = match (args.resume, args.force) {
+        (true, _) => Existing::Resume,
+        (_, true) => Existing::Clear,
+        _ => Existing::Refuse,
+    };
+    let runs = run_dirs(args, &configs, existing)?;
+    signals::install()?;
     let mut finals = Vec::new();
-    for config in configs {
-        let dir = match config.mode {
-            Mode::Standalone(subnet) if modes.len() > 1 => out.join(format!("subnet-{subnet}")),
-            _ => out.clone(),
+    for (config, (run, start)) in configs.iter().zip(runs) {
+        let trained = match &backend {
+            Selected::Cpu(cpu) => {
+                train_one(cpu, &backend, &data, config, &run, &args.device, start)
+                    .map(|(history, _)| history)
+            }
+            Selected::Gpu(gpu) => {
+                train_one(gpu, &backend, &data, config, &run, &args.device, start)
+                    .map(|(history, _)| history)
+            }
         };
-        let run = RunDir::create(&dir).context("cannot write the output directory")?;
-        let history = match &backend {
-            Selected::Cpu(cpu) => train_one(cpu, &backend, &data, &config, &run, &args.device)?.0,
-            Selected::Gpu(gpu) => train_one(gpu, &backend, &data, &config, &run, &args.device)?.0,
-        };
+        let resume_line = format!("{} --resume --out {}", command_line(), run.path().display());
+        let history = trained.map_err(|e| signals::explain(e, &resume_line))?;
         finals.extend(history.last().map(|m| m.subnets.clone()));
         say!("results in {}", run.path().display());
     }
@@ -144,6 +151,69 @@ pub fn train(args: &TrainArgs, training: Training) -> Result<()> {
         &entries(space, &space.subnets(), &merged),
     );
     Ok(())
+}
+
+/// The command line without its `--out`, `--resume` and `--force`, to say how to resume.
+fn command_line() -> String {
+    let mut words = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(word) = args.next() {
+        match word.as_str() {
+            "--out" => {
+                args.next();
+            }
+            "--resume" | "--force" => {}
+            w if w.starts_with("--out=") => {}
+            _ => words.push(word),
+        }
+    }
+    format!("supernet {}", words.join(" "))
+}
+
+/// One folder per training, each checked before anything trains: `--out` (a subfolder per
+/// subnet for `--subnet all`) as `existing` says, or a new one named after the training.
+fn run_dirs(
+    args: &TrainArgs,
+    configs: &[TrainConfig],
+    existing: Existing,
+) -> Result<Vec<(RunDir, Start)>> {
+    let per_subnet = configs.len() > 1;
+    let open =
+        |dir: PathBuf| RunDir::open(&dir, existing).context("cannot use the output directory");
+    match &args.out {
+        Some(out) => configs
+            .iter()
+            .map(|config| match config.mode {
+                Mode::Standalone(subnet) if per_subnet => {
+                    open(out.join(format!("subnet-{subnet}")))
+                }
+                _ => open(out.clone()),
+            })
+            .collect(),
+        None => {
+            let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+            let first = &configs[0];
+            let mode = match first.mode {
+                Mode::Standalone(_) if per_subnet => "standalone-all".to_string(),
+                mode => mode.to_string(),
+            };
+            let name = format!("{}-{mode}-seed{}-{stamp}", first.variant.name(), first.seed);
+            let base = RunDir::create_unique(&PathBuf::from("runs").join(name))
+                .context("cannot write the output directory")?;
+            configs
+                .iter()
+                .map(|config| match config.mode {
+                    Mode::Standalone(subnet) if per_subnet => {
+                        let dir = base.path().join(format!("subnet-{subnet}"));
+                        let run =
+                            RunDir::create(&dir).context("cannot write the output directory")?;
+                        Ok((run, Start::Fresh))
+                    }
+                    _ => Ok((RunDir::create(base.path())?, Start::Fresh)),
+                })
+                .collect()
+        }
+    }
 }
 
 /// The table rows of the subnets of `subnets` that `metrics` holds, in that order.
@@ -161,8 +231,9 @@ pub fn entries(
         .collect()
 }
 
-/// Writes `config.json`, then trains with progress bars, metrics and weights kept current in
-/// `run`; returns the history and the trainer (for what is computed after training).
+/// Writes `config.json` (a new run) or rewrites the metrics from the training state (a
+/// resumed one), then trains with progress bars, metrics, weights and the state kept current
+/// in `run`; returns the history and the trainer (for what is computed after training).
 pub fn train_one<'b, B: Backend>(
     backend: &'b B,
     selected: &Selected,
@@ -170,8 +241,57 @@ pub fn train_one<'b, B: Backend>(
     config: &TrainConfig,
     run: &RunDir,
     device: &DeviceArgs,
+    start: Start,
 ) -> Result<(Vec<EpochMetrics>, Trainer<'b, B>)> {
     let started = Instant::now();
+    let mut trainer = if start == Start::Resume {
+        let trainer = Trainer::resume(backend, data, config.clone(), &run.state_path())
+            .context("cannot resume the training")?;
+        let order: Vec<String> = config
+            .mode
+            .evaluated(&config.space)
+            .iter()
+            .map(Subnet::to_string)
+            .collect();
+        run.rewrite_metrics(trainer.history(), &order)?;
+        say!(
+            "resuming after epoch {} of {}",
+            trainer.history().len(),
+            config.epochs
+        );
+        trainer
+    } else {
+        if start == Start::Restart {
+            say!(
+                "resuming after epoch 0 of {}: no epoch had ended",
+                config.epochs
+            );
+        }
+        write_config(selected, data, config, run, device)?;
+        Trainer::new(backend, data, config.clone())?
+    };
+    trainer.save_state_to(run.state_path());
+    if let Some(flag) = signals::flag() {
+        trainer.stop_on(flag);
+    }
+    let mut progress = Progress::new(run, config);
+    let history = trainer.run(&mut progress)?;
+    say!(
+        "{} trained in {:.1} s",
+        config.mode,
+        started.elapsed().as_secs_f64()
+    );
+    Ok((history, trainer))
+}
+
+/// `config.json`: every setting and where it ran.
+fn write_config(
+    selected: &Selected,
+    data: &Dataset,
+    config: &TrainConfig,
+    run: &RunDir,
+    device: &DeviceArgs,
+) -> Result<()> {
     let settings = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "commit": option_env!("SUPERNET_COMMIT"),
@@ -187,15 +307,7 @@ pub fn train_one<'b, B: Backend>(
         "test_images": data.test.count,
     });
     run.write_json("config.json", &settings)?;
-    let mut trainer = Trainer::new(backend, data, config.clone())?;
-    let mut progress = Progress::new(run, config);
-    let history = trainer.run(&mut progress)?;
-    say!(
-        "{} trained in {:.1} s",
-        config.mode,
-        started.elapsed().as_secs_f64()
-    );
-    Ok((history, trainer))
+    Ok(())
 }
 
 /// This machine's name, where the system tells it.

@@ -8,25 +8,18 @@ use supernet::data::Dataset;
 use supernet::engine::Backend;
 use supernet::model::Variant;
 use supernet::report::summary::{Predictor, Summary};
-use supernet::report::{self, write_atomically, RunDir};
+use supernet::report::{self, clear_run, write_atomically, RunDir, Start};
 use supernet::training::experiment::{
     job_state, Experiment, Job, JobKind, JobResult, JobState, PLAN_FILE, RESULT_FILE,
 };
+use supernet::training::resume::STATE_FILE;
 use supernet::training::{Mode, Trainer};
 
 use crate::cli::args::{ExperimentArgs, VariantsArg};
 use crate::cli::backend::{select, Selected};
 use crate::cli::commands::{load_data_for, protocol_config, sampling, train_one};
 use crate::cli::output::{say, show};
-
-/// Files a training writes before its `result.json`; cleared when an interrupted training
-/// starts again, so its metrics are not appended to the old ones.
-const TRAINING_FILES: [&str; 4] = [
-    "config.json",
-    "metrics.jsonl",
-    "metrics.csv",
-    "model.safetensors",
-];
+use crate::cli::signals;
 
 pub fn experiment(args: &ExperimentArgs) -> Result<()> {
     let experiment = plan(args);
@@ -57,6 +50,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         RunDir::create(out).context("cannot write the output directory")?;
         let plan = serde_json::to_string_pretty(&experiment.plan())?;
         write_atomically(&out.join(PLAN_FILE), format!("{plan}\n").as_bytes())?;
+        signals::install()?;
         let session = Session {
             experiment: &experiment,
             data: &data,
@@ -126,14 +120,22 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// Trains `job`: a training that stopped part-way continues from its state; one that left
+    /// no state (killed before its first epoch end) starts again, its files cleared.
     fn run_job(&self, job: &Job) -> Result<()> {
         let dir = self.args.out.join(job.dir());
-        clear_interrupted(&dir)?;
+        let resume = dir.join(STATE_FILE).is_file() && job.kind != JobKind::ZeroCost;
+        let start = if resume { Start::Resume } else { Start::Fresh };
+        if !resume {
+            clear_run(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
         let run = RunDir::create(&dir).context("cannot write the output directory")?;
         let result = match self.backend {
-            Selected::Cpu(cpu) => self.train_job(cpu, job, &run)?,
-            Selected::Gpu(gpu) => self.train_job(gpu, job, &run)?,
+            Selected::Cpu(cpu) => self.train_job(cpu, job, &run, start),
+            Selected::Gpu(gpu) => self.train_job(gpu, job, &run, start),
         };
+        let again = format!("rerun the same command: {}", rerun_line());
+        let result = result.map_err(|e| signals::explain(e, &again))?;
         // Last, and atomically: the marker that this training is finished.
         let text = serde_json::to_string_pretty(&result)?;
         write_atomically(&dir.join(RESULT_FILE), format!("{text}\n").as_bytes())?;
@@ -142,7 +144,13 @@ impl Session<'_> {
 
     /// Trains `job` into `run`; after a one-shot training, the KL proxy. A zero-cost job
     /// only scores the subnets at initialisation.
-    fn train_job<B: Backend>(&self, backend: &B, job: &Job, run: &RunDir) -> Result<JobResult> {
+    fn train_job<B: Backend>(
+        &self,
+        backend: &B,
+        job: &Job,
+        run: &RunDir,
+        start: Start,
+    ) -> Result<JobResult> {
         let started = Instant::now();
         let config = self.experiment.config(job);
         if job.kind == JobKind::ZeroCost {
@@ -155,32 +163,36 @@ impl Session<'_> {
             return Ok(result);
         }
         let device = &self.args.device;
-        let (history, trainer) = train_one(backend, self.backend, self.data, &config, run, device)?;
+        let (history, trainer) = train_one(
+            backend,
+            self.backend,
+            self.data,
+            &config,
+            run,
+            device,
+            start,
+        )?;
+        // A resumed training's history holds the time of the epochs before the resume too.
+        let training_seconds = started
+            .elapsed()
+            .as_secs_f64()
+            .max(history.last().map_or(0.0, |m| m.wall_seconds));
+        let proxy_started = Instant::now();
         let mut result = JobResult::new(job, &config, self.backend.describe());
         result.test_images = Some(self.data.test.count);
         if let JobKind::OneShot(_) = job.kind {
             result.kl_proxy = Some(trainer.kl_proxy(self.experiment.kl_images)?);
         }
+        result.wall_seconds = training_seconds + proxy_started.elapsed().as_secs_f64();
         result.history = history;
-        result.wall_seconds = started.elapsed().as_secs_f64();
         Ok(result)
     }
 }
 
-/// Removes what an interrupted training left (its files and any `.partial` write).
-fn clear_interrupted(dir: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if TRAINING_FILES.contains(&name.as_str()) || name.ends_with(".partial") {
-            std::fs::remove_file(entry.path()).with_context(|| {
-                format!("cannot clear the interrupted training {}", dir.display())
-            })?;
-        }
-    }
-    Ok(())
+/// The command line as it was given.
+fn rerun_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("supernet {}", args.join(" "))
 }
 
 /// One-shot accuracy's rank statistics on the terminal; the rest is in `report.md`.

@@ -8,6 +8,7 @@ mod experiment;
 pub mod output;
 mod progress;
 mod search;
+pub mod signals;
 mod tables;
 
 use anyhow::Result;

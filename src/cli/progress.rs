@@ -155,6 +155,7 @@ impl Observer for Progress<'_> {
         }
         // The weights first: a metrics line never names an epoch whose weights are not on disk.
         checkpoint::save(backend, net, &self.trained, &self.run.model_path())?;
+        supernet::failpoint::pass("weights");
         let order: Vec<String> = self.subnets.iter().map(Subnet::to_string).collect();
         self.run.append_epoch(m, &order)
     }

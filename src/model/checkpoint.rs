@@ -189,6 +189,24 @@ pub fn read<B: Backend>(backend: &B, path: &Path, options: &LoadOptions) -> Resu
     Ok(Checkpoint { net, trained })
 }
 
+/// Every f32 tensor of a safetensors file, by name (shape, values), and its metadata.
+pub(crate) type NamedTensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+pub(crate) fn read_tensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let file = File::parse(&bytes, path)?;
+    let mut tensors = HashMap::new();
+    for name in file.tensors.names() {
+        let shape = file.shape(name)?;
+        let values = file.tensor(name, &shape, "")?;
+        tensors.insert(name.to_string(), (shape, values));
+    }
+    Ok((tensors, file.metadata))
+}
+
 /// A parsed safetensors file and where it came from (for errors).
 struct File<'a> {
     tensors: SafeTensors<'a>,
@@ -452,15 +470,19 @@ impl<'a> File<'a> {
         shapes
             .iter()
             .zip(&stored)
-            .map(|(p, name)| Ok((p.name.clone(), self.tensor(name, &p.shape, &config.space)?)))
+            .map(|(p, name)| {
+                let context = format!(" of the space {}", config.space);
+                Ok((p.name.clone(), self.tensor(name, &p.shape, &context)?))
+            })
             .collect()
     }
 
-    fn tensor(&self, name: &str, shape: &[usize], space: &SearchSpace) -> Result<Vec<f32>> {
+    /// A tensor's f32 values, its shape checked; `context` ends each error (" of the space X").
+    fn tensor(&self, name: &str, shape: &[usize], context: &str) -> Result<Vec<f32>> {
         let tensor = self
             .tensors
             .tensor(name)
-            .map_err(|_| self.bad(format!("missing tensor {name} of the space {space}")))?;
+            .map_err(|_| self.bad(format!("missing tensor {name}{context}")))?;
         if tensor.dtype() != Dtype::F32 {
             return Err(self.bad(format!(
                 "tensor {name} is {:?}, expected F32",
@@ -469,7 +491,7 @@ impl<'a> File<'a> {
         }
         if tensor.shape() != shape {
             return Err(self.bad(format!(
-                "tensor {name} has shape {:?}, expected {shape:?} for the space {space}",
+                "tensor {name} has shape {:?}, expected {shape:?}{context}",
                 tensor.shape()
             )));
         }

@@ -11,4 +11,4 @@ mod run_dir;
 pub mod statistics;
 pub mod summary;
 
-pub use run_dir::{write_atomically, RunDir};
+pub use run_dir::{clear_run, write_atomically, Existing, RunDir, Start, RUN_FILES};

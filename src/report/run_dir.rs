@@ -3,10 +3,12 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::training::resume::STATE_FILE;
 use crate::training::EpochMetrics;
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -16,17 +18,80 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader
-/// never sees a half-written file, even if the program is stopped mid-write.
+/// Writes `bytes` to a temporary file beside `path` (a name no other writer uses), flushes it
+/// to disk, renames it over `path` and flushes the directory: a reader never sees a
+/// half-written file, even if the program or the machine stops mid-write.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(".partial");
-    let temp = PathBuf::from(temp);
-    let mut file = File::create(&temp).map_err(io_error(&temp))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(io_error(&temp))?;
-    std::fs::rename(&temp, path).map_err(io_error(path))
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map_or("file".into(), |n| n.to_string_lossy().into_owned());
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let temp = path.with_file_name(format!(".{name}.{}.{unique}.partial", std::process::id()));
+    let written = File::create(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io_error(&temp)(error));
+    }
+    crate::failpoint::pass("partial");
+    std::fs::rename(&temp, path).map_err(io_error(path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Makes a rename in `dir` durable (on systems where a directory can be opened).
+fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match File::open(dir) {
+        Ok(handle) => handle
+            .sync_all()
+            .or_else(|e| {
+                // Some filesystems refuse to sync a directory: the rename still happened.
+                if e.kind() == std::io::ErrorKind::InvalidInput || e.raw_os_error() == Some(22) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(io_error(dir)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// What a run leaves in its folder.
+pub const RUN_FILES: [&str; 5] = [
+    "config.json",
+    "metrics.jsonl",
+    "metrics.csv",
+    "model.safetensors",
+    STATE_FILE,
+];
+
+/// How a run starts in its folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    Fresh,
+    /// From the training state in the folder.
+    Resume,
+    /// Asked to resume, but killed before its first epoch ended: started over.
+    Restart,
+}
+
+/// What to do with a folder that already holds a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse it, naming what it holds (`--resume` and `--force` unset).
+    Refuse,
+    /// Continue the run from its training state (`--resume`).
+    Resume,
+    /// Clear it and start over (`--force`).
+    Clear,
 }
 
 /// `config.json`, `metrics.jsonl`, `metrics.csv` and `model.safetensors` in one directory.
@@ -39,12 +104,86 @@ impl RunDir {
     /// Creates the directory (and its parents), checking that it can be written.
     pub fn create(path: &Path) -> Result<Self> {
         std::fs::create_dir_all(path).map_err(io_error(path))?;
-        let probe = path.join(".write-test");
+        let probe = path.join(format!(".write-test.{}", std::process::id()));
         File::create(&probe).map_err(io_error(path))?;
         std::fs::remove_file(&probe).map_err(io_error(&probe))?;
         Ok(RunDir {
             path: path.to_path_buf(),
         })
+    }
+
+    /// `path` for a run, as `existing` says when it holds one already; returns the folder and
+    /// how the run starts (a run killed before its first epoch end left no state: resuming
+    /// it starts it over).
+    pub fn open(path: &Path, existing: Existing) -> Result<(Self, Start)> {
+        let held: Vec<&str> = RUN_FILES
+            .iter()
+            .copied()
+            .filter(|f| path.join(f).exists())
+            .collect();
+        let holds = |what: &str| Error::Invalid {
+            what: "--out",
+            detail: format!("{} {what}", path.display()),
+        };
+        match existing {
+            Existing::Resume if path.join(STATE_FILE).is_file() => {
+                remove_partials(path)?;
+                Ok((Self::create(path)?, Start::Resume))
+            }
+            Existing::Resume if held.is_empty() => Err(holds("holds no run to resume")),
+            // Stopped before its first epoch ended: nothing to keep, so it starts over.
+            Existing::Resume => {
+                clear_run(path)?;
+                Ok((Self::create(path)?, Start::Restart))
+            }
+            Existing::Clear => {
+                clear_run(path)?;
+                Ok((Self::create(path)?, Start::Fresh))
+            }
+            Existing::Refuse if held.is_empty() => Ok((Self::create(path)?, Start::Fresh)),
+            Existing::Refuse => Err(holds(&format!(
+                "already holds a run ({}); --resume continues it, --force clears it and starts over",
+                held.join(", ")
+            ))),
+        }
+    }
+
+    /// A new folder `base`, or `base-2`, `base-3`, ... where `base` is taken: each made by a
+    /// create that fails if the folder exists, so two runs never share one.
+    pub fn create_unique(base: &Path) -> Result<Self> {
+        if let Some(parent) = base.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+        }
+        for n in 1.. {
+            let path = match n {
+                1 => base.to_path_buf(),
+                _ => PathBuf::from(format!("{}-{n}", base.display())),
+            };
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Self::create(&path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_error(&path)(e)),
+            }
+        }
+        unreachable!("some suffix is free")
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.path.join(STATE_FILE)
+    }
+
+    /// `metrics.jsonl` and `metrics.csv` written anew from `history` (a resumed run: whatever
+    /// a kill left after its last epoch end goes).
+    pub fn rewrite_metrics(&self, history: &[EpochMetrics], subnets: &[String]) -> Result<()> {
+        for name in ["metrics.jsonl", "metrics.csv"] {
+            let path = self.path.join(name);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(io_error(&path))?;
+            }
+        }
+        history
+            .iter()
+            .try_for_each(|m| self.append_epoch(m, subnets))
     }
 
     pub fn path(&self) -> &Path {
@@ -142,4 +281,28 @@ fn csv_record(m: &EpochMetrics, subnets: &[String]) -> (Vec<String>, Vec<String>
         }
     }
     (header, row)
+}
+
+/// Removes a run's files from `dir`, and any half-written temporary file.
+pub fn clear_run(dir: &Path) -> Result<()> {
+    remove_where(dir, |name| {
+        RUN_FILES.contains(&name) || name.ends_with(".partial")
+    })
+}
+
+/// Removes what a killed atomic write left in `dir`.
+fn remove_partials(dir: &Path) -> Result<()> {
+    remove_where(dir, |name| name.ends_with(".partial"))
+}
+
+fn remove_where(dir: &Path, doomed: impl Fn(&str) -> bool) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if doomed(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(entry.path()).map_err(io_error(&entry.path()))?;
+        }
+    }
+    Ok(())
 }

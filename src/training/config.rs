@@ -135,3 +135,20 @@ impl TrainConfig {
         Ok(())
     }
 }
+
+/// `name (was X, now Y)` for every top-level setting that differs.
+pub fn differences(was: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
+    let (Some(was), Some(now)) = (was.as_object(), now.as_object()) else {
+        return vec!["settings".to_string()];
+    };
+    let mut keys: Vec<&String> = was.keys().chain(now.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| was.get(*k) != now.get(*k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| v.map_or("-".to_string(), |v| v.to_string());
+            format!("{k} was {}, now {}", show(was.get(k)), show(now.get(k)))
+        })
+        .collect()
+}

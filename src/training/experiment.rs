@@ -14,6 +14,7 @@ use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::model::{SearchSpace, Subnet, Variant};
+use crate::training::config::differences;
 use crate::training::{EpochMetrics, KlProxy, Mode, Sampling, TrainConfig, ZeroCost};
 
 /// The completion marker and record of one training.
@@ -322,7 +323,7 @@ pub fn job_state(out: &Path, job: &Job, config: &TrainConfig) -> Result<JobState
             .or_insert_with(|| serde_json::Value::String(study_spec()));
     }
     let wanted = serde_json::to_value(config).expect("settings serialise");
-    let differing = differing_keys(&result.config, &wanted);
+    let differing = differences(&result.config, &wanted);
     if !differing.is_empty() {
         return Err(Error::Format {
             path,
@@ -352,23 +353,6 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
         path: path.to_path_buf(),
         detail: format!("not {what} of this version: {e}"),
     })
-}
-
-/// `name (was X, now Y)` for every top-level setting that differs.
-fn differing_keys(was: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
-    let (Some(was), Some(now)) = (was.as_object(), now.as_object()) else {
-        return vec!["settings".to_string()];
-    };
-    let mut keys: Vec<&String> = was.keys().chain(now.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| was.get(*k) != now.get(*k))
-        .map(|k| {
-            let show = |v: Option<&serde_json::Value>| v.map_or("-".to_string(), |v| v.to_string());
-            format!("{k} was {}, now {}", show(was.get(k)), show(now.get(k)))
-        })
-        .collect()
 }
 
 #[cfg(test)]

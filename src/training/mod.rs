@@ -1,12 +1,13 @@
 //! Training: the loop (one-shot or stand-alone), evaluation, the schedule, the metrics, and the
 //! proxies of subnet quality (KL divergence after one-shot training, zero-cost at initialisation).
 
-mod config;
+pub mod config;
 mod device_data;
 mod evaluate;
 pub mod experiment;
 mod kl_proxy;
 mod metrics;
+pub mod resume;
 mod sampling;
 mod schedule;
 mod trainer;

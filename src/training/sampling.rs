@@ -5,11 +5,13 @@
 //! block deals its choices in a shuffled round, one per step, so every choice of the block
 //! trains exactly once per K steps; a block with fewer choices starts its next round sooner.
 
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
+use rand_chacha::ChaCha12Rng;
 
+use crate::error::Result;
 use crate::model::{SearchSpace, Subnet};
+use crate::training::resume::{RngState, SamplerState};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Sampling {
@@ -31,13 +33,13 @@ impl Sampling {
 pub struct SubnetSampler {
     sampling: Sampling,
     space: SearchSpace,
-    rng: StdRng,
+    rng: ChaCha12Rng,
     /// Per block, what is left of its current fair round, next last.
     rounds: Vec<Vec<u8>>,
 }
 
 impl SubnetSampler {
-    pub fn new(sampling: Sampling, space: SearchSpace, rng: StdRng) -> Self {
+    pub fn new(sampling: Sampling, space: SearchSpace, rng: ChaCha12Rng) -> Self {
         let rounds = vec![Vec::new(); space.block_count()];
         SubnetSampler {
             sampling,
@@ -45,6 +47,20 @@ impl SubnetSampler {
             rng,
             rounds,
         }
+    }
+
+    /// Where the stream and the rounds are, to resume from.
+    pub fn state(&self) -> SamplerState {
+        SamplerState {
+            rng: RngState::of(&self.rng),
+            rounds: self.rounds.clone(),
+        }
+    }
+
+    pub fn restore(&mut self, state: &SamplerState) -> Result<()> {
+        self.rng = state.rng.rng()?;
+        self.rounds = state.rounds.clone();
+        Ok(())
     }
 
     pub fn next_subnet(&mut self) -> Subnet {
@@ -86,7 +102,7 @@ mod tests {
 
     fn draws(sampling: Sampling, spec: &str, steps: usize) -> Vec<Subnet> {
         let space = SearchSpace::parse(spec).expect("space");
-        let mut sampler = SubnetSampler::new(sampling, space, StdRng::seed_from_u64(3));
+        let mut sampler = SubnetSampler::new(sampling, space, ChaCha12Rng::seed_from_u64(3));
         (0..steps).map(|_| sampler.next_subnet()).collect()
     }
 

@@ -6,19 +6,24 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 
 use crate::data::Dataset;
 use crate::engine::{Adadelta, AdadeltaConfig, Backend, Tape};
 use crate::error::{Error, Result};
 use crate::model::{SearchSpace, Subnet, SuperNet, SuperNetConfig};
+use crate::training::config::differences;
 use crate::training::config::{Mode, TrainConfig};
 use crate::training::device_data::DeviceSplit;
 use crate::training::evaluate::evaluate_subnets;
+use crate::training::resume::{self, RngState, Tensors, TrainingState};
 use crate::training::zero_cost::{zero_cost, ZeroCost};
 use crate::training::{
     kl_proxy, EpochMetrics, KlProxy, Sampling, StepLr, SubnetMetrics, SubnetSampler,
@@ -48,17 +53,18 @@ pub struct Silent;
 impl Observer for Silent {}
 
 /// Independent random streams, so that turning shuffling off does not change which subnets are
-/// drawn, and the same seed always gives the same run.
+/// drawn, and the same seed always gives the same run. (ChaCha12, the algorithm of `StdRng`,
+/// named for its stream positions, which a resumed run restores.)
 struct Streams {
-    init: StdRng,
-    order: StdRng,
+    init: ChaCha12Rng,
+    order: ChaCha12Rng,
     subnets: SubnetSampler,
 }
 
 impl Streams {
     fn new(seed: u64, sampling: Sampling, space: SearchSpace) -> Self {
         let stream = |k: u64| {
-            StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k))
+            ChaCha12Rng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k))
         };
         Streams {
             init: stream(0),
@@ -79,6 +85,17 @@ pub struct Trainer<'b, B: Backend> {
     streams: Streams,
     /// Time spent recording and submitting steps (on the CPU backend: running them).
     step_seconds: f64,
+    /// The epochs finished.
+    history: Vec<EpochMetrics>,
+    /// The epoch to train next (from 1), and (resumed mid-epoch) its steps already done and
+    /// their losses.
+    epoch: usize,
+    resumed_step: usize,
+    resumed_losses: Vec<f32>,
+    /// Where the state is written at every epoch end and on a stop.
+    state_file: Option<PathBuf>,
+    /// Set by a signal: stop after the current step.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl<'b, B: Backend> Trainer<'b, B> {
@@ -126,18 +143,137 @@ impl<'b, B: Backend> Trainer<'b, B> {
             optimizer,
             streams,
             step_seconds: 0.0,
+            history: Vec::new(),
+            epoch: 1,
+            resumed_step: 0,
+            resumed_losses: Vec::new(),
+            state_file: None,
+            stop: None,
         })
     }
 
-    /// Every epoch: train, then evaluate the subnets of the mode on the test set.
+    /// A training continued from the state in `path` (see `resume`), with the same settings.
+    pub fn resume(
+        backend: &'b B,
+        data: &Dataset,
+        config: TrainConfig,
+        path: &Path,
+    ) -> Result<Self> {
+        let mut trainer = Self::new(backend, data, config)?;
+        let names: Vec<&str> = trainer.net.named_parameters().map(|(n, _)| n).collect();
+        let (state, tensors) = resume::load(path, &names)?;
+        let now = serde_json::to_value(&trainer.config).expect("settings serialise");
+        let differing = differences(&state.config, &now);
+        if !differing.is_empty() {
+            return Err(Error::Format {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "holds a training of other settings ({}); give the same settings to resume",
+                    differing.join(", ")
+                ),
+            });
+        }
+        let named: Vec<(String, Vec<f32>)> = tensors
+            .params
+            .into_iter()
+            .map(|(name, _, values)| (name, values))
+            .collect();
+        trainer.net = SuperNet::from_values(backend, trainer.net.config.clone(), &named)?;
+        for (i, (square_avg, acc_delta)) in tensors
+            .square_avg
+            .iter()
+            .zip(&tensors.acc_delta)
+            .enumerate()
+        {
+            trainer
+                .optimizer
+                .restore(backend, i, square_avg, acc_delta)?;
+        }
+        trainer.streams.order = state.order_at_epoch_start.rng()?;
+        trainer.streams.subnets.restore(&state.sampler)?;
+        trainer.history = state.history;
+        trainer.epoch = state.epoch;
+        trainer.resumed_step = state.step;
+        trainer.resumed_losses = state.epoch_losses;
+        trainer.step_seconds = state.step_seconds;
+        Ok(trainer)
+    }
+
+    /// Writes the state to `path` at every epoch end and when stopped.
+    pub fn save_state_to(&mut self, path: PathBuf) {
+        self.state_file = Some(path);
+    }
+
+    /// Stops after the step during which `flag` is set, the state written.
+    pub fn stop_on(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    /// The epochs finished so far (of a resumed training: before the resume too).
+    pub fn history(&self) -> &[EpochMetrics] {
+        &self.history
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// Writes the state: epoch `epoch` with `losses` of its steps done, its order drawn from
+    /// `order_at_epoch_start`.
+    fn save_state(
+        &self,
+        epoch: usize,
+        losses: Vec<f32>,
+        order_at_epoch_start: RngState,
+    ) -> Result<()> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let backend = self.backend;
+        let params = self
+            .net
+            .named_parameters()
+            .map(|(name, p)| Ok((name.to_string(), p.shape().to_vec(), p.to_vec(backend)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let accumulator = |i: usize, which: usize| {
+            let (square_avg, acc_delta) = self.optimizer.state(i);
+            let storage = if which == 0 { square_avg } else { acc_delta };
+            backend.download(storage, params[i].2.len())
+        };
+        let tensors = Tensors {
+            square_avg: (0..params.len())
+                .map(|i| accumulator(i, 0))
+                .collect::<Result<_>>()?,
+            acc_delta: (0..params.len())
+                .map(|i| accumulator(i, 1))
+                .collect::<Result<_>>()?,
+            params,
+        };
+        let state = TrainingState {
+            version: resume::VERSION,
+            config: serde_json::to_value(&self.config).expect("settings serialise"),
+            history: self.history.clone(),
+            epoch,
+            step: losses.len(),
+            epoch_losses: losses,
+            order_at_epoch_start,
+            sampler: self.streams.subnets.state(),
+            step_seconds: self.step_seconds,
+        };
+        resume::save(path, &state, &tensors)
+    }
+
+    /// Every epoch left: train, then evaluate the subnets of the mode on the test set; the
+    /// state is written after each. Returns every epoch's metrics (resumed ones included).
     pub fn run(&mut self, observer: &mut impl Observer) -> Result<Vec<EpochMetrics>> {
         let schedule = StepLr {
             initial: self.config.lr,
             gamma: self.config.gamma,
         };
-        let mut history = Vec::new();
+        let wall_before = self.history.last().map_or(0.0, |m| m.wall_seconds);
         let run_started = Instant::now();
-        for epoch in 1..=self.config.epochs {
+        while self.epoch <= self.config.epochs {
+            let epoch = self.epoch;
             self.optimizer.config.lr = schedule.lr(epoch - 1);
             let started = Instant::now();
             let train_loss = self.train_epoch(epoch, observer)?;
@@ -154,14 +290,24 @@ impl<'b, B: Backend> Trainer<'b, B> {
                 train_loss,
                 train_seconds,
                 eval_seconds: started.elapsed().as_secs_f64(),
-                wall_seconds: run_started.elapsed().as_secs_f64(),
+                wall_seconds: wall_before + run_started.elapsed().as_secs_f64(),
                 subnets,
                 validation,
             };
+            self.history.push(metrics.clone());
+            self.epoch += 1;
+            // The state first: the observer's weights and metrics line never run ahead of it.
+            self.save_state(self.epoch, Vec::new(), RngState::of(&self.streams.order))?;
+            crate::failpoint::pass("state");
             observer.epoch_finished(self.backend, &self.net, &metrics)?;
-            history.push(metrics);
+            if self.stop_requested() && self.epoch <= self.config.epochs {
+                return Err(Error::Interrupted {
+                    epoch: self.epoch,
+                    step: 0,
+                });
+            }
         }
-        Ok(history)
+        Ok(self.history.clone())
     }
 
     /// Trains the first `steps` minibatches of an epoch (order and subnets drawn as in `run`)
@@ -204,21 +350,37 @@ impl<'b, B: Backend> Trainer<'b, B> {
         Ok(subnets.iter().map(Subnet::to_string).zip(metrics).collect())
     }
 
-    /// One epoch; returns the mean training loss over its images.
+    /// One epoch (of a resumed training: from its first step not done); returns the mean
+    /// training loss over its images. Stopped, it writes the state and returns `Interrupted`.
     fn train_epoch(&mut self, epoch: usize, observer: &mut impl Observer) -> Result<f64> {
+        let order_at_epoch_start = RngState::of(&self.streams.order);
         let order = self.epoch_order();
         let batch_size = self.config.batch_size;
         let steps = order.len().div_ceil(batch_size);
         let loss_log = self.backend.zeros(steps)?;
+        let first = std::mem::take(&mut self.resumed_step);
+        let earlier = std::mem::take(&mut self.resumed_losses);
+        let losses_so_far = |log: &B::Storage, done: usize| -> Result<Vec<f32>> {
+            let mut losses = self.backend.download(log, done)?;
+            losses[..first].copy_from_slice(&earlier);
+            Ok(losses)
+        };
         observer.epoch_started(epoch, steps);
-        let (mut logged, mut since) = (0, Instant::now());
-        for (step, indices) in order.chunks(batch_size).enumerate() {
+        observer.step(first);
+        let (mut logged, mut since) = (first, Instant::now());
+        for (step, indices) in order.chunks(batch_size).enumerate().skip(first) {
             let subnet = self.next_subnet();
             self.train_step(indices, subnet, &loss_log, step)?;
             let done = step + 1;
             observer.step(done);
+            crate::failpoint::pass("step");
+            if self.stop_requested() && done < steps {
+                let losses = losses_so_far(&loss_log, done)?;
+                self.save_state(epoch, losses, order_at_epoch_start)?;
+                return Err(Error::Interrupted { epoch, step: done });
+            }
             if done % self.config.log_every == 0 || done == steps {
-                let losses = self.backend.download(&loss_log, done)?;
+                let losses = losses_so_far(&loss_log, done)?;
                 check_finite(&losses, logged, epoch)?;
                 let recent = &losses[logged..done];
                 let images = ((done - logged) * batch_size).min(order.len() - logged * batch_size);
@@ -231,7 +393,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
             }
         }
         // Each step's loss is its batch's mean: weight by batch size (the last may be short).
-        let losses = self.backend.download(&loss_log, steps)?;
+        let losses = losses_so_far(&loss_log, steps)?;
         let weighted: f64 = order
             .chunks(batch_size)
             .zip(&losses)

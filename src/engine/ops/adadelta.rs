@@ -129,6 +129,19 @@ impl<B: Backend> Adadelta<B> {
     pub fn state(&self, i: usize) -> (&B::Storage, &B::Storage) {
         (&self.square_avg[i], &self.acc_delta[i])
     }
+
+    /// Sets the accumulators of parameter `i` (resuming a training); lengths are the caller's.
+    pub fn restore(
+        &mut self,
+        backend: &B,
+        i: usize,
+        square_avg: &[f32],
+        acc_delta: &[f32],
+    ) -> Result<()> {
+        self.square_avg[i] = backend.upload(square_avg)?;
+        self.acc_delta[i] = backend.upload(acc_delta)?;
+        Ok(())
+    }
 }
 
 pub mod cpu {
