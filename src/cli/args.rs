@@ -247,6 +247,9 @@ pub struct DeviceArgs {
     /// lavapipe is slower than the CPU path), else the CPU.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
+    /// Refuse a training whose estimated memory passes this many GiB.
+    #[arg(long, default_value_t = 8.0)]
+    pub max_memory: f64,
     /// A directory with the four MNIST-style IDX files (gzip'd or raw); Fashion-MNIST works too.
     /// Default: the copy of MNIST shipped in data/mnist.
     #[arg(long)]
@@ -263,10 +266,10 @@ pub struct ProtocolArgs {
     #[arg(long, default_value_t = 64)]
     pub batch_size: u32,
     /// Adadelta learning rate.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub lr: f64,
     /// Learning-rate factor after every epoch.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.7, allow_negative_numbers = true)]
     pub gamma: f64,
     /// Filters of every conv.
     #[arg(long, default_value_t = 8)]

@@ -13,14 +13,14 @@ use supernet::model::{export, SearchSpace, Subnet, Variant};
 use supernet::report::{Existing, RunDir, Start};
 use supernet::training::{
     evaluate_subnets, DeviceSplit, EpochMetrics, Mode, Sampling, SubnetMetrics, TrainConfig,
-    Trainer,
+    Trainer, EVAL_BATCH,
 };
 
 use crate::cli::args::{
     DeviceArgs, ProtocolArgs, SamplingArg, SpaceArgs, SubnetChoice, TrainArgs, VariantArg,
 };
 use crate::cli::backend::{select, Selected};
-use crate::cli::output::{say, show};
+use crate::cli::output::say;
 use crate::cli::progress::Progress;
 use crate::cli::signals;
 use crate::cli::tables::{print_table, Entry};
@@ -84,6 +84,19 @@ pub fn load_data(device: &DeviceArgs) -> Result<Dataset> {
     data::load(&dir).context("cannot load the dataset")
 }
 
+/// Refuses a training larger than `--max-memory` (before anything is allocated or written).
+pub fn check_memory(config: &TrainConfig, data: &Dataset, device: &DeviceArgs) -> Result<()> {
+    if !(device.max_memory.is_finite() && device.max_memory > 0.0) {
+        anyhow::bail!(
+            "--max-memory must be a positive number of GiB, got {}",
+            device.max_memory
+        );
+    }
+    let limit = device.max_memory * (1u64 << 30) as f64;
+    config.check_memory(data.train.rows, limit)?;
+    Ok(())
+}
+
 /// The data, checked to fit the space and the hold-out, before anything is written.
 pub fn load_data_for(device: &DeviceArgs, space: &SearchSpace, hold_out: usize) -> Result<Dataset> {
     let data = load_data(device)?;
@@ -112,6 +125,7 @@ pub fn train(args: &TrainArgs, training: Training) -> Result<()> {
         .map(|&mode| train_config(args, mode, sampling_arg))
         .collect::<Result<Vec<_>>>()?;
     let data = load_data_for(&args.device, space, args.protocol.val as usize)?;
+    check_memory(&configs[0], &data, &args.device)?;
     let backend = select(args.device.backend)?;
     say!("backend: {}", backend.describe());
     let kind = match training {
@@ -344,10 +358,10 @@ pub fn eval(
             .iter()
             .map(|e| (e.name.as_str(), &e.metrics))
             .collect();
-        show!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "subnets": subnets }))?
-        );
+        // Asked for explicitly, so printed under --quiet too (and dropped by a closed pipe).
+        let text = serde_json::to_string_pretty(&json!({ "subnets": subnets }))?;
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
     } else {
         say!("backend: {}", backend.describe());
         if trained == Trained::Unknown && space.is_none() {
@@ -376,18 +390,31 @@ fn eval_on<B: Backend>(
     options: &LoadOptions,
     test: &data::Split,
 ) -> Result<(Trained, SearchSpace, Vec<Entry>)> {
-    let Checkpoint { net, trained } =
+    let Checkpoint { net, trained, .. } =
         checkpoint::read(backend, weights, options).context("cannot load the weights")?;
+    check_classes(net.config.classes, test, weights)?;
     let split = DeviceSplit::upload(backend, test)?;
     let space = &net.config.space;
     let subnets = trained.evaluated(space);
-    let metrics = evaluate_subnets(backend, &net, &split, &subnets, 1000)?;
+    let metrics = evaluate_subnets(backend, &net, &split, &subnets, EVAL_BATCH)?;
     let entries = subnets
         .iter()
         .zip(metrics)
         .map(|(s, m)| Entry::new(space, s, trained.name(s), m))
         .collect();
     Ok((trained, space.clone(), entries))
+}
+
+/// The labels must be classes the weights predict.
+pub fn check_classes(classes: usize, split: &data::Split, weights: &Path) -> Result<()> {
+    let largest = split.labels.iter().copied().max().unwrap_or(0) as usize;
+    if largest >= classes {
+        anyhow::bail!(
+            "{} predicts {classes} classes (fc2.weight), but the labels go up to {largest}",
+            weights.display()
+        );
+    }
+    Ok(())
 }
 
 /// `export --weights W --subnet S --out FILE`.
@@ -397,7 +424,7 @@ pub fn export(weights: &Path, subnet: &str, space: Option<&SearchSpace>, out: &P
         space: space.cloned(),
         image_size: None,
     };
-    let Checkpoint { net, trained } =
+    let Checkpoint { net, trained, .. } =
         checkpoint::read(&cpu, weights, &options).context("cannot load the weights")?;
     if let Trained::Exported { .. } = trained {
         anyhow::bail!("{} is an exported subnet already", weights.display());
@@ -432,6 +459,12 @@ pub fn bench(
         anyhow::bail!("--steps and --batch-size must be at least 1");
     }
     let data = load_data_for(device, &space.space, 0)?;
+    let config = TrainConfig {
+        space: space.space.clone(),
+        batch_size,
+        ..TrainConfig::study(variant(variant_arg), Mode::OneShot)
+    };
+    check_memory(&config, &data, device)?;
     let backend = select(device.backend)?;
     let args = crate::cli::bench::BenchArgs {
         variant: variant(variant_arg),

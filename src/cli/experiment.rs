@@ -17,7 +17,7 @@ use supernet::training::{Mode, Trainer};
 
 use crate::cli::args::{ExperimentArgs, VariantsArg};
 use crate::cli::backend::{select, Selected};
-use crate::cli::commands::{load_data_for, protocol_config, sampling, train_one};
+use crate::cli::commands::{check_memory, load_data_for, protocol_config, sampling, train_one};
 use crate::cli::output::{say, show};
 use crate::cli::signals;
 
@@ -29,7 +29,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
     let jobs = experiment.jobs();
     let states = jobs
         .iter()
-        .map(|job| job_state(out, job, &experiment.config(job)))
+        .map(|job| job_state(out, job, &experiment.config(job), experiment.kl_images))
         .collect::<supernet::Result<Vec<_>>>()
         .context("cannot resume the experiment")?;
     let pending = states
@@ -45,6 +45,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
     if pending > 0 {
         let protocol = &experiment.protocol;
         let data = load_data_for(&args.device, &protocol.space, protocol.validation)?;
+        check_memory(protocol, &data, &args.device)?;
         let backend = select(args.device.backend)?;
         say!("backend: {}", backend.describe());
         RunDir::create(out).context("cannot write the output directory")?;

@@ -27,6 +27,8 @@ pub struct Progress<'a> {
     /// The subnets evaluated, in the space's order.
     subnets: Vec<Subnet>,
     trained: Trained,
+    /// `--val`: recorded in the weights.
+    held_out: usize,
     bar: Option<ProgressBar>,
 }
 
@@ -54,6 +56,7 @@ impl<'a> Progress<'a> {
                 Mode::OneShot => Trained::OneShot,
                 Mode::Standalone(subnet) => Trained::Standalone(subnet),
             },
+            held_out: config.validation,
             bar: None,
         }
     }
@@ -154,7 +157,8 @@ impl Observer for Progress<'_> {
             }
         }
         // The weights first: a metrics line never names an epoch whose weights are not on disk.
-        checkpoint::save(backend, net, &self.trained, &self.run.model_path())?;
+        let path = self.run.model_path();
+        checkpoint::save_trained(backend, net, &self.trained, self.held_out, &path)?;
         supernet::failpoint::pass("weights");
         let order: Vec<String> = self.subnets.iter().map(Subnet::to_string).collect();
         self.run.append_epoch(m, &order)

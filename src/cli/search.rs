@@ -42,7 +42,7 @@ pub fn search(args: &SearchArgs) -> Result<()> {
     let run = RunDir::create(&out).context("cannot write the output directory")?;
     write_ranking(run.path(), &about, &ranking)?;
     print_ranking(&ranking, &about);
-    export_top(args, &ranking, &run)?;
+    export_top(args, &ranking, &run, held_out.rows)?;
     say!("ranking in {}", run.path().join("ranking.csv").display());
     Ok(())
 }
@@ -53,8 +53,23 @@ fn search_on<B: Backend>(
     options: &LoadOptions,
     held_out: &Split,
 ) -> Result<(Vec<Ranked>, serde_json::Value)> {
-    let Checkpoint { net, trained } =
-        checkpoint::read(backend, &args.weights, options).context("cannot load the weights")?;
+    let Checkpoint {
+        net,
+        trained,
+        held_out: trained_held_out,
+    } = checkpoint::read(backend, &args.weights, options).context("cannot load the weights")?;
+    match trained_held_out {
+        Some(n) if n >= args.val => {}
+        Some(n) => say!(
+            "warning: the SuperNet held out only its last {n} training images; of the {} ranked on, {} were trained on",
+            args.val,
+            args.val - n
+        ),
+        None => say!(
+            "warning: the weights do not say which images their training held out; rank on those it never saw (--val as in its training)"
+        ),
+    }
+    crate::cli::commands::check_classes(net.config.classes, held_out, &args.weights)?;
     if !matches!(trained, Trained::OneShot | Trained::Unknown) {
         anyhow::bail!(
             "{} is not a one-shot SuperNet: only one of its subnets was trained",
@@ -106,14 +121,19 @@ fn print_ranking(ranking: &[Ranked], about: &serde_json::Value) {
 }
 
 /// The `--top` best as plain networks: `top-1-131.safetensors`, ...
-fn export_top(args: &SearchArgs, ranking: &[Ranked], run: &RunDir) -> Result<()> {
+fn export_top(
+    args: &SearchArgs,
+    ranking: &[Ranked],
+    run: &RunDir,
+    image_size: usize,
+) -> Result<()> {
     if args.top == 0 {
         return Ok(());
     }
     let cpu = CpuBackend::new();
     let options = LoadOptions {
         space: args.space.clone(),
-        image_size: None,
+        image_size: Some(image_size),
     };
     let net = checkpoint::read(&cpu, &args.weights, &options)?.net;
     for row in ranking.iter().take(args.top) {

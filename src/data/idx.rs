@@ -17,31 +17,80 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Reads an IDX file of `ndims` dimensions, decompressing it first if it is gzip'd.
+/// Reads an IDX file of `ndims` dimensions, decompressing it first if it is gzip'd. A gzip'd
+/// file is read no further than its header announces (plus one byte, to refuse trailing
+/// data), so a small file that inflates to gigabytes costs no more memory than its header says.
 pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
-    let bytes = decompressed(path)?;
-    parse_idx(&bytes, ndims).map_err(|detail| Error::Format {
+    let bad = |detail: String| Error::Format {
         path: path.to_path_buf(),
         detail,
-    })
+    };
+    let raw = std::fs::read(path).map_err(|error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let bytes = if raw.starts_with(&GZIP_MAGIC) {
+        let mut decoder = flate2::read::GzDecoder::new(&raw[..]);
+        let mut header = vec![0u8; 4 + 4 * ndims];
+        let read = read_up_to(&mut decoder, &mut header)
+            .map_err(|e| bad(format!("corrupt gzip data: {e}")))?;
+        header.truncate(read);
+        let announced = body_len(&header, ndims).unwrap_or(0);
+        let mut body = Vec::new();
+        decoder
+            .take(announced as u64 + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| bad(format!("corrupt gzip data: {e}")))?;
+        header.extend(body);
+        header
+    } else {
+        raw
+    };
+    parse_idx(&bytes, ndims).map_err(bad)
 }
 
-/// The file's bytes, gunzipped if they start with the gzip magic number.
+/// Fills `buffer` from `reader` as far as it goes; the bytes read.
+fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// The values a well-formed header announces (None where the header is short or the count
+/// does not fit in memory's addresses).
+fn body_len(header: &[u8], ndims: usize) -> Option<usize> {
+    if header.len() < 4 + 4 * ndims {
+        return None;
+    }
+    dims(header, ndims)
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+fn dims(bytes: &[u8], ndims: usize) -> Vec<usize> {
+    bytes[4..4 + 4 * ndims]
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .collect()
+}
+
+/// The file's bytes, gunzipped if they start with the gzip magic number (for tools and tests;
+/// the reader is `read_idx`).
 pub fn decompressed(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
         error,
     })?;
-    if raw.starts_with(&GZIP_MAGIC) {
-        gunzip(path, &raw)
-    } else {
-        Ok(raw)
+    if !raw.starts_with(&GZIP_MAGIC) {
+        return Ok(raw);
     }
-}
-
-fn gunzip(path: &Path, compressed: &[u8]) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(compressed)
+    flate2::read::GzDecoder::new(&raw[..])
         .read_to_end(&mut bytes)
         .map_err(|e| Error::Format {
             path: path.to_path_buf(),
@@ -66,11 +115,9 @@ pub fn parse_idx(bytes: &[u8], ndims: usize) -> std::result::Result<IdxArray, St
             &bytes[..4]
         ));
     }
-    let dims: Vec<usize> = bytes[4..header_len]
-        .chunks_exact(4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .collect();
-    let values: usize = dims.iter().product();
+    let dims = dims(bytes, ndims);
+    let values = body_len(bytes, ndims)
+        .ok_or_else(|| format!("dimensions {dims:?} announce more values than memory can hold"))?;
     let body = &bytes[header_len..];
     if body.len() != values {
         return Err(format!(
@@ -125,6 +172,17 @@ mod tests {
         );
         bytes.extend([7, 7]);
         assert!(parse_idx(&bytes, 1).is_err(), "long body");
+    }
+
+    /// 6000 x 2^31 x 2^31 wraps to 0 in 64 bits: it must be an error, not an empty array.
+    #[test]
+    fn rejects_dimensions_whose_product_overflows() {
+        let bytes = header([0, 0, 8, 3], &[6000, 1 << 31, 1 << 31]);
+        let error = parse_idx(&bytes, 3).expect_err("overflow");
+        assert!(
+            error.contains("more values than memory can hold"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -111,10 +111,23 @@ pub fn locate() -> Result<PathBuf> {
 /// Loads `train-*` and `t10k-*` images and labels from `dir`.
 pub fn load(dir: &Path) -> Result<Dataset> {
     check_dir(dir)?;
-    Ok(Dataset {
-        train: load_split(dir, "train")?,
-        test: load_split(dir, "t10k")?,
-    })
+    let train = load_split(dir, "train")?;
+    let test = load_split(dir, "t10k")?;
+    if (train.rows, train.cols) != (test.rows, test.cols) {
+        let train_file = find(dir, "train-images-idx3-ubyte")?;
+        return Err(Error::Format {
+            path: find(dir, "t10k-images-idx3-ubyte")?,
+            detail: format!(
+                "{}x{} test images, but {} holds {}x{} training images",
+                test.rows,
+                test.cols,
+                train_file.display(),
+                train.rows,
+                train.cols
+            ),
+        });
+    }
+    Ok(Dataset { train, test })
 }
 
 /// Loads only the `t10k-*` test split (for evaluation).
@@ -157,8 +170,8 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
             detail,
         });
     }
-    if count == 0 || rows != cols || rows % 4 != 0 {
-        let detail = format!("expected square images whose side is a multiple of 4, got {count} images of {rows}x{cols}");
+    if count == 0 || rows == 0 || rows != cols || rows % 4 != 0 {
+        let detail = format!("expected square images whose side is a positive multiple of 4, got {count} images of {rows}x{cols}");
         return Err(Error::Format {
             path: images_path,
             detail,

@@ -15,7 +15,7 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::model::export;
-use crate::model::space::Choice;
+use crate::model::space::{Choice, MAX_BLOCKS};
 use crate::model::{SearchSpace, Subnet, SuperNet, SuperNetConfig, Variant};
 
 /// `__metadata__` keys.
@@ -31,6 +31,8 @@ pub(crate) mod key {
     pub const SUBNET: &str = "subnet";
     /// An exported subnet's own blocks, one choice each (`5/skip/5`).
     pub const ARCHITECTURE: &str = "architecture";
+    /// The last training images held out of the training (`--val`).
+    pub const HELD_OUT: &str = "held_out";
 }
 
 /// `format` of a SuperNet checkpoint.
@@ -82,6 +84,8 @@ pub struct LoadOptions {
 pub struct Checkpoint<B: Backend> {
     pub net: SuperNet<B>,
     pub trained: Trained,
+    /// The last training images the training held out, where the file says.
+    pub held_out: Option<usize>,
 }
 
 /// Writes the network's parameters and what they are; the file appears whole or not at all.
@@ -91,7 +95,31 @@ pub fn save<B: Backend>(
     trained: &Trained,
     path: &Path,
 ) -> Result<()> {
+    save_with(backend, net, trained, HashMap::new(), path)
+}
+
+/// `save`, recording that the training held out its last `held_out` training images (so
+/// that `search` can tell whether its images were trained on).
+pub fn save_trained<B: Backend>(
+    backend: &B,
+    net: &SuperNet<B>,
+    trained: &Trained,
+    held_out: usize,
+    path: &Path,
+) -> Result<()> {
+    let extra = HashMap::from([(key::HELD_OUT.to_string(), held_out.to_string())]);
+    save_with(backend, net, trained, extra, path)
+}
+
+fn save_with<B: Backend>(
+    backend: &B,
+    net: &SuperNet<B>,
+    trained: &Trained,
+    extra: HashMap<String, String>,
+    path: &Path,
+) -> Result<()> {
     let mut metadata = config_metadata(&net.config);
+    metadata.extend(extra);
     metadata.insert(key::FORMAT.into(), SUPERNET_FORMAT.into());
     let mode = match trained {
         Trained::OneShot => "oneshot",
@@ -186,7 +214,15 @@ pub fn read<B: Backend>(backend: &B, path: &Path, options: &LoadOptions) -> Resu
     };
     let named = file.values(&config, rename)?;
     let net = SuperNet::from_values(backend, config, &named)?;
-    Ok(Checkpoint { net, trained })
+    let held_out = file
+        .metadata
+        .get(key::HELD_OUT)
+        .and_then(|v| v.parse().ok());
+    Ok(Checkpoint {
+        net,
+        trained,
+        held_out,
+    })
 }
 
 /// Every f32 tensor of a safetensors file, by name (shape, values), and its metadata.
@@ -335,6 +371,16 @@ impl<'a> File<'a> {
         }
     }
 
+    /// The first dimension of a weight (its output channels).
+    fn out_channels(&self, name: &str) -> Result<usize> {
+        let shape = self.shape(name)?;
+        shape.first().copied().ok_or_else(|| {
+            self.bad(format!(
+                "tensor {name} has no dimensions, expected a weight"
+            ))
+        })
+    }
+
     fn shape(&self, name: &str) -> Result<Vec<usize>> {
         self.tensors
             .tensor(name)
@@ -359,7 +405,7 @@ impl<'a> File<'a> {
             Some(module) => format!("block1.{module}.weight"),
             None => "block1.mix.weight".to_string(),
         };
-        let channels = self.shape(&first)?[0];
+        let channels = self.out_channels(&first)?;
         let fc1 = self.shape("fc1.weight")?;
         let fc2 = self.shape("fc2.weight")?;
         let (&[hidden, flat], &[classes, _]) = (fc1.as_slice(), fc2.as_slice()) else {
@@ -382,7 +428,8 @@ impl<'a> File<'a> {
                 )))
             }
             Some(size) => size,
-            // The smallest image that pools to `side`.
+            // MNIST's 28 pixels when they fit, else the smallest image that pools to `side`.
+            None if space.side_after(28) == side => 28,
             None => side << blocks,
         };
         Ok(SuperNetConfig {
@@ -423,7 +470,7 @@ impl<'a> File<'a> {
             if variant == Variant::Concat {
                 let mix = self.shape(&format!("block{block}.mix.weight"))?;
                 let channels =
-                    self.shape(&format!("block{block}.conv{}.weight", block_kernels[0]))?[0];
+                    self.out_channels(&format!("block{block}.conv{}.weight", block_kernels[0]))?;
                 if mix.get(1) != Some(&(block_kernels.len() * channels)) {
                     return Err(need_space(format!(
                         "block{block}.mix.weight {mix:?} has other slots than the block's {} convs (an identity?)",
@@ -472,7 +519,14 @@ impl<'a> File<'a> {
             .zip(&stored)
             .map(|(p, name)| {
                 let context = format!(" of the space {}", config.space);
-                Ok((p.name.clone(), self.tensor(name, &p.shape, &context)?))
+                let values = self.tensor(name, &p.shape, &context)?;
+                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(self.bad(format!(
+                        "tensor {name} holds {} at element {i}: not weights to evaluate",
+                        values[i]
+                    )));
+                }
+                Ok((p.name.clone(), values))
             })
             .collect()
     }
@@ -508,7 +562,8 @@ fn conv_weight(name: &str) -> Option<(usize, usize)> {
     let rest = name.strip_prefix("block")?;
     let (block, rest) = rest.split_once(".conv")?;
     let kernel = rest.strip_suffix(".weight")?;
-    Some((block.parse().ok().filter(|&b| b > 0)?, kernel.parse().ok()?))
+    let block = block.parse().ok().filter(|&b| b > 0 && b <= MAX_BLOCKS)?;
+    Some((block, kernel.parse().ok()?))
 }
 
 fn format_error(path: &Path, e: impl std::fmt::Display) -> Error {

@@ -64,6 +64,9 @@ fn group_conclusions(md: &mut String, s: &Summary, group: &Group) {
         Some(p) if p < ALPHA && above_zero => {
             "better than a random ranking (p below 0.05, the interval above zero)".to_string()
         }
+        Some(p) if p < ALPHA && e.interval.is_none() => {
+            "better than a random ranking by the permutation test (p below 0.05); too few subnets for an interval".to_string()
+        }
         Some(p) if p < ALPHA => format!(
             "better than a random ranking by the permutation test (p below 0.05), though the \
              bootstrap interval over {} still reaches zero or below",
@@ -91,8 +94,9 @@ fn group_conclusions(md: &mut String, s: &Summary, group: &Group) {
             };
             let _ = writeln!(
                 md,
-                "- The noise ceiling, two stand-alone seeds' agreement, is {}; {relation}.",
-                tau(&ceiling.kendall_tau)
+                "- The noise ceiling, two stand-alone seeds' agreement, is tau = {} {}; {relation}.",
+                signed(ceiling.kendall_tau.spread.mean),
+                interval(&ceiling.kendall_tau)
             );
         }
     }
@@ -112,24 +116,20 @@ fn group_conclusions(md: &mut String, s: &Summary, group: &Group) {
             );
         }
     }
+    // By regret, not top-1 overlap: a winner tied with the stand-alone best is one too.
     let winners = oneshot
-        .top_k
-        .first()
-        .map(|o| {
-            o.overlap
-                .values
-                .iter()
-                .flatten()
-                .filter(|&&v| v == 1.0)
-                .count()
-        })
-        .unwrap_or(0);
+        .regret
+        .values
+        .iter()
+        .flatten()
+        .filter(|&&r| r == 0.0)
+        .count();
     let image = s.test_images.map_or(String::new(), |n| {
         format!("; one test image is {:.4}", 1.0 / n as f64)
     });
     let _ = writeln!(
         md,
-        "- Trusting the one-shot winner cost {} of stand-alone test accuracy (regret, mean ± sd over seeds{image}), keeping the best of its top 3 {}; the winner was the stand-alone best in {} of {}.\n",
+        "- Trusting the one-shot winner cost {} of stand-alone test accuracy (regret, mean ± sd over seeds{image}), keeping the best of its top 3 {}; the winner was (or tied with) the stand-alone best in {} of {}.\n",
         pm(&oneshot.regret, 4),
         pm(&oneshot.regret_top3, 4),
         winners,

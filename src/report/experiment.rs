@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::report::summary::{summarise, Summary};
 use crate::report::{figures, markdown, write_atomically};
-use crate::training::experiment::{read_plan, read_result, RESULT_FILE};
+use crate::training::experiment::{check_result, read_plan, read_result, RESULT_FILE};
 
 pub const RESULTS_FILE: &str = "results.json";
 pub const REPORT_FILE: &str = "report.md";
@@ -18,7 +18,12 @@ pub fn read(dir: &Path) -> Result<Summary> {
     let results = plan
         .jobs
         .iter()
-        .map(|job| read_result(&dir.join(job).join(RESULT_FILE)))
+        .map(|job| {
+            let path = dir.join(job).join(RESULT_FILE);
+            let result = read_result(&path)?;
+            check_result(&plan, &path, &result)?;
+            Ok(result)
+        })
         .collect::<Result<Vec<_>>>()?;
     summarise(plan, &results)
 }

@@ -36,7 +36,7 @@ const COLUMNS: usize = 2;
 /// PNG pixels per SVG unit.
 const PNG_SCALE: f32 = 2.0;
 
-/// Okabe & Ito's palette (black first), then shapes, so that neither colour nor shape alone
+/// Okabe & Ito's palette (its blue first, its yellow last: the faintest on white), then shapes, so that neither colour nor shape alone
 /// has to tell subnets apart.
 const COLOURS: [RGBColor; 8] = [
     RGBColor(0, 114, 178),
@@ -107,10 +107,16 @@ pub fn write_all(summary: &Summary, dir: &Path) -> Result<()> {
             scatter(area, g, &Axis::oneshot(summary), summary)
         })?,
         draw(groups, 1, &key, |area, g, _| {
-            curves(area, g, &g.oneshot_curves, "one-shot", groups)
+            curves(area, g, |g| &g.oneshot_curves, "one-shot", groups)
         })?,
         draw(&standalone, 1, &key, |area, g, _| {
-            curves(area, g, &g.standalone_curves, "stand-alone", &standalone)
+            curves(
+                area,
+                g,
+                |g| &g.standalone_curves,
+                "stand-alone",
+                &standalone,
+            )
         })?,
         draw(groups, 2, &key, |area, g, row| {
             scatter(area, g, &Axis::kl(summary, row), summary)
@@ -304,15 +310,16 @@ impl<C, DB: DrawingBackend> Drawable<DB> for Mark<C> {
 }
 
 /// Curves over epochs with a band of one standard deviation; panels share the y range.
-fn curves(area: &Area, group: &Group, curves: &[Curve], what: &str, all: &[Group]) -> DrawResult {
-    let pick = |g: &Group| {
-        if what == "one-shot" {
-            g.oneshot_curves.clone()
-        } else {
-            g.standalone_curves.clone()
-        }
-    };
-    let every: Vec<Curve> = all.iter().flat_map(pick).collect();
+/// `pick`: which curves of a group; `all`: the groups whose panels share the y range.
+fn curves(
+    area: &Area,
+    group: &Group,
+    pick: fn(&Group) -> &[Curve],
+    what: &str,
+    all: &[Group],
+) -> DrawResult {
+    let curves = pick(group);
+    let every: Vec<&Curve> = all.iter().flat_map(pick).collect();
     let epochs = every.iter().map(|c| c.mean.len()).max().unwrap_or(1).max(2);
     let y = padded(
         every

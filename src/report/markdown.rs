@@ -184,7 +184,7 @@ fn ranking_set(s: &Summary) -> String {
             "the last {} training images, held out of every training (the test set is never used to rank)",
             protocol_value(s, "validation")
         ),
-        _ => "the 10,000 test images, as in the original study".to_string(),
+        _ => format!("the {}, as in the original study", test_set(s)),
     }
 }
 
@@ -207,11 +207,17 @@ fn kl_images(s: &Summary) -> usize {
     s.kl_images.unwrap_or(s.plan.kl_images)
 }
 
-fn kl_split(s: &Summary) -> &'static str {
-    match s.ranking_set.as_str() {
-        "validation" => "held-out images",
-        _ => "training images",
+/// What a split of the results is, in words: "held-out images", "training images".
+fn split_words(split: Option<&str>) -> &'static str {
+    match split {
+        Some("validation") => "held-out images",
+        Some(_) => "training images",
+        None => "images",
     }
+}
+
+fn kl_split(s: &Summary) -> &'static str {
+    split_words(s.kl_split.as_deref())
 }
 
 fn zero_cost_setup(s: &Summary) -> String {
@@ -221,8 +227,9 @@ fn zero_cost_setup(s: &Summary) -> String {
         .any(|r| r.predictor(Predictor::GradNorm).is_some());
     if measured {
         format!(
-            "gradient norm, SNIP and SynFlow of each subnet at the seed's initialisation, from one batch of {} images of the ranking split (SynFlow needs no data): no SuperNet training at all",
-            s.zero_cost_images.map_or("?".to_string(), |n| n.to_string())
+            "gradient norm, SNIP and SynFlow of each subnet at the seed's initialisation, from one batch of {} {} (SynFlow needs no data): no SuperNet training at all",
+            s.zero_cost_images.map_or("?".to_string(), |n| n.to_string()),
+            split_words(s.zero_cost_split.as_deref())
         )
     } else {
         "not measured (results from before they existed; rerun `experiment` on this folder to add them)".to_string()
@@ -315,8 +322,12 @@ fn agreement(md: &mut String, s: &Summary) {
          | group | predictor | Kendall tau-b | 95 % interval | p | Spearman rho | 95 % interval | p | {} | regret | regret@3 |\n\
          |---|---|---|---|---|---|---|---|{}---|---|",
         count(s.plan.seeds.len(), "seed", "seeds"),
-        top_k_header(s),
-        "---|".repeat(top_k_columns(s))
+        top_ks(s)
+            .iter()
+            .map(|k| format!("top-{k} overlap"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(top_ks(s).len())
     );
     for group in &s.groups {
         for predictor in Predictor::ALL {
@@ -328,25 +339,12 @@ fn agreement(md: &mut String, s: &Summary) {
     md.push('\n');
 }
 
-fn top_k_columns(s: &Summary) -> usize {
+/// The k of the top-k overlaps (the same for every predictor of an experiment).
+fn top_ks(s: &Summary) -> Vec<usize> {
     s.groups
         .first()
         .and_then(|g| g.predictors.first())
-        .map_or(0, |a| a.top_k.len())
-}
-
-fn top_k_header(s: &Summary) -> String {
-    let ks: Vec<String> =
-        s.groups
-            .first()
-            .and_then(|g| g.predictors.first())
-            .map_or(Vec::new(), |a| {
-                a.top_k
-                    .iter()
-                    .map(|o| format!("top-{} overlap", o.k))
-                    .collect()
-            });
-    ks.join(" | ")
+        .map_or(Vec::new(), |a| a.top_k.iter().map(|o| o.k).collect())
 }
 
 fn agreement_row(md: &mut String, group: &Group, predictor: Predictor, a: &GroupAgreement) {

@@ -12,7 +12,7 @@
 //!   permutation of every seed, the seeds' distributions convolved), else
 //!   `(1 + hits) / (1 + MONTE_CARLO_DRAWS)` over seeded random permutations.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -114,8 +114,9 @@ pub fn permutation_p(
 /// combined by convolving their distributions of the statistic (on the grid).
 fn exact_p(statistic: Statistic, scores: &[Vec<f64>], truth: &[Vec<f64>]) -> Option<PValue> {
     let mut observed_sum = 0i64;
-    // Distribution of the sum over seeds: value on the grid -> probability.
-    let mut sum: HashMap<i64, f64> = HashMap::from([(0, 1.0)]);
+    // Distribution of the sum over seeds: value on the grid -> probability (ordered, so that
+    // the sums are taken in the same order in every run).
+    let mut sum: BTreeMap<i64, f64> = BTreeMap::from([(0, 1.0)]);
     let mut seeds = 0;
     for (s, t) in scores.iter().zip(truth) {
         let Some(value) = statistic(s, t) else {
@@ -124,7 +125,7 @@ fn exact_p(statistic: Statistic, scores: &[Vec<f64>], truth: &[Vec<f64>]) -> Opt
         observed_sum += on_grid(value);
         seeds += 1;
         let one = permutation_distribution(statistic, s, t);
-        let mut next = HashMap::new();
+        let mut next = BTreeMap::new();
         for (a, pa) in &sum {
             for (b, pb) in &one {
                 *next.entry(a + b).or_insert(0.0) += pa * pb;
@@ -153,10 +154,10 @@ fn permutation_distribution(
     statistic: Statistic,
     scores: &[f64],
     truth: &[f64],
-) -> HashMap<i64, f64> {
+) -> BTreeMap<i64, f64> {
     let n = truth.len();
     let mut permuted = truth.to_vec();
-    let mut counts: HashMap<i64, u64> = HashMap::new();
+    let mut counts: BTreeMap<i64, u64> = BTreeMap::new();
     let mut record = |values: &[f64]| {
         // Under a permutation the truth keeps its ties, so the statistic stays defined.
         let value = statistic(scores, values).unwrap_or(0.0);

@@ -39,6 +39,11 @@ pub struct Summary {
     pub kl_images: Option<usize>,
     #[serde(default)]
     pub zero_cost_images: Option<usize>,
+    /// The splits they were measured on ("validation" or "training"), as the results say.
+    #[serde(default)]
+    pub kl_split: Option<String>,
+    #[serde(default)]
+    pub zero_cost_split: Option<String>,
     /// One per variant, sampling strategy and seed.
     pub runs: Vec<Run>,
     /// One per variant and sampling strategy: the runs over seeds.
@@ -439,6 +444,12 @@ pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
         zero_cost_images: results
             .iter()
             .find_map(|r| r.zero_cost.as_ref().map(|z| z.images)),
+        kl_split: results
+            .iter()
+            .find_map(|r| r.kl_proxy.as_ref().map(|k| k.split.clone())),
+        zero_cost_split: results
+            .iter()
+            .find_map(|r| r.zero_cost.as_ref().map(|z| z.split.clone())),
         runs,
         groups,
         noise_ceilings,
@@ -652,11 +663,16 @@ fn noise_ceiling(runs: &[Run], variant: &str) -> NoiseCeiling {
             right.push(tb);
         }
     }
+    // No p-value: the pairs share seeds, so they are not the independent draws it assumes.
+    let without_p = |mut e: Estimate| {
+        e.p_value = None;
+        e
+    };
     NoiseCeiling {
         variant: variant.to_string(),
         pairs,
-        kendall_tau: Estimate::of(kendall_tau_b, &left, &right),
-        spearman_rho: Estimate::of(spearman_rho, &left, &right),
+        kendall_tau: without_p(Estimate::of(kendall_tau_b, &left, &right)),
+        spearman_rho: without_p(Estimate::of(spearman_rho, &left, &right)),
     }
 }
 

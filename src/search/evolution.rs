@@ -147,6 +147,17 @@ fn crossover(a: &Subnet, b: &Subnet, rng: &mut StdRng) -> Subnet {
 
 /// A subnet not scored yet, uniformly among those left (the caller keeps within the space).
 fn unseen_at_random(space: &SearchSpace, rng: &mut StdRng, seen: &mut HashSet<Subnet>) -> Subnet {
+    let count = space.subnet_count();
+    // Draws while most of the space is unseen (the space may hold millions); the list of
+    // what is left only when little is.
+    if seen.len() * 2 < count {
+        loop {
+            let subnet = space.subnet_at(rng.random_range(0..count));
+            if seen.insert(subnet) {
+                return subnet;
+            }
+        }
+    }
     let left: Vec<Subnet> = space
         .subnets()
         .into_iter()

@@ -12,7 +12,7 @@ use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::model::{Subnet, SuperNet};
 use crate::report::write_atomically;
-use crate::training::{evaluate_subnets, DeviceSplit, SubnetMetrics};
+use crate::training::{evaluate_subnets, DeviceSplit, SubnetMetrics, EVAL_BATCH};
 pub use evolution::{evolve, EvolutionConfig, Scored};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub fn search<B: Backend>(
     let space = &net.config.space;
     let mut metrics: Vec<(Subnet, SubnetMetrics)> = Vec::new();
     let mut score = |batch: &[Subnet]| -> Result<Vec<f64>> {
-        let scored = evaluate_subnets(backend, net, split, batch, 1000)?;
+        let scored = evaluate_subnets(backend, net, split, batch, EVAL_BATCH)?;
         metrics.extend(batch.iter().copied().zip(scored.iter().copied()));
         Ok(scored.iter().map(|m| m.accuracy).collect())
     };

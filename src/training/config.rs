@@ -91,7 +91,7 @@ impl TrainConfig {
             shuffle: true,
             sampling: Sampling::Uniform,
             validation: 0,
-            eval_batch_size: 1000,
+            eval_batch_size: crate::training::EVAL_BATCH,
             log_every: 50,
         }
     }
@@ -112,10 +112,15 @@ impl TrainConfig {
                 format!("{name} must be at least 1, got 0"),
             ));
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
+        // Checked as the optimizer will hold it: 1e39 is inf in f32, 1e-50 is 0.
+        let lr = self.lr as f32;
+        if !(self.lr > 0.0 && lr.is_finite() && lr > 0.0) {
             return Err(Error::invalid(
                 "training",
-                format!("--lr must be a positive number, got {}", self.lr),
+                format!(
+                    "--lr must be a positive number that f32 holds (about 1e-38 to 3e38), got {:e}",
+                    self.lr
+                ),
             ));
         }
         if let Mode::Standalone(subnet) = self.mode {
@@ -132,9 +137,78 @@ impl TrainConfig {
                 format!("--gamma must be a positive number, got {}", self.gamma),
             ));
         }
+        let schedule = crate::training::StepLr {
+            initial: self.lr,
+            gamma: self.gamma,
+        };
+        let last = schedule.lr(self.epochs - 1);
+        if !(last.is_finite() && last > 0.0) {
+            return Err(Error::invalid(
+                "training",
+                format!(
+                    "--gamma {:e} makes the learning rate of epoch {} {last:e} in f32; the optimizer needs a positive finite one",
+                    self.gamma, self.epochs
+                ),
+            ));
+        }
         Ok(())
     }
 }
+
+impl TrainConfig {
+    /// A rough upper bound of the memory a training of this config takes on `image_side`-pixel
+    /// images, in bytes (f64, so that absurd sizes do not overflow): the parameters with their
+    /// gradients and two Adadelta accumulators, a training batch's activations and gradients,
+    /// an evaluation batch's activations.
+    pub fn estimated_bytes(&self, image_side: usize) -> f64 {
+        let c = self.channels as f64;
+        let (mut params, mut per_image) = (0.0, (image_side * image_side) as f64);
+        let mut side = image_side as f64;
+        for (b, choices) in self.space.blocks().iter().enumerate() {
+            let c_in = if b == 0 { 1.0 } else { c };
+            let k = choices.len() as f64;
+            for choice in choices {
+                if let crate::model::Choice::Conv { kernel } = choice {
+                    params += c * c_in * (*kernel * *kernel) as f64 + c;
+                }
+            }
+            if self.variant == crate::model::Variant::Concat {
+                params += c * k * c + c;
+            }
+            // Each choice's output, the mix, the ReLU, the pool (and its indices).
+            per_image += side * side * c * (k + 4.0);
+            side = (side / 2.0).floor();
+        }
+        let hidden = self.hidden as f64;
+        params += hidden * (c * side * side + 1.0) + 10.0 * (hidden + 1.0);
+        per_image += hidden * 2.0 + 20.0;
+        let floats = params * 4.0
+            + self.batch_size as f64 * per_image * 3.0
+            + self.eval_batch_size as f64 * per_image * 1.5;
+        floats * 4.0
+    }
+
+    /// Refuses a training whose estimate passes `limit` bytes, naming the flags.
+    pub fn check_memory(&self, image_side: usize, limit: f64) -> Result<()> {
+        let need = self.estimated_bytes(image_side);
+        if need > limit {
+            return Err(Error::invalid(
+                "--max-memory",
+                format!(
+                    "this training would take about {:.1} GiB (--channels {}, --hidden {}, --batch-size {}), more than the {:.1} GiB allowed; raise --max-memory if the machine has it",
+                    need / GIB,
+                    self.channels,
+                    self.hidden,
+                    self.batch_size,
+                    limit / GIB
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 /// `name (was X, now Y)` for every top-level setting that differs.
 pub fn differences(was: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {

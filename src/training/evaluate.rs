@@ -4,9 +4,9 @@
 //! Evaluating every subnet of a space shares work: a block's output depends only on the
 //! choices up to it, so subnets with a common prefix share it. `forward_subnets` walks the
 //! prefix tree depth first (one map per depth alive at a time). For `1,3,5,7/1,3,5,7/1,3,5,7`
-//! that computes 4 + 16 + 64 block outputs instead of 3 x 64, about a third of the work of
-//! running the 64 subnets one by one, with the same kernels on the same inputs (so the same
-//! bits).
+//! that computes 4 + 16 + 64 block outputs instead of 3 x 64 (44 % of them; weighted by what
+//! each costs, about a third of the multiply-adds, 9 M instead of 30 M an image), with the
+//! same kernels on the same inputs (so the same bits).
 
 use crate::engine::ops::softmax_xent::XentDims;
 use crate::engine::{Backend, Tape, Tensor};
@@ -14,6 +14,9 @@ use crate::error::Result;
 use crate::model::{BlockMask, Subnet, SuperNet};
 use crate::training::device_data::DeviceSplit;
 use crate::training::SubnetMetrics;
+
+/// Images per evaluation batch (memory only: the figures do not depend on it).
+pub const EVAL_BATCH: usize = 1000;
 
 /// Called with the index of a network and its logits `[N, classes]`.
 pub type Visit<'v, B> = dyn FnMut(usize, &Tensor<B>) -> Result<()> + 'v;

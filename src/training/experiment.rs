@@ -2,8 +2,8 @@
 //! initialisation, one one-shot training per sampling strategy, and a stand-alone training of
 //! every subnet of the space or of a seeded sample of them (the same for every seed and
 //! variant). Each finished job leaves a `result.json` in its own directory, written last and
-//! atomically: it is the only thing a rerun trusts, so an interrupted training is simply
-//! trained again.
+//! atomically: the only mark of a finished job a rerun trusts. An interrupted training
+//! continues from the training state in its folder, or starts again if it left none.
 
 use std::path::{Path, PathBuf};
 
@@ -242,9 +242,19 @@ impl Plan {
     }
 }
 
+/// The format of `result.json` this program writes and reads.
+pub const RESULT_VERSION: u32 = 1;
+
+fn first_version() -> u32 {
+    1
+}
+
 /// What a finished training records.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobResult {
+    /// Results written before the field existed are of version 1.
+    #[serde(default = "first_version")]
+    pub version: u32,
     pub variant: String,
     pub seed: u64,
     /// "oneshot", "standalone" or "zero-cost".
@@ -279,6 +289,7 @@ impl JobResult {
             JobKind::Standalone(s) => ("standalone", None, Some(s.to_string())),
         };
         JobResult {
+            version: RESULT_VERSION,
             variant: job.variant.name().to_string(),
             seed: job.seed,
             mode: mode.to_string(),
@@ -310,7 +321,13 @@ pub enum JobState {
 
 /// Reads `out/<job dir>/result.json`. A result of other settings is an error naming them, so a
 /// rerun never mixes two protocols in one report.
-pub fn job_state(out: &Path, job: &Job, config: &TrainConfig) -> Result<JobState> {
+/// `kl_images`: the KL proxy's images the plan asks of a one-shot job.
+pub fn job_state(
+    out: &Path,
+    job: &Job,
+    config: &TrainConfig,
+    kl_images: usize,
+) -> Result<JobState> {
     let path = out.join(job.dir()).join(RESULT_FILE);
     if !path.exists() {
         return Ok(JobState::Pending);
@@ -323,7 +340,11 @@ pub fn job_state(out: &Path, job: &Job, config: &TrainConfig) -> Result<JobState
             .or_insert_with(|| serde_json::Value::String(study_spec()));
     }
     let wanted = serde_json::to_value(config).expect("settings serialise");
-    let differing = differences(&result.config, &wanted);
+    let mut differing = differences(&result.config, &wanted);
+    let requested = result.kl_proxy.as_ref().and_then(|k| k.requested);
+    if let Some(was) = requested.filter(|&was| was != kl_images) {
+        differing.push(format!("kl_images was {was}, now {kl_images}"));
+    }
     if !differing.is_empty() {
         return Err(Error::Format {
             path,
@@ -338,6 +359,52 @@ pub fn job_state(out: &Path, job: &Job, config: &TrainConfig) -> Result<JobState
 
 pub fn read_result(path: &Path) -> Result<JobResult> {
     read_json(path, "a training result")
+}
+
+/// The settings each job sets for itself; every other one is the plan's.
+const PER_JOB: [&str; 4] = ["variant", "mode", "seed", "sampling"];
+
+/// A result the plan of `plan` can report: of this format, trained with the plan's settings,
+/// every accuracy a fraction. `report` refuses what `experiment` would not have trained.
+pub fn check_result(plan: &Plan, path: &Path, result: &JobResult) -> Result<()> {
+    let bad = |detail: String| Error::Format {
+        path: path.to_path_buf(),
+        detail,
+    };
+    if result.version != RESULT_VERSION {
+        return Err(bad(format!(
+            "a result of format {}, this program reads {RESULT_VERSION}",
+            result.version
+        )));
+    }
+    let shared = |config: &serde_json::Value| {
+        let mut config = config.clone();
+        if let Some(map) = config.as_object_mut() {
+            map.retain(|k, _| !PER_JOB.contains(&k.as_str()));
+            map.entry("space")
+                .or_insert_with(|| serde_json::Value::String(study_spec()));
+        }
+        config
+    };
+    let differing = differences(&shared(&plan.protocol), &shared(&result.config));
+    if !differing.is_empty() {
+        return Err(bad(format!(
+            "trained with other settings than the plan's ({}); an experiment of mixed settings is not reported",
+            differing.join(", ")
+        )));
+    }
+    for m in &result.history {
+        let sets = std::iter::once(&m.subnets).chain(m.validation.as_ref());
+        for (name, s) in sets.flat_map(|set| set.iter()) {
+            if !(0.0..=1.0).contains(&s.accuracy) {
+                return Err(bad(format!(
+                    "epoch {}: subnet {name} has accuracy {}, not a fraction",
+                    m.epoch, s.accuracy
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn read_plan(dir: &Path) -> Result<Plan> {
@@ -431,7 +498,7 @@ mod tests {
         let job = plan.jobs()[0];
         let config = plan.config(&job);
         assert!(matches!(
-            job_state(out.path(), &job, &config),
+            job_state(out.path(), &job, &config, 16),
             Ok(JobState::Pending)
         ));
         let dir = out.path().join(job.dir());
@@ -440,14 +507,16 @@ mod tests {
         let text = serde_json::to_string(&result).expect("json");
         std::fs::write(dir.join(RESULT_FILE), text).expect("result");
         assert!(matches!(
-            job_state(out.path(), &job, &config),
+            job_state(out.path(), &job, &config, 16),
             Ok(JobState::Finished(_))
         ));
         let other = TrainConfig {
             epochs: 2,
             ..config
         };
-        let error = job_state(out.path(), &job, &other).err().expect("refused");
+        let error = job_state(out.path(), &job, &other, 16)
+            .err()
+            .expect("refused");
         assert!(
             error.to_string().contains("epochs was 14, now 2"),
             "{error}"

@@ -1,6 +1,7 @@
 //! The KL-divergence proxy of Bender et al. (ICML 2018): after one-shot training, how far each
 //! subnet's predicted class distribution lies from a reference's, as the symmetrized KL
-//! divergence averaged over a fixed sample of training images. Two references: the "all paths
+//! divergence averaged over a fixed sample of images (of the held-out ones with `--val`, else
+//! of the training images: the split is recorded). Two references: the "all paths
 //! on" SuperNet (every choice of every block active) and the mean prediction of every subnet
 //! of the space.
 
@@ -28,6 +29,9 @@ pub struct KlProxy {
     /// Where the images come from: "validation" (held out) or "training".
     #[serde(default = "training_split")]
     pub split: String,
+    /// The images asked for (`--kl-images`; `images` is fewer if the split is smaller).
+    #[serde(default)]
+    pub requested: Option<usize>,
     pub all_paths: BTreeMap<String, f64>,
     pub mean_of_subnets: BTreeMap<String, f64>,
 }
@@ -98,6 +102,7 @@ pub fn kl_proxy<B: Backend>(
     Ok(KlProxy {
         images: indices.len(),
         split: split_name.to_string(),
+        requested: Some(images),
         all_paths: mean_kl(all_paths),
         mean_of_subnets: mean_kl(&mean_of_subnets),
     })

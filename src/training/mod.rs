@@ -15,7 +15,7 @@ mod zero_cost;
 
 pub use config::{Mode, TrainConfig};
 pub use device_data::{Batch, DeviceSplit};
-pub use evaluate::{evaluate, evaluate_subnets, forward_subnets};
+pub use evaluate::{evaluate, evaluate_subnets, forward_subnets, EVAL_BATCH};
 pub use kl_proxy::{kl_proxy, sample_indices, KlProxy};
 pub use metrics::{EpochMetrics, SubnetMetrics};
 pub use sampling::{Sampling, SubnetSampler};

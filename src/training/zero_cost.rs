@@ -74,7 +74,7 @@ pub fn zero_cost<B: Backend>(
         proxies.snip.insert(name.clone(), saliency);
         proxies
             .synflow
-            .insert(name, synflow(backend, &absolute, &ones, &masks)?);
+            .insert(name, synflow(backend, &absolute, &values, &ones, &masks)?);
     }
     Ok(proxies)
 }
@@ -104,9 +104,11 @@ fn ones_image<B: Backend>(backend: &B, net: &SuperNet<B>) -> Result<Tensor<B>> {
 }
 
 /// sum of |θ| ⊙ ∂R/∂|θ|, R = the sum of the logits of the all-ones image.
+/// `values`: the parameters (their absolute values are `absolute`'s).
 fn synflow<B: Backend>(
     backend: &B,
     absolute: &SuperNet<B>,
+    values: &[Vec<f32>],
     ones: &Tensor<B>,
     masks: &[BlockMask],
 ) -> Result<f64> {
@@ -115,13 +117,12 @@ fn synflow<B: Backend>(
     let upstream = Tensor::from_slice(backend, &vec![1.0; logits.numel()], logits.shape())?;
     let grads = tape.backward_from(&logits, upstream)?;
     let mut score = 0.0;
-    for param in absolute.parameters() {
+    for (param, theta) in absolute.parameters().iter().zip(values) {
         let Some(grad) = grads.get(param) else {
             continue;
         };
-        let theta = param.to_vec(backend)?;
-        for (g, t) in grad.to_vec(backend)?.iter().zip(&theta) {
-            score += *g as f64 * *t as f64;
+        for (g, t) in grad.to_vec(backend)?.iter().zip(theta) {
+            score += *g as f64 * t.abs() as f64;
         }
     }
     Ok(score)
