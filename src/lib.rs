@@ -5,6 +5,7 @@ pub mod engine;
 pub mod error;
 #[doc(hidden)]
 pub mod failpoint;
+pub mod files;
 
 pub use error::{Error, Result};
 pub mod data;

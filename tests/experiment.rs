@@ -414,3 +414,64 @@ fn experiment_on_a_sample_of_the_space() {
         "every subnet of the space"
     );
 }
+
+/// Three workers on one folder: every job runs exactly once, and the results are those of a
+/// single worker.
+#[test]
+fn three_workers_share_one_experiment() {
+    let data = small_mnist();
+    let run = |out: &std::path::Path, workers: &str| {
+        supernet(&[
+            "experiment",
+            "--backend",
+            "cpu",
+            "--supernet",
+            "sum",
+            "--seeds",
+            "1,2",
+            "--sampling",
+            "uniform,fair",
+            "--epochs",
+            "1",
+            "--kl-images",
+            "16",
+            "--workers",
+            workers,
+            "--data",
+            data.path().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (one, three) = (dir.path().join("one"), dir.path().join("three"));
+    let single = run(&one, "1");
+    assert!(single.status.success(), "{}", stderr(&single));
+    let shared = run(&three, "3");
+    let log = stderr(&shared);
+    assert!(shared.status.success(), "{log}");
+    let plan = supernet::training::experiment::read_plan(&three).expect("plan");
+    assert_eq!(plan.jobs.len(), 14);
+    for job in &plan.jobs {
+        let line = format!("{}: finished", job.display());
+        let times = log.lines().filter(|l| *l == line).count();
+        assert_eq!(times, 1, "{} ran {times} times:\n{log}", job.display());
+        let read = |root: &std::path::Path| -> serde_json::Value {
+            let text = std::fs::read_to_string(root.join(job).join("result.json")).expect("result");
+            let r: serde_json::Value = serde_json::from_str(&text).expect("json");
+            let epochs: Vec<_> = r["history"]
+                .as_array()
+                .expect("history")
+                .iter()
+                .map(|m| serde_json::json!([m["train_loss"], m["subnets"]]))
+                .collect();
+            serde_json::json!([epochs, r["kl_proxy"], r["zero_cost"]])
+        };
+        assert_eq!(read(&three), read(&one), "{}", job.display());
+        assert!(
+            !three.join(job).join("claim.json").exists(),
+            "a claim was left"
+        );
+    }
+    assert!(three.join("report.md").is_file());
+}

@@ -332,9 +332,18 @@ pub struct ExperimentArgs {
     pub standalone: Standalone,
     #[command(flatten)]
     pub protocol: ProtocolArgs,
-    /// Output directory; rerunning with the same one skips every finished training.
+    /// Output directory; rerunning with the same one skips every finished training. Several
+    /// `experiment` processes (on one machine or many, over a shared filesystem) may work on
+    /// one folder at once: each job is claimed by one of them.
     #[arg(long, default_value = "runs/experiment")]
     pub out: PathBuf,
+    /// Start this many local workers on the folder (processes of this command).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Seconds after its last heartbeat that another worker's claim counts as dead and is
+    /// taken over (keep it well above the clock skew between hosts).
+    #[arg(long, default_value_t = 600)]
+    pub claim_timeout: u64,
     #[command(flatten)]
     pub device: DeviceArgs,
 }

@@ -325,7 +325,7 @@ fn write_config(
 }
 
 /// This machine's name, where the system tells it.
-fn host_name() -> Option<String> {
+pub fn host_name() -> Option<String> {
     let from_kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
     from_kernel
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -1,7 +1,7 @@
 //! `experiment` and `report`: the whole study, resumable, then its report.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use supernet::data::Dataset;
@@ -9,6 +9,7 @@ use supernet::engine::Backend;
 use supernet::model::Variant;
 use supernet::report::summary::{Predictor, Summary};
 use supernet::report::{self, clear_run, write_atomically, RunDir, Start};
+use supernet::training::claim;
 use supernet::training::experiment::{
     job_state, Experiment, Job, JobKind, JobResult, JobState, PLAN_FILE, RESULT_FILE,
 };
@@ -17,7 +18,9 @@ use supernet::training::{Mode, Trainer};
 
 use crate::cli::args::{ExperimentArgs, VariantsArg};
 use crate::cli::backend::{select, Selected};
-use crate::cli::commands::{check_memory, load_data_for, protocol_config, sampling, train_one};
+use crate::cli::commands::{
+    check_memory, host_name, load_data_for, protocol_config, sampling, train_one,
+};
 use crate::cli::output::{say, show};
 use crate::cli::signals;
 
@@ -42,34 +45,73 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         jobs.len(),
         jobs.len() - pending
     );
-    if pending > 0 {
-        let protocol = &experiment.protocol;
-        let data = load_data_for(&args.device, &protocol.space, protocol.validation)?;
-        check_memory(protocol, &data, &args.device)?;
-        let backend = select(args.device.backend)?;
-        say!("backend: {}", backend.describe());
-        RunDir::create(out).context("cannot write the output directory")?;
-        let plan = serde_json::to_string_pretty(&experiment.plan())?;
-        write_atomically(&out.join(PLAN_FILE), format!("{plan}\n").as_bytes())?;
-        signals::install()?;
-        let session = Session {
-            experiment: &experiment,
-            data: &data,
-            backend: &backend,
-            args,
-        };
-        for (job, state) in jobs.iter().zip(&states) {
-            match state {
-                JobState::Finished(_) => {
-                    say!("{}: finished earlier, skipped", job.dir().display())
-                }
-                JobState::Pending => session.run_job(job)?,
-            }
-        }
-    } else {
+    if pending == 0 {
         say!("nothing to train");
+        return report(out);
+    }
+    if args.workers == 0 {
+        anyhow::bail!("--workers must be at least 1, got 0");
+    }
+    let protocol = &experiment.protocol;
+    let data = load_data_for(&args.device, &protocol.space, protocol.validation)?;
+    check_memory(protocol, &data, &args.device)?;
+    let backend = select(args.device.backend)?;
+    say!("backend: {}", backend.describe());
+    RunDir::create(out).context("cannot write the output directory")?;
+    let plan = serde_json::to_string_pretty(&experiment.plan())?;
+    write_atomically(&out.join(PLAN_FILE), format!("{plan}\n").as_bytes())?;
+    signals::install()?;
+    let others = spawn_workers(args.workers - 1)?;
+    let session = Session {
+        experiment: &experiment,
+        data: &data,
+        backend: &backend,
+        args,
+    };
+    session.work(&jobs)?;
+    for mut worker in others {
+        let status = worker.wait().context("a worker")?;
+        if !status.success() {
+            anyhow::bail!("a worker failed ({status}); rerun the same command to go on");
+        }
+    }
+    let unfinished = jobs
+        .iter()
+        .filter(|job| !out.join(job.dir()).join(RESULT_FILE).is_file())
+        .count();
+    if unfinished > 0 {
+        say!(
+            "{unfinished} trainings are held by other workers; the last to finish writes the report (or run `supernet report {}`)",
+            out.display()
+        );
+        return Ok(());
     }
     report(out)
+}
+
+/// `n` more processes of this command on the same folder, each one worker.
+fn spawn_workers(n: usize) -> Result<Vec<std::process::Child>> {
+    let exe = std::env::current_exe().context("cannot start workers")?;
+    let mut args: Vec<String> = Vec::new();
+    let mut given = std::env::args().skip(1);
+    while let Some(arg) = given.next() {
+        match arg.as_str() {
+            "--workers" => {
+                given.next();
+            }
+            a if a.starts_with("--workers=") => {}
+            _ => args.push(arg),
+        }
+    }
+    (0..n)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(&args)
+                .args(["--workers", "1"])
+                .spawn()
+                .context("cannot start a worker")
+        })
+        .collect()
 }
 
 /// `report DIR`: statistics, figures and `report.md` from the saved results.
@@ -121,6 +163,40 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// Works the plan: claims each unfinished job no live worker holds, trains it, releases
+    /// it; stops when a pass finds nothing left to claim.
+    fn work(&self, jobs: &[Job]) -> Result<()> {
+        let host = host_name().unwrap_or_else(|| "unknown".into());
+        let me = claim::record(&host);
+        let timeout = Duration::from_secs(self.args.claim_timeout);
+        let heartbeat = Duration::from_secs((self.args.claim_timeout / 10).clamp(1, 60));
+        loop {
+            let mut trained = 0;
+            for job in jobs {
+                let dir = self.args.out.join(job.dir());
+                if dir.join(RESULT_FILE).is_file() {
+                    continue;
+                }
+                let claim::Found::Won(record) = claim::claim(&dir, &me, timeout)? else {
+                    continue;
+                };
+                let held = claim::Held::start(&dir, record, heartbeat);
+                // Finished by another worker between our look and our claim.
+                let outcome = if dir.join(RESULT_FILE).is_file() {
+                    Ok(())
+                } else {
+                    self.run_job(job)
+                };
+                held.release();
+                outcome?;
+                trained += 1;
+            }
+            if trained == 0 {
+                return Ok(());
+            }
+        }
+    }
+
     /// Trains `job`: a training that stopped part-way continues from its state; one that left
     /// no state (killed before its first epoch end) starts again, its files cleared.
     fn run_job(&self, job: &Job) -> Result<()> {
@@ -140,6 +216,7 @@ impl Session<'_> {
         // Last, and atomically: the marker that this training is finished.
         let text = serde_json::to_string_pretty(&result)?;
         write_atomically(&dir.join(RESULT_FILE), format!("{text}\n").as_bytes())?;
+        say!("{}: finished", job.dir().display());
         Ok(())
     }
 

@@ -182,7 +182,7 @@ pub(crate) fn write(
         (name.as_str(), view)
     });
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| format_error(path, e))?;
-    crate::report::write_atomically(path, &bytes)
+    crate::files::write_atomically(path, &bytes)
 }
 
 /// Reads a checkpoint of ours or PyTorch's with nothing more known (see `read`).

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::engine::Backend;
 use crate::error::{Error, Result};
+use crate::files::write_atomically;
 use crate::model::{Subnet, SuperNet};
-use crate::report::write_atomically;
 use crate::training::{evaluate_subnets, DeviceSplit, SubnetMetrics, EVAL_BATCH};
 pub use evolution::{evolve, EvolutionConfig, Scored};
 

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Backend, Tape, Tensor};
 use crate::error::Result;
 use crate::model::SuperNet;
-use crate::report::ranking::{log_mean_distribution, log_softmax, symmetric_kl};
 use crate::training::evaluate::{forward_subnets, Visit};
+use crate::training::kl_math::{log_mean_distribution, log_softmax, symmetric_kl};
 use crate::training::DeviceSplit;
 
 /// The sample is the same for every seed and variant, so proxies are comparable across runs.

@@ -1,10 +1,12 @@
 //! Training: the loop (one-shot or stand-alone), evaluation, the schedule, the metrics, and the
 //! proxies of subnet quality (KL divergence after one-shot training, zero-cost at initialisation).
 
+pub mod claim;
 pub mod config;
 mod device_data;
 mod evaluate;
 pub mod experiment;
+pub mod kl_math;
 mod kl_proxy;
 mod metrics;
 pub mod resume;
