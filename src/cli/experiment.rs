@@ -211,8 +211,7 @@ impl Session<'_> {
             Selected::Cpu(cpu) => self.train_job(cpu, job, &run, start),
             Selected::Gpu(gpu) => self.train_job(gpu, job, &run, start),
         };
-        let again = format!("rerun the same command: {}", rerun_line());
-        let result = result.map_err(|e| signals::explain(e, &again))?;
+        let result = result.map_err(|e| signals::explain(e, &rerun_line()))?;
         // Last, and atomically: the marker that this training is finished.
         let text = serde_json::to_string_pretty(&result)?;
         write_atomically(&dir.join(RESULT_FILE), format!("{text}\n").as_bytes())?;
