@@ -137,7 +137,8 @@ fn killed_anywhere_a_resumed_run_ends_bit_for_bit_as_an_uninterrupted_one() {
 }
 
 /// SIGTERM mid-training: the current step finishes, the state is written, one line says how
-/// to resume, exit 143; resumed, the same weights as without the signal.
+/// to resume, exit 143; resumed, the same weights as without the signal. SIGKILL in the second
+/// epoch: resumed from the first epoch's end, the same weights again.
 #[test]
 fn sigterm_stops_after_the_step_and_the_run_resumes() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -189,6 +190,33 @@ fn sigterm_stops_after_the_step_and_the_run_resumes() {
     assert!(resumed.success());
     assert_eq!(
         tensors(&run.join("model.safetensors")),
+        tensors(&reference.join("model.safetensors"))
+    );
+
+    // SIGKILL in the second epoch (after the first one's state): resumed from that epoch end.
+    let killed = dir.path().join("killed");
+    let mut child = full(&killed)
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let state = killed.join("training-state.safetensors");
+    let waited = std::time::Instant::now();
+    while !state.exists() && waited.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("exits");
+    assert!(!status.success(), "the run ended before the kill");
+    let resumed = full(&killed).args(["--resume"]).output().expect("runs");
+    let message = stderr(&resumed);
+    assert!(resumed.status.success(), "{message}");
+    assert!(message.contains("resuming after epoch 1 of 2"), "{message}");
+    assert_eq!(
+        tensors(&killed.join("model.safetensors")),
         tensors(&reference.join("model.safetensors"))
     );
 }
