@@ -119,10 +119,15 @@ pub fn parse_idx(bytes: &[u8], ndims: usize) -> std::result::Result<IdxArray, St
     let values = body_len(bytes, ndims)
         .ok_or_else(|| format!("dimensions {dims:?} announce more values than memory can hold"))?;
     let body = &bytes[header_len..];
-    if body.len() != values {
+    if body.len() < values {
         return Err(format!(
             "dimensions {dims:?} announce {values} values but the file holds {}",
             body.len()
+        ));
+    }
+    if body.len() > values {
+        return Err(format!(
+            "dimensions {dims:?} announce {values} values, and more data follows them"
         ));
     }
     Ok(IdxArray {
@@ -171,7 +176,8 @@ mod tests {
             "{error}"
         );
         bytes.extend([7, 7]);
-        assert!(parse_idx(&bytes, 1).is_err(), "long body");
+        let error = parse_idx(&bytes, 1).expect_err("long body");
+        assert!(error.contains("more data follows"), "{error}");
     }
 
     /// 6000 x 2^31 x 2^31 wraps to 0 in 64 bits: it must be an error, not an empty array.
