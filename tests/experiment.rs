@@ -475,3 +475,62 @@ fn three_workers_share_one_experiment() {
     }
     assert!(three.join("report.md").is_file());
 }
+
+/// An experiment killed inside a training: the rerun resumes that training from its state
+/// and ends with the results of an uninterrupted experiment.
+#[test]
+fn a_killed_experiment_resumes_its_training() {
+    let data = small_mnist();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |out: &std::path::Path, abort_at: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_supernet"));
+        command
+            .args([
+                "experiment",
+                "--backend",
+                "cpu",
+                "--supernet",
+                "sum",
+                "--seeds",
+                "1",
+            ])
+            .args([
+                "--epochs",
+                "2",
+                "--kl-images",
+                "16",
+                "--data",
+                data.path().to_str().unwrap(),
+            ])
+            .args(["--out", out.to_str().unwrap()])
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir());
+        if let Some(point) = abort_at {
+            command.env("SUPERNET_ABORT_AT", point);
+        }
+        command.output().expect("runs")
+    };
+    let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
+    assert!(run(&whole, None).status.success());
+    // Step 65: the stand-alone training of 00 in its second epoch (the one-shot training
+    // before it took 40 steps, 20 an epoch).
+    assert!(!run(&killed, Some("step:65")).status.success());
+    let again = run(&killed, None);
+    let log = stderr(&again);
+    assert!(again.status.success(), "{log}");
+    assert!(log.contains("resuming after epoch 1 of 2"), "{log}");
+    let plan = supernet::training::experiment::read_plan(&whole).expect("plan");
+    for job in &plan.jobs {
+        let history = |root: &std::path::Path| -> serde_json::Value {
+            let text = std::fs::read_to_string(root.join(job).join("result.json")).expect("result");
+            let r: serde_json::Value = serde_json::from_str(&text).expect("json");
+            let epochs: Vec<_> = r["history"]
+                .as_array()
+                .expect("history")
+                .iter()
+                .map(|m| serde_json::json!([m["train_loss"], m["subnets"]]))
+                .collect();
+            serde_json::json!(epochs)
+        };
+        assert_eq!(history(&killed), history(&whole), "{}", job.display());
+    }
+}
