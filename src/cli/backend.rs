@@ -35,7 +35,7 @@ pub fn select(arg: BackendArg) -> Result<Selected> {
             let gpu = GpuBackend::new().context("--backend gpu")?;
             if !is_hardware(gpu.context()) {
                 say!(
-                    "warning: {} is a software adapter; training runs far slower on it than with --backend cpu",
+                    "warning: {} is software: far slower than --backend cpu",
                     gpu.context().adapter_name()
                 );
             }
