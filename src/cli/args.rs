@@ -316,7 +316,7 @@ pub struct ExperimentArgs {
     /// Variants to study: `sum`, `concat` or `both`.
     #[arg(long = "supernet", value_enum, default_value_t = VariantsArg::Both)]
     pub variants: VariantsArg,
-    /// Seeds, comma-separated; each gives one one-shot and four stand-alone trainings.
+    /// Seeds, comma-separated; each gives one SuperNet training per variant and sampling, and the stand-alone trainings of the ground truth.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     pub seeds: Vec<u64>,
     /// One-shot sampling strategies to compare, comma-separated: `uniform`, `fair`.

@@ -281,26 +281,18 @@ fn print_summary(summary: &Summary) {
         if summary.plan.seeds.len() == 1 { "" } else { "s" },
         summary.ranking_set
     );
-    show!("  group              Kendall tau-b  95 % interval    p        regret");
+    show!("  group              Kendall tau-b  95 % interval    p         regret");
     for group in &summary.groups {
         let Some(a) = group.predictor(Predictor::OneshotAccuracy) else {
             continue;
         };
         let tau = &a.kendall_tau;
-        let interval = tau
-            .interval
-            .map_or("-".to_string(), |(lo, hi)| format!("[{lo:+.2}, {hi:+.2}]"));
-        let p = tau
-            .p_value
-            .map_or("-".to_string(), |p| format!("{:.4}", p.value));
         show!(
-            "  {:<18} {:<14} {:<16} {:<8} {:.4}",
+            "  {:<18} {:<14} {:<16} {:<9} {:.4}",
             format!("{}, {}", group.variant, group.sampling),
-            tau.spread
-                .mean
-                .map_or("-".to_string(), |m| format!("{m:+.2}")),
-            interval,
-            p,
+            report::signed(tau.spread.mean),
+            report::interval(tau),
+            report::p_value(tau.p_value),
             a.regret.mean.unwrap_or(f64::NAN)
         );
     }

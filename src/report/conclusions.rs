@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::report::markdown::{count, group_name, interval, p_value, pm, signed};
+use crate::report::markdown::{count, group_name, interval, p_phrase, pm, signed};
 use crate::report::summary::{Estimate, Group, Predictor, Summary};
 
 const ALPHA: f64 = 0.05;
@@ -31,10 +31,10 @@ pub fn write(md: &mut String, s: &Summary) {
 /// "tau = +0.54 [+0.21, +0.80], p = 0.0012".
 fn tau(e: &Estimate) -> String {
     format!(
-        "tau = {} {}, p = {}",
+        "tau = {} {}, {}",
         signed(e.spread.mean),
         interval(e),
-        p_value(e.p_value)
+        p_phrase(e.p_value)
     )
 }
 

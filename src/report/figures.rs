@@ -31,7 +31,9 @@ const TICK_FONT: u32 = 20;
 const LABEL_FONT: u32 = 22;
 const TITLE_FONT: u32 = 23;
 /// The key to the subnet names, under the panels.
-const FOOTER: u32 = 44;
+/// The key underneath a figure: a line's height, and the room around the lines.
+const FOOTER_LINE: u32 = 26;
+const FOOTER_PAD: u32 = 18;
 const COLUMNS: usize = 2;
 /// PNG pixels per SVG unit.
 const PNG_SCALE: f32 = 2.0;
@@ -53,6 +55,10 @@ const SHAPES: usize = 5;
 const UNLABELLED: RGBColor = RGBColor(190, 190, 190);
 /// In a large space, the best and the worst few subnets by their final value are labelled.
 const LABELLED_BEST: usize = 3;
+/// A scatter marker's size in pixels (the radius of its circle).
+const MARKER: i32 = 6;
+/// A log axis with more ticks than this keeps only the powers of ten.
+const LOG_TICKS: usize = 7;
 const LABELLED_WORST: usize = 2;
 
 /// A figure: its file stem and what it shows (for the report's captions).
@@ -68,7 +74,7 @@ pub const FIGURES: [Figure; 6] = [
     },
     Figure {
         stem: "oneshot_vs_standalone",
-        caption: "Final one-shot accuracy (ranking split) against stand-alone test accuracy; bars: one standard deviation over seeds; dashed: y = x; solid: least-squares line",
+        caption: "Final one-shot error (1 - accuracy, on the ranking split) against stand-alone test error, both on log scales; bars: one standard deviation over seeds; dashed: y = x; solid: least-squares line of the logs",
     },
     Figure {
         stem: "oneshot_accuracy",
@@ -80,11 +86,11 @@ pub const FIGURES: [Figure; 6] = [
     },
     Figure {
         stem: "kl_vs_standalone",
-        caption: "KL proxy after one-shot training against stand-alone test accuracy (top: from the all-paths SuperNet; bottom: from the mean of the subnets); bars: one standard deviation over seeds; solid: least-squares line",
+        caption: "KL proxy after one-shot training against stand-alone test error, log scales (top: from the all-paths SuperNet; bottom: from the mean of the subnets); bars: one standard deviation over seeds; solid: least-squares line of the logs",
     },
     Figure {
         stem: "zero_cost_vs_standalone",
-        caption: "Zero-cost proxies at initialisation (log10) against stand-alone test accuracy (rows: gradient norm, SNIP, SynFlow; the sampling strategy plays no part); bars: one standard deviation over seeds; solid: least-squares line",
+        caption: "Zero-cost proxies at initialisation against stand-alone test error, log scales (rows: gradient norm, SNIP, SynFlow; the sampling strategy plays no part); bars: one standard deviation of the logs over seeds; solid: least-squares line of the logs",
     },
 ];
 
@@ -161,13 +167,15 @@ fn draw(
 ) -> Result<String> {
     let columns = groups.len().clamp(1, COLUMNS);
     let group_rows = groups.len().div_ceil(columns);
+    let width = PANEL.0 * columns as u32;
+    let key_lines = wrap(key, width);
+    let footer_height = FOOTER_LINE * key_lines.len() as u32 + FOOTER_PAD;
     let mut svg = String::new();
     {
-        let width = PANEL.0 * columns as u32;
-        let height = PANEL.1 * (group_rows * rows) as u32 + FOOTER;
+        let height = PANEL.1 * (group_rows * rows) as u32 + footer_height;
         let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
-        let (panels, footer) = root.split_vertically(height - FOOTER);
+        let (panels, footer) = root.split_vertically(height - footer_height);
         let areas = panels.split_evenly((group_rows * rows, columns));
         for (g, group) in groups.iter().enumerate() {
             for row in 0..rows {
@@ -175,12 +183,30 @@ fn draw(
                 panel(&areas[grid_row * columns + column], group, row).map_err(plot_error)?;
             }
         }
-        footer
-            .draw_text(key, &font(TICK_FONT), (12, 8))
-            .map_err(plot_error)?;
+        for (line, text) in key_lines.iter().enumerate() {
+            let at = (12, 8 + (FOOTER_LINE as usize * line) as i32);
+            footer
+                .draw_text(text, &font(TICK_FONT), at)
+                .map_err(plot_error)?;
+        }
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
+}
+
+/// `text` in lines that fit `width` pixels, broken after its commas and colons.
+fn wrap(text: &str, width: u32) -> Vec<String> {
+    let fits = ((width - 24) as f64 / (0.5 * TICK_FONT as f64)) as usize;
+    let mut lines = vec![String::new()];
+    for piece in text.split_inclusive([',', ':']) {
+        let line = lines.last_mut().expect("lines start with one");
+        if !line.is_empty() && line.chars().count() + piece.chars().count() > fits {
+            lines.push(piece.trim_start().to_string());
+        } else {
+            line.push_str(piece);
+        }
+    }
+    lines
 }
 
 fn font(size: u32) -> TextStyle<'static> {
@@ -397,33 +423,74 @@ fn curves(
     Ok(())
 }
 
-/// What a scatter's x axis shows, over every group (for shared axes).
+/// A value over seeds on a log axis: its centre and the ends of its bar (one sd).
+#[derive(Clone, Copy, Debug)]
+struct Bar {
+    at: f64,
+    lo: f64,
+    hi: f64,
+}
+
+/// The least a log axis shows of an error: a hundredth of a percent, about one test image.
+const ERROR_FLOOR: f64 = 1e-4;
+
+/// Error (1 - accuracy) of an accuracy over seeds.
+fn error_bar(s: &Spread) -> Option<Bar> {
+    let (m, sd) = (s.mean?, s.std.unwrap_or(0.0));
+    let floor = |v: f64| v.max(ERROR_FLOOR);
+    Some(Bar {
+        at: floor(1.0 - m),
+        lo: floor(1.0 - m - sd),
+        hi: floor(1.0 - m + sd),
+    })
+}
+
+/// A positive value over seeds; a bar that would reach zero stops at a tenth of the centre.
+fn positive_bar(s: &Spread) -> Option<Bar> {
+    let (m, sd) = (s.mean?, s.std.unwrap_or(0.0));
+    (m > 0.0).then(|| Bar {
+        at: m,
+        lo: (m - sd).max(m / 10.0),
+        hi: m + sd,
+    })
+}
+
+/// What a scatter's x axis shows, over every group (for shared axes); both axes are log.
 struct Axis {
     label: &'static str,
     predictor: Predictor,
-    /// x per subnet of a group, mean and sd over seeds (None where the group lacks it).
+    /// x per subnet of a group (None where the group lacks it).
     x: AxisValue,
     range: Range<f64>,
     y_range: Range<f64>,
 }
 
-fn mean_sd(s: &Spread) -> Option<(f64, f64)> {
-    Some((s.mean?, s.std.unwrap_or(0.0)))
+type AxisValue = fn(&Group, &SubnetSpread, &Summary) -> Option<Bar>;
+
+/// `[lo, hi]` widened by a fifth on each side of a log axis.
+fn log_padded(values: impl Iterator<Item = f64>) -> Range<f64> {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return 0.001..1.0;
+    }
+    (lo / 1.2)..(hi * 1.2).max(lo * 1.5)
 }
 
-type AxisValue = fn(&Group, &SubnetSpread, &Summary) -> Option<(f64, f64)>;
-
 impl Axis {
-    /// x from `x`, both ranges over every group's subnets.
+    /// x from `x`, y the stand-alone test error, both ranges over every group's subnets.
     fn new(summary: &Summary, label: &'static str, predictor: Predictor, x: AxisValue) -> Axis {
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         for g in &summary.groups {
             for s in &g.subnets {
-                if let Some((m, sd)) = x(g, s, summary) {
-                    xs.extend([m - sd, m + sd]);
+                if let Some(bar) = x(g, s, summary) {
+                    xs.extend([bar.lo, bar.hi]);
                 }
-                if let Some((m, sd)) = mean_sd(&s.standalone_test) {
-                    ys.extend([m - sd, m + sd]);
+                if let Some(bar) = error_bar(&s.standalone_test) {
+                    ys.extend([bar.lo, bar.hi]);
                 }
             }
         }
@@ -431,18 +498,18 @@ impl Axis {
             label,
             predictor,
             x,
-            range: padded(xs.into_iter()),
-            y_range: padded(ys.into_iter()),
+            range: log_padded(xs.into_iter()),
+            y_range: log_padded(ys.into_iter()),
         }
     }
 
-    /// One-shot and stand-alone accuracies on one range, so that y = x is the diagonal.
+    /// One-shot and stand-alone errors on one range, so that y = x is the diagonal.
     fn oneshot(summary: &Summary) -> Axis {
         let mut axis = Self::new(
             summary,
-            "one-shot accuracy",
+            "one-shot error (ranking split)",
             Predictor::OneshotAccuracy,
-            |_, s, _| mean_sd(&s.oneshot),
+            |_, s, _| error_bar(&s.oneshot),
         );
         let (x, y) = (axis.range.clone(), axis.y_range.clone());
         axis.range = x.start.min(y.start)..x.end.max(y.end);
@@ -456,13 +523,13 @@ impl Axis {
                 summary,
                 "KL from the all-paths SuperNet",
                 Predictor::KlAllPaths,
-                |_, s, _| mean_sd(&s.kl_all_paths),
+                |_, s, _| positive_bar(&s.kl_all_paths),
             ),
             _ => Self::new(
                 summary,
                 "KL from the mean of the subnets",
                 Predictor::KlMeanOfSubnets,
-                |_, s, _| mean_sd(&s.kl_mean_of_subnets),
+                |_, s, _| positive_bar(&s.kl_mean_of_subnets),
             ),
         }
     }
@@ -471,51 +538,87 @@ impl Axis {
         match row {
             0 => Self::new(
                 summary,
-                "log10 gradient norm at init",
+                "gradient norm at init",
                 Predictor::GradNorm,
-                |g, s, sum| zero_cost_mean(g, s, sum, Predictor::GradNorm),
+                |g, s, sum| zero_cost_bar(g, s, sum, Predictor::GradNorm),
             ),
-            1 => Self::new(
-                summary,
-                "log10 SNIP at init",
-                Predictor::Snip,
-                |g, s, sum| zero_cost_mean(g, s, sum, Predictor::Snip),
-            ),
+            1 => Self::new(summary, "SNIP at init", Predictor::Snip, |g, s, sum| {
+                zero_cost_bar(g, s, sum, Predictor::Snip)
+            }),
             _ => Self::new(
                 summary,
-                "log10 SynFlow at init",
+                "SynFlow at init",
                 Predictor::Synflow,
-                |g, s, sum| zero_cost_mean(g, s, sum, Predictor::Synflow),
+                |g, s, sum| zero_cost_bar(g, s, sum, Predictor::Synflow),
             ),
         }
     }
 }
 
-/// log10 of a zero-cost proxy over the group's seeds: mean and sd.
-fn zero_cost_mean(
-    g: &Group,
-    s: &SubnetSpread,
-    summary: &Summary,
-    p: Predictor,
-) -> Option<(f64, f64)> {
-    let values: Vec<Option<f64>> = summary
+/// A zero-cost proxy over the group's seeds: the geometric mean, a bar of one sd of log10.
+fn zero_cost_bar(g: &Group, s: &SubnetSpread, summary: &Summary, p: Predictor) -> Option<Bar> {
+    let logs: Vec<Option<f64>> = summary
         .runs
         .iter()
         .filter(|r| r.variant == g.variant && r.sampling == g.sampling)
         .filter_map(|r| r.subnets.iter().find(|x| x.subnet == s.subnet))
         .filter_map(|x| p.score(x))
         .filter(|v| *v > 0.0)
-        .map(f64::log10)
-        .map(Some)
-        .collect::<Vec<_>>();
-    mean_sd(&Spread::of(values))
+        .map(|v| Some(v.log10()))
+        .collect();
+    let spread = Spread::of(logs);
+    let (m, sd) = (spread.mean?, spread.std.unwrap_or(0.0));
+    Some(Bar {
+        at: 10f64.powf(m),
+        lo: 10f64.powf(m - sd),
+        hi: 10f64.powf(m + sd),
+    })
 }
 
-/// A subnet's index, its x (mean, sd) and its y (mean, sd).
-type ScatterPoint = (usize, (f64, f64), (f64, f64));
+/// The ticks of a log axis: 1, 2 and 5 times the powers of ten inside `range`; only the
+/// powers where those would crowd (more than `LOG_TICKS`); finer steps where they are too few.
+fn log_ticks(range: &Range<f64>) -> Vec<f64> {
+    let (lo, hi) = (
+        range.start.log10().floor() as i32,
+        range.end.log10().ceil() as i32,
+    );
+    let inside = |steps: &[f64]| -> Vec<f64> {
+        (lo..=hi)
+            .flat_map(|e| steps.iter().map(move |m| m * 10f64.powi(e)))
+            .filter(|v| range.contains(v))
+            .collect()
+    };
+    let ticks = inside(&[1.0, 2.0, 5.0]);
+    if ticks.len() > LOG_TICKS {
+        inside(&[1.0])
+    } else if ticks.len() < 3 {
+        // Less than a decade: the steps that stay apart on a log axis.
+        inside(&[1.0, 1.5, 2.0, 3.0, 5.0, 7.0])
+    } else {
+        ticks
+    }
+}
 
-/// One point per subnet with bars of one sd, the least-squares line, y = x where both axes
-/// are accuracies, and the predictor's tau with its interval.
+/// A tick of a log axis: "0.01", "0.25", "3e4", "1.5e4".
+fn log_tick(v: f64) -> String {
+    if !(1e-3..1e3).contains(&v) {
+        // One decimal only where the tick has one (1.5e4), so that 1.5e4 is not shown as 2e4.
+        let short = format!("{v:.0e}");
+        let exact = short
+            .parse::<f64>()
+            .is_ok_and(|s| ((s - v) / v).abs() < 1e-9);
+        return if exact { short } else { format!("{v:.1e}") };
+    }
+    let text = format!("{v:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A subnet's index, its x and its y.
+type ScatterPoint = (usize, Bar, Bar);
+
+/// One point per subnet with bars of one sd over seeds, on log axes (the top subnets, a tenth
+/// of a percent apart, stay apart from the ones ten times worse); the least-squares line of
+/// the logs; y = x where both axes are errors; and the predictor's tau with its interval.
 fn scatter(area: &Area, group: &Group, axis: &Axis, summary: &Summary) -> DrawResult {
     let points: Vec<ScatterPoint> = group
         .subnets
@@ -525,29 +628,35 @@ fn scatter(area: &Area, group: &Group, axis: &Axis, summary: &Summary) -> DrawRe
             Some((
                 k,
                 (axis.x)(group, s, summary)?,
-                mean_sd(&s.standalone_test)?,
+                error_bar(&s.standalone_test)?,
             ))
         })
         .collect();
-    let (x_decimals, y_decimals) = (decimals(&axis.range), decimals(&axis.y_range));
     let mut chart = ChartBuilder::on(area)
         .caption(scatter_title(group, axis), font(TITLE_FONT))
         .margin(14)
         .margin_right(24)
         .x_label_area_size(56)
         .y_label_area_size(84)
-        .build_cartesian_2d(axis.range.clone(), axis.y_range.clone())?;
+        .build_cartesian_2d(
+            axis.range
+                .clone()
+                .log_scale()
+                .with_key_points(log_ticks(&axis.range)),
+            axis.y_range
+                .clone()
+                .log_scale()
+                .with_key_points(log_ticks(&axis.y_range)),
+        )?;
     chart
         .configure_mesh()
-        .x_desc(axis.label)
-        .y_desc("stand-alone test accuracy")
+        .x_desc(format!("{} (log)", axis.label))
+        .y_desc("stand-alone test error (log)")
         .label_style(font(TICK_FONT))
         .axis_desc_style(font(LABEL_FONT))
-        .x_labels(5)
-        .y_labels(6)
         .light_line_style(WHITE)
-        .x_label_formatter(&|v| format!("{v:.x_decimals$}"))
-        .y_label_formatter(&|v| format!("{v:.y_decimals$}"))
+        .x_label_formatter(&|v| log_tick(*v))
+        .y_label_formatter(&|v| log_tick(*v))
         .draw()?;
     if points.is_empty() {
         return Ok(());
@@ -562,44 +671,144 @@ fn scatter(area: &Area, group: &Group, axis: &Axis, summary: &Summary) -> DrawRe
             grey.stroke_width(2),
         ))?;
     }
-    let xy: Vec<(f64, f64)> = points.iter().map(|(_, (x, _), (y, _))| (*x, *y)).collect();
-    if let Some((slope, intercept)) = least_squares(&xy) {
-        let span = padded(xy.iter().map(|p| p.0));
-        let (lo, hi) = (span.start, span.end);
-        let line = [(lo, slope * lo + intercept), (hi, slope * hi + intercept)];
+    let logs: Vec<(f64, f64)> = points
+        .iter()
+        .map(|(_, x, y)| (x.at.log10(), y.at.log10()))
+        .collect();
+    let fit = least_squares(&logs);
+    if let Some((slope, intercept)) = fit {
+        let span = log_padded(points.iter().map(|(_, x, _)| x.at));
+        let line = (0..=20).map(|i| {
+            let x = span.start * (span.end / span.start).powf(i as f64 / 20.0);
+            (x, 10f64.powf(slope * x.log10() + intercept))
+        });
         chart.draw_series(LineSeries::new(line, grey.stroke_width(2)))?;
     }
-    let finals: Vec<f64> = points.iter().map(|(_, _, (y, _))| *y).collect();
+    // The best have the smallest error.
+    let finals: Vec<f64> = points.iter().map(|(_, _, y)| -y.at).collect();
     let labelled = labelled(&finals);
     let styles = styles(&labelled);
     let order = (0..points.len())
         .filter(|&i| !labelled[i])
         .chain((0..points.len()).filter(|&i| labelled[i]));
-    for i in order {
-        let (k, (cx, ex), (cy, ey)) = points[i];
-        let (colour, shape) = styles[i];
-        chart.draw_series([
-            PathElement::new(vec![(cx - ex, cy), (cx + ex, cy)], colour.stroke_width(1)),
-            PathElement::new(vec![(cx, cy - ey), (cx, cy + ey)], colour.stroke_width(1)),
-        ])?;
-        chart.draw_series([marker((cx, cy), shape, colour, 6)])?;
-        if labelled[i] {
-            let name = group.subnets[k].subnet.clone();
-            let label = EmptyElement::at((cx, cy))
-                + Text::new(name, (9, -24), font(TICK_FONT).color(&colour));
-            chart.draw_series([label])?;
-        }
-    }
+    let mut labels = Labels {
+        area: chart.plotting_area().get_pixel_range(),
+        placed: Vec::new(),
+    };
     if let Some(agreement) = group.predictor(axis.predictor) {
         let text = format!(
             "tau {} {}",
             signed(agreement.kendall_tau.spread.mean),
             interval(&agreement.kendall_tau)
         );
-        let at = (axis.range.start, axis.y_range.end);
-        chart.draw_series([EmptyElement::at(at) + Text::new(text, (10, 8), font(TICK_FONT))])?;
+        // In the top corner the points leave empty: left where they rise, right where they fall.
+        let width = Labels::width(text.chars().count());
+        let falling = fit.is_some_and(|(slope, _)| slope < 0.0);
+        let (at, offset) = if falling {
+            ((axis.range.end, axis.y_range.end), (-10 - width, 8))
+        } else {
+            ((axis.range.start, axis.y_range.end), (10, 8))
+        };
+        labels.reserve(chart.backend_coord(&at), offset, width);
+        chart.draw_series([EmptyElement::at(at) + Text::new(text, offset, font(TICK_FONT))])?;
+    }
+    for i in order {
+        let (_, x, y) = points[i];
+        let (colour, shape) = styles[i];
+        chart.draw_series([
+            PathElement::new(vec![(x.lo, y.at), (x.hi, y.at)], colour.stroke_width(1)),
+            PathElement::new(vec![(x.at, y.lo), (x.at, y.hi)], colour.stroke_width(1)),
+        ])?;
+        chart.draw_series([marker((x.at, y.at), shape, colour, MARKER)])?;
+        labels.reserve_marker(chart.backend_coord(&(x.at, y.at)));
+    }
+    // Named after every marker is down, so that no name covers a point.
+    for (i, &(k, x, y)) in points.iter().enumerate().filter(|(i, _)| labelled[*i]) {
+        let colour = styles[i].0;
+        let name = group.subnets[k].subnet.clone();
+        let width = Labels::width(name.len());
+        let offset = labels.place(chart.backend_coord(&(x.at, y.at)), width);
+        if offset.1 < -Labels::NEAR || offset.1 > Labels::BELOW {
+            // Moved away from a crowd: a leader line to the name's near edge says whose it is.
+            let edge = if offset.0 < 0 {
+                offset.0 + width
+            } else {
+                offset.0
+            };
+            let end = (edge, offset.1 + Labels::HEIGHT / 2);
+            let leader = EmptyElement::at((x.at, y.at))
+                + PathElement::new(vec![(0, 0), end], colour.stroke_width(1));
+            chart.draw_series([leader])?;
+        }
+        let label = EmptyElement::at((x.at, y.at))
+            + Text::new(name, offset, font(TICK_FONT).color(&colour));
+        chart.draw_series([label])?;
     }
     Ok(())
+}
+
+/// The pixel boxes of the subnet names placed so far in one panel, so that a name in a crowd
+/// of points moves to a free spot instead of printing over another.
+struct Labels {
+    /// The plotting area in pixels: a name stays inside it.
+    area: (Range<i32>, Range<i32>),
+    placed: Vec<(i32, i32, i32, i32)>,
+}
+
+impl Labels {
+    /// How far above or below its point a name sits when nothing is in the way.
+    const NEAR: i32 = 24;
+    const BELOW: i32 = 4;
+    const HEIGHT: i32 = TICK_FONT as i32;
+
+    /// A name's width in pixels: digits are about 0.6 em wide.
+    fn width(chars: usize) -> i32 {
+        (chars as f64 * 0.6 * TICK_FONT as f64).ceil() as i32
+    }
+
+    /// The offset from the point at `at` of a name `width` pixels wide: above right, below
+    /// right, above left, below left, then ever further up or down; the first whose box is free.
+    fn place(&mut self, at: BackendCoord, width: i32) -> BackendCoord {
+        let rows = (0..8).flat_map(|step| {
+            [
+                -Self::NEAR - step * Self::HEIGHT,
+                Self::BELOW + step * Self::HEIGHT,
+            ]
+        });
+        let candidates: Vec<BackendCoord> =
+            rows.flat_map(|dy| [(9, dy), (-9 - width, dy)]).collect();
+        let (xs, ys) = &self.area;
+        let free = |&(dx, dy): &BackendCoord| {
+            let (x0, y0) = (at.0 + dx, at.1 + dy);
+            let inside = xs.start <= x0
+                && x0 + width <= xs.end
+                && ys.start <= y0
+                && y0 + Self::HEIGHT <= ys.end;
+            let overlaps = |&(a0, b0, a1, b1): &(i32, i32, i32, i32)| {
+                x0 < a1 && a0 < x0 + width && y0 < b1 && b0 < y0 + Self::HEIGHT
+            };
+            inside && !self.placed.iter().any(overlaps)
+        };
+        let offset = candidates
+            .iter()
+            .copied()
+            .find(free)
+            .unwrap_or(candidates[0]);
+        self.reserve(at, offset, width);
+        offset
+    }
+
+    /// Marks the square a marker at `at` covers as taken.
+    fn reserve_marker(&mut self, at: BackendCoord) {
+        let r = MARKER + 1;
+        self.placed.push((at.0 - r, at.1 - r, at.0 + r, at.1 + r));
+    }
+
+    /// Marks the box of a text `width` wide at `offset` from `at` as taken.
+    fn reserve(&mut self, at: BackendCoord, offset: BackendCoord, width: i32) {
+        let (x0, y0) = (at.0 + offset.0, at.1 + offset.1);
+        self.placed.push((x0, y0, x0 + width, y0 + Self::HEIGHT));
+    }
 }
 
 /// Slope and intercept of the least-squares line through `points` (None if x is constant).
@@ -714,4 +923,20 @@ fn rasterise(svg: &str, stem: &str) -> Result<Vec<u8>> {
     let scale = resvg::tiny_skia::Transform::from_scale(PNG_SCALE, PNG_SCALE);
     resvg::render(&tree, scale, &mut pixmap.as_mut());
     pixmap.encode_png().map_err(|e| failed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_keep_their_digits() {
+        let labels: Vec<String> = log_ticks(&(9e3..3.5e4)).into_iter().map(log_tick).collect();
+        assert_eq!(labels, ["1e4", "1.5e4", "2e4", "3e4"]);
+        let labels: Vec<String> = log_ticks(&(6e-4..2.5e-2))
+            .into_iter()
+            .map(log_tick)
+            .collect();
+        assert_eq!(labels, ["0.001", "0.002", "0.005", "0.01", "0.02"]);
+    }
 }

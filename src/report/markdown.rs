@@ -49,21 +49,37 @@ pub(crate) fn pm(spread: &Spread, digits: usize) -> String {
 }
 
 /// A signed statistic: `+0.54`.
-pub(crate) fn signed(value: Option<f64>) -> String {
+pub fn signed(value: Option<f64>) -> String {
     value.map_or("-".to_string(), |v| format!("{v:+.2}"))
 }
 
-pub(crate) fn interval(estimate: &Estimate) -> String {
+pub fn interval(estimate: &Estimate) -> String {
     estimate
         .interval
         .map_or("-".to_string(), |(lo, hi)| format!("[{lo:+.2}, {hi:+.2}]"))
 }
 
-pub(crate) fn p_value(p: Option<PValue>) -> String {
+/// "0.0123", "< 0.0001" (exact), "≤ 0.0001" (no random ordering of the Monte Carlo draws did
+/// as well: their count bounds what the estimate can tell).
+pub fn p_value(p: Option<PValue>) -> String {
+    let floor = 1.0 / (1 + MONTE_CARLO_DRAWS) as f64;
     match p {
         None => "-".to_string(),
+        Some(p) if p.method == Method::MonteCarlo && p.value <= floor * 1.0000001 => {
+            format!("≤ {floor:.4}")
+        }
         Some(p) if p.value < 1e-4 => "< 0.0001".to_string(),
         Some(p) => format!("{:.4}", p.value),
+    }
+}
+
+/// "p = 0.0123" or "p < 0.0001".
+pub(crate) fn p_phrase(p: Option<PValue>) -> String {
+    let value = p_value(p);
+    if value.starts_with(['<', '≤']) {
+        format!("p {value}")
+    } else {
+        format!("p = {value}")
     }
 }
 

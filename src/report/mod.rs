@@ -11,4 +11,6 @@ mod run_dir;
 pub mod statistics;
 pub mod summary;
 
+/// The report's number formats, shared with the terminal tables.
+pub use markdown::{interval, p_value, signed};
 pub use run_dir::{clear_run, write_atomically, Existing, RunDir, Start, RUN_FILES};
