@@ -15,7 +15,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> square_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> acc_delta: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.len) {
@@ -35,7 +35,7 @@ fn step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @group(0) @binding(5) var<storage, read_write> zg_square_avg: array<f32>;
 @group(0) @binding(6) var<storage, read_write> zg_acc_delta: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn step_zero_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.len) {

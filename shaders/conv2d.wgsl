@@ -24,7 +24,7 @@ const LANES: u32 = 8u;
 @group(0) @binding(3) var<storage, read> fwd_bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> fwd_out: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     let hw = p.height * p.width;
@@ -78,7 +78,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @group(0) @binding(6) var<storage, read> bin_grad_out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> bin_grad_x: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     let hw = p.height * p.width;
@@ -134,7 +134,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 @group(0) @binding(9) var<storage, read> wp_grad_out: array<f32>;
 @group(0) @binding(10) var<storage, read_write> wp_partials: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn weight_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     let k = p.kernel;
@@ -183,7 +183,7 @@ fn weight_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 @group(0) @binding(11) var<storage, read> bp_grad_out: array<f32>;
 @group(0) @binding(12) var<storage, read_write> bp_partials: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn bias_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.batch * p.out_channels) {

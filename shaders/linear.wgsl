@@ -15,7 +15,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> fwd_bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> fwd_out: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let idx = flat_index(gid, groups);
     if (idx >= p.batch * p.out_features) {
@@ -35,7 +35,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @group(0) @binding(6) var<storage, read> bin_grad_out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> bin_grad_x: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let idx = flat_index(gid, groups);
     if (idx >= p.batch * p.in_features) {
@@ -55,7 +55,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 @group(0) @binding(9) var<storage, read> bw_grad_out: array<f32>;
 @group(0) @binding(10) var<storage, read_write> bw_grad_weight: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let idx = flat_index(gid, groups);
     if (idx >= p.out_features * p.in_features) {

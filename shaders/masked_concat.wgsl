@@ -23,7 +23,7 @@ fn concat_index(i: u32) -> u32 {
 @group(0) @binding(1) var<storage, read> ws_part: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ws_out: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn write_slot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.batch * p.channels * p.pixels) {
@@ -36,7 +36,7 @@ fn write_slot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 @group(0) @binding(3) var<storage, read> rs_grad_out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rs_grad_part: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn read_slot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.batch * p.channels * p.pixels) {

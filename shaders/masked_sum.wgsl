@@ -12,7 +12,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> scale_x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> scale_out: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.len) {
@@ -25,7 +25,7 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 @group(0) @binding(3) var<storage, read> axpy_x: array<f32>;
 @group(0) @binding(4) var<storage, read_write> axpy_acc: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn axpy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.len) {

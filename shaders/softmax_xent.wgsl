@@ -13,7 +13,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> rl_labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> rl_row_loss: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn row_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let n = flat_index(gid, groups);
     if (n >= p.batch) {
@@ -35,7 +35,7 @@ fn row_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @group(0) @binding(4) var<storage, read> mean_row_loss: array<f32>;
 @group(0) @binding(5) var<storage, read_write> mean_loss: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn mean(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     if (flat_index(gid, groups) != 0u) {
         return;
@@ -53,7 +53,7 @@ fn mean(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @group(0) @binding(8) var<storage, read> bwd_grad_loss: array<f32>;
 @group(0) @binding(9) var<storage, read_write> bwd_grad: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.batch * p.classes) {

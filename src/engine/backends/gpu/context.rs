@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::engine::backends::gpu::kernels::{ShaderSpec, ALL_SHADERS, PRELUDE};
+use crate::engine::backends::gpu::kernels::{module_source, ShaderSpec, ALL_SHADERS};
 use crate::error::{Error, Result};
 
 /// Threads per workgroup of every kernel: within WebGPU's 256 and a multiple of every
@@ -208,7 +208,7 @@ fn build_shader(
 ) {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(spec.name),
-        source: wgpu::ShaderSource::Wgsl(format!("{PRELUDE}\n{}", spec.source).into()),
+        source: wgpu::ShaderSource::Wgsl(module_source(spec).into()),
     });
     for entry in spec.entries {
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

@@ -1,6 +1,7 @@
 //! The registry of WGSL shaders: one file per op in `shaders/`, each with its entry points.
 //! Every pipeline is built once, when the device context opens.
 
+use crate::engine::backends::gpu::context::WORKGROUP_SIZE;
 use crate::engine::ops;
 
 /// A shader file and the entry points the launchers use.
@@ -25,13 +26,22 @@ impl Entry {
     }
 }
 
-/// Prepended to every shader: the flat invocation index over a 2-D grid of 64-wide workgroups
-/// (see `GpuBackend::grid`).
-pub(crate) const PRELUDE: &str = "
+/// Prepended to every shader, after `WORKGROUP_SIZE`: the flat invocation index over a 2-D
+/// grid of workgroups (see `GpuBackend::grid`).
+const PRELUDE: &str = "
 fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.x + gid.y * groups.x * 64u;
+    return gid.x + gid.y * groups.x * WORKGROUP_SIZE;
 }
 ";
+
+/// The WGSL module of a shader as the device compiles it: the workgroup size, stated once in
+/// Rust, then the prelude, then the file.
+pub(crate) fn module_source(spec: &ShaderSpec) -> String {
+    format!(
+        "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n{PRELUDE}\n{}",
+        spec.source
+    )
+}
 
 pub(crate) const ALL_SHADERS: &[&ShaderSpec] = &[
     &ops::accuracy::SHADER,
@@ -50,7 +60,122 @@ pub(crate) const ALL_SHADERS: &[&ShaderSpec] = &[
 
 #[cfg(test)]
 mod tests {
-    use super::ALL_SHADERS;
+    use super::{module_source, ShaderSpec, ALL_SHADERS};
+    use naga::back::{hlsl, msl, spv};
+    use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
+
+    /// A shader's module as the device gets it, parsed and validated by naga with the
+    /// capabilities every adapter has (no f64, no subgroups).
+    fn validated(spec: &ShaderSpec) -> (naga::Module, ModuleInfo) {
+        let module = naga::front::wgsl::parse_str(&module_source(spec))
+            .unwrap_or_else(|e| panic!("{}: WGSL does not parse: {e}", spec.name));
+        let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: the module does not validate: {e:?}", spec.name));
+        (module, info)
+    }
+
+    /// Metal: MSL 2.0, the oldest wgpu's Metal backend runs on.
+    fn translate_msl(spec: &ShaderSpec, module: &naga::Module, info: &ModuleInfo) -> String {
+        let options = msl::Options {
+            lang_version: (2, 0),
+            ..Default::default()
+        };
+        let (source, translation) =
+            msl::write_string(module, info, &options, &msl::PipelineOptions::default())
+                .unwrap_or_else(|e| panic!("{}: MSL: {e}", spec.name));
+        for (entry, name) in spec.entries.iter().zip(&translation.entry_point_names) {
+            if let Err(e) = name {
+                panic!("{}.{}: MSL: {e}", spec.name, entry.name);
+            }
+        }
+        source
+    }
+
+    /// DX12: shader model 5.1, the FXC fallback, stricter than DXC's 6.x.
+    fn translate_hlsl(spec: &ShaderSpec, module: &naga::Module, info: &ModuleInfo) -> String {
+        let options = hlsl::Options {
+            shader_model: hlsl::ShaderModel::V5_1,
+            ..Default::default()
+        };
+        let pipeline = hlsl::PipelineOptions::default();
+        let mut source = String::new();
+        let reflection = hlsl::Writer::new(&mut source, &options, &pipeline)
+            .write(module, info, None)
+            .unwrap_or_else(|e| panic!("{}: HLSL: {e}", spec.name));
+        for (entry, name) in spec.entries.iter().zip(&reflection.entry_point_names) {
+            if let Err(e) = name {
+                panic!("{}.{}: HLSL: {e}", spec.name, entry.name);
+            }
+        }
+        source
+    }
+
+    /// Vulkan: SPIR-V 1.0, read back by naga's SPIR-V front end and validated again, so the
+    /// words are a module and not only output.
+    fn translate_spirv(spec: &ShaderSpec, module: &naga::Module, info: &ModuleInfo) {
+        let options = spv::Options {
+            lang_version: (1, 0),
+            ..Default::default()
+        };
+        let words = spv::write_vec(module, info, &options, None)
+            .unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", spec.name));
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let back = naga::front::spv::parse_u8_slice(&bytes, &Default::default())
+            .unwrap_or_else(|e| panic!("{}: SPIR-V does not read back: {e}", spec.name));
+        Validator::new(ValidationFlags::all(), Capabilities::empty())
+            .validate(&back)
+            .unwrap_or_else(|e| panic!("{}: SPIR-V read back does not validate: {e:?}", spec.name));
+        assert_eq!(
+            back.entry_points.len(),
+            spec.entries.len(),
+            "{}: SPIR-V lost entry points",
+            spec.name
+        );
+    }
+
+    /// Every shader translates to what wgpu hands Metal, DX12 and Vulkan, every entry point
+    /// included: the first translation error meets this test, not a laptop in the field.
+    #[test]
+    fn every_shader_translates_to_msl_hlsl_and_spirv() {
+        for spec in ALL_SHADERS {
+            let (module, info) = validated(spec);
+            let msl = translate_msl(spec, &module, &info);
+            let hlsl = translate_hlsl(spec, &module, &info);
+            translate_spirv(spec, &module, &info);
+            for entry in spec.entries {
+                assert!(
+                    msl.contains(entry.name),
+                    "{}: MSL lacks {}",
+                    spec.name,
+                    entry.name
+                );
+                assert!(
+                    hlsl.contains(entry.name),
+                    "{}: HLSL lacks {}",
+                    spec.name,
+                    entry.name
+                );
+            }
+        }
+    }
+
+    /// The workgroup size is stated once, in Rust: no shader sets its own.
+    #[test]
+    fn every_entry_point_takes_the_shared_workgroup_size() {
+        for spec in ALL_SHADERS {
+            let (module, _) = validated(spec);
+            for entry in &module.entry_points {
+                assert_eq!(
+                    entry.workgroup_size,
+                    [super::WORKGROUP_SIZE, 1, 1],
+                    "{}.{}",
+                    spec.name,
+                    entry.name
+                );
+            }
+        }
+    }
 
     /// The storage bindings a shader declares, in order of appearance.
     fn declared_bindings(source: &str) -> Vec<u32> {
