@@ -62,6 +62,14 @@ fn bad_subnet() {
 }
 
 #[test]
+fn profile_on_the_cpu_backend() {
+    assert_fails(
+        &["bench", "--backend", "cpu", "--profile"],
+        &["--profile", "--backend gpu"],
+    );
+}
+
+#[test]
 fn missing_data_directory() {
     assert_fails(
         &["oneshot", "--data", "/nonexistent/mnist"],

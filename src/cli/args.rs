@@ -137,6 +137,10 @@ pub enum Command {
         warmup: usize,
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
+        /// After the timed steps, as many again with every GPU kernel timed on the device
+        /// (timestamp queries, where the adapter has them): a table per kernel.
+        #[arg(long)]
+        profile: bool,
         #[command(flatten)]
         space: SpaceArgs,
         #[command(flatten)]

@@ -5,12 +5,18 @@
 //! for the last of them, and one evaluation of every subnet of the space on the test set is
 //! timed the same way. An epoch is extrapolated from the time per step (60,000 images / batch
 //! steps).
+//!
+//! `--profile` then runs as many steps again with every GPU kernel timed by timestamp queries
+//! (each dispatch in a pass of its own, the device waited for at each submit, so only the GPU
+//! times of that phase mean anything) and prints a table per kernel: dispatches per step, GPU
+//! microseconds per step, share of the GPU time, and the GPU's busy share of an unprofiled
+//! step's wall time.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use supernet::data::Dataset;
-use supernet::engine::{Backend, GpuBackend};
+use supernet::engine::{Backend, GpuBackend, KernelProfile};
 use supernet::model::{SearchSpace, Variant};
 use supernet::training::{Mode, TrainConfig, Trainer};
 
@@ -23,11 +29,15 @@ pub struct BenchArgs {
     pub batch_size: usize,
     pub steps: usize,
     pub warmup: usize,
+    pub profile: bool,
 }
 
 pub fn run(selected: &Selected, data: &Dataset, args: &BenchArgs) -> Result<()> {
     show!("backend: {}", selected.describe());
     match selected {
+        Selected::Cpu(_) if args.profile => {
+            anyhow::bail!("--profile times GPU kernels, and the CPU backend was selected: give --backend gpu on a machine with an adapter")
+        }
         Selected::Cpu(cpu) => bench_on(cpu, None, data, args),
         Selected::Gpu(gpu) => bench_on(gpu, Some(gpu), data, args),
     }
@@ -74,6 +84,9 @@ fn bench_on<B: Backend>(
             1e3 * per_step.record_seconds,
             1e3 * per_step.submit_seconds
         );
+        if args.profile {
+            profile(gpu, &mut trainer, args.steps, train_seconds / steps as f64)?;
+        }
     }
 
     let started = Instant::now();
@@ -91,6 +104,67 @@ fn bench_on<B: Backend>(
         None => show!("peak resident memory: not available on this system"),
     }
     Ok(())
+}
+
+/// Runs `steps` more steps with every kernel timed and prints the table.
+fn profile<B: Backend>(
+    gpu: &GpuBackend,
+    trainer: &mut Trainer<B>,
+    steps: usize,
+    step_seconds: f64,
+) -> Result<()> {
+    let timed = gpu.start_profiling()?;
+    let steps = trainer.train_steps(steps)?.len();
+    let mut kernels = gpu.profile()?;
+    if !timed {
+        show!("profile: the adapter offers no timestamp queries; dispatch counts only");
+    }
+    kernels.sort_by(|a, b| {
+        let time = |k: &KernelProfile| k.gpu_seconds.unwrap_or(0.0);
+        time(b)
+            .total_cmp(&time(a))
+            .then(b.dispatches.cmp(&a.dispatches))
+    });
+    print_profile(&kernels, steps as f64, step_seconds);
+    Ok(())
+}
+
+fn print_profile(kernels: &[KernelProfile], steps: f64, step_seconds: f64) {
+    let total: f64 = kernels.iter().filter_map(|k| k.gpu_seconds).sum();
+    let dispatches: u64 = kernels.iter().map(|k| k.dispatches).sum();
+    show!(
+        "  {:<28} {:>14} {:>14} {:>7}",
+        "kernel",
+        "dispatches/step",
+        "GPU us/step",
+        "share"
+    );
+    for kernel in kernels {
+        let name = format!("{}.{}", kernel.shader, kernel.entry);
+        let per_step = kernel.dispatches as f64 / steps;
+        let (micros, share) = match kernel.gpu_seconds {
+            Some(seconds) => (
+                format!("{:.1}", 1e6 * seconds / steps),
+                format!("{:.1} %", 100.0 * seconds / total.max(f64::MIN_POSITIVE)),
+            ),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        show!("  {name:<28} {per_step:>14.1} {micros:>14} {share:>7}");
+    }
+    let busy = 1e6 * total / steps;
+    show!(
+        "  {:<28} {:>14.1} {:>14.1}",
+        "all kernels",
+        dispatches as f64 / steps,
+        busy
+    );
+    if total > 0.0 {
+        show!(
+            "GPU busy {busy:.0} us of an unprofiled step's {:.0} us of wall time ({:.0} %)",
+            1e6 * step_seconds,
+            100.0 * busy / (1e6 * step_seconds)
+        );
+    }
 }
 
 /// The process's peak resident set (VmHWM), where the OS reports it (Linux).

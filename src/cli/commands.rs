@@ -17,15 +17,16 @@ use supernet::training::{
 };
 
 use crate::cli::args::{
-    DeviceArgs, ProtocolArgs, SamplingArg, SpaceArgs, SubnetChoice, TrainArgs, VariantArg,
+    DeviceArgs, ProtocolArgs, SamplingArg, SubnetChoice, TrainArgs, VariantArg,
 };
 use crate::cli::backend::{select, Selected};
+use crate::cli::bench::BenchArgs;
 use crate::cli::output::say;
 use crate::cli::progress::Progress;
 use crate::cli::signals;
 use crate::cli::tables::{print_table, Entry};
 
-fn variant(arg: VariantArg) -> Variant {
+pub(crate) fn variant(arg: VariantArg) -> Variant {
     match arg {
         VariantArg::Sum => Variant::Sum,
         VariantArg::Concat => Variant::Concat,
@@ -447,31 +448,17 @@ pub fn export(weights: &Path, subnet: &str, space: Option<&SearchSpace>, out: &P
 }
 
 /// `bench`: see `cli::bench`.
-pub fn bench(
-    variant_arg: VariantArg,
-    steps: usize,
-    warmup: usize,
-    batch_size: usize,
-    space: &SpaceArgs,
-    device: &DeviceArgs,
-) -> Result<()> {
-    if steps == 0 || batch_size == 0 {
+pub fn bench(args: &BenchArgs, device: &DeviceArgs) -> Result<()> {
+    if args.steps == 0 || args.batch_size == 0 {
         anyhow::bail!("--steps and --batch-size must be at least 1");
     }
-    let data = load_data_for(device, &space.space, 0)?;
+    let data = load_data_for(device, &args.space, 0)?;
     let config = TrainConfig {
-        space: space.space.clone(),
-        batch_size,
-        ..TrainConfig::study(variant(variant_arg), Mode::OneShot)
+        space: args.space.clone(),
+        batch_size: args.batch_size,
+        ..TrainConfig::study(args.variant, Mode::OneShot)
     };
     check_memory(&config, &data, device)?;
     let backend = select(device.backend)?;
-    let args = crate::cli::bench::BenchArgs {
-        variant: variant(variant_arg),
-        space: space.space.clone(),
-        batch_size,
-        steps,
-        warmup,
-    };
-    crate::cli::bench::run(&backend, &data, &args)
+    crate::cli::bench::run(&backend, &data, args)
 }

@@ -62,8 +62,19 @@ pub fn run(cli: Cli) -> Result<()> {
             steps,
             warmup,
             batch_size,
+            profile,
             space,
             device,
-        } => commands::bench(variant, steps, warmup, batch_size, &space, &device),
+        } => {
+            let args = bench::BenchArgs {
+                variant: commands::variant(variant),
+                space: space.space,
+                batch_size,
+                steps,
+                warmup,
+                profile,
+            };
+            commands::bench(&args, &device)
+        }
     }
 }

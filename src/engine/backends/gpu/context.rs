@@ -64,9 +64,12 @@ impl GpuContext {
             .await
             .map_err(|e| Error::NoAdapter(e.to_string()))?;
         let limits = required_limits(&adapter.limits());
+        // Asked for where offered: `bench --profile` times kernels with it.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("supernet"),
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -101,6 +104,13 @@ impl GpuContext {
 
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// Whether the device can time passes (`Features::TIMESTAMP_QUERY`).
+    pub fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     pub(crate) fn kernel(&self, shader: &'static str, entry: &'static str) -> Result<&Kernel> {

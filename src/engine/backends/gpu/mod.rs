@@ -7,6 +7,7 @@
 
 mod context;
 pub(crate) mod kernels;
+mod profiler;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -14,9 +15,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub use context::{describe_adapter, enumerate_adapters, GpuContext, WORKGROUP_SIZE};
+pub use profiler::KernelProfile;
 
 use crate::engine::backend::Memory;
 use crate::error::{Error, Result};
+use profiler::Profiler;
 
 /// A pooled device buffer; dropping the last handle returns it to the pool.
 pub struct GpuBuffer {
@@ -92,6 +95,8 @@ pub struct GpuBackend {
     record_seconds: Cell<f64>,
     /// CPU time spent in `Queue::submit` (on a software adapter, the work itself).
     submit_seconds: Cell<f64>,
+    /// Per-kernel counts and GPU times, from `start_profiling` on.
+    profiler: RefCell<Option<Profiler>>,
 }
 
 impl GpuBackend {
@@ -110,7 +115,33 @@ impl GpuBackend {
             submits: Cell::new(0),
             record_seconds: Cell::new(0.0),
             submit_seconds: Cell::new(0.0),
+            profiler: RefCell::new(None),
         }
+    }
+
+    /// From now on, counts every kernel's dispatches and, where the adapter has timestamp
+    /// queries, times each on the device (every dispatch in a pass of its own, and a wait for
+    /// the device at every submit: wall times of a profiled run are not benchmarks). Work
+    /// recorded before is submitted first, so it is not counted. Returns whether kernels are
+    /// timed.
+    pub fn start_profiling(&self) -> Result<bool> {
+        self.flush()?;
+        let timestamps = self.ctx.has_timestamps();
+        let profiler = Profiler::new(&self.ctx.device, &self.ctx.queue, timestamps);
+        *self.profiler.borrow_mut() = Some(profiler);
+        Ok(timestamps)
+    }
+
+    /// What each kernel cost since `start_profiling`, the recorded work submitted and waited
+    /// for first; empty when not profiling.
+    pub fn profile(&self) -> Result<Vec<KernelProfile>> {
+        self.flush()?;
+        Ok(self
+            .profiler
+            .borrow()
+            .as_ref()
+            .map(Profiler::report)
+            .unwrap_or_default())
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -217,13 +248,26 @@ impl GpuBackend {
             return Err(Error::Gpu(detail));
         }
         let (groups_x, groups_y) = self.grid(shader, invocations)?;
+        if self
+            .profiler
+            .borrow()
+            .as_ref()
+            .is_some_and(Profiler::is_full)
+        {
+            self.flush()?;
+        }
         let started = std::time::Instant::now();
         let bind_group = self.bind_group(shader, entry, kernel, params, buffers);
-        self.with_pass(|pass| {
+        let dispatch = |pass: &mut wgpu::ComputePass| {
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups_x, groups_y, 1);
-        });
+        };
+        if self.profiler.borrow().is_some() {
+            self.record_profiled((shader, entry), dispatch);
+        } else {
+            self.with_pass(dispatch);
+        }
         self.add_record_time(started);
         self.dispatches.set(self.dispatches.get() + 1);
         Ok(())
@@ -354,6 +398,26 @@ impl GpuBackend {
                 .forget_lifetime()
         });
         record(pass);
+    }
+
+    /// Records a dispatch in a pass of its own, timed when the profiler has timestamps.
+    fn record_profiled(
+        &self,
+        kernel: profiler::KernelName,
+        dispatch: impl FnOnce(&mut wgpu::ComputePass),
+    ) {
+        let mut slot = self.recording.borrow_mut();
+        let recording = slot.get_or_insert_with(|| self.new_recording());
+        recording.pass = None;
+        let mut profiler = self.profiler.borrow_mut();
+        let timestamp_writes = profiler.as_mut().and_then(|p| p.begin(kernel));
+        let mut pass = recording
+            .encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel.1),
+                timestamp_writes,
+            });
+        dispatch(&mut pass);
     }
 
     fn new_recording(&self) -> Recording {
@@ -497,9 +561,16 @@ impl Memory for GpuBackend {
 
     fn flush(&self) -> Result<()> {
         let pending = self.recording.borrow_mut().take();
-        if let Some(Recording { encoder, pass }) = pending {
+        if let Some(Recording { mut encoder, pass }) = pending {
             drop(pass);
+            let mut profiler = self.profiler.borrow_mut();
+            if let Some(profiler) = profiler.as_ref() {
+                profiler.resolve(&mut encoder);
+            }
             self.submit(encoder);
+            if let Some(profiler) = profiler.as_mut() {
+                profiler.collect(&self.ctx.device)?;
+            }
         }
         self.ctx.check()
     }
