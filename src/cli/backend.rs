@@ -1,6 +1,7 @@
 //! Choosing the backend: `auto` takes a hardware GPU, else the CPU.
 
 use anyhow::{Context, Result};
+use supernet::engine::backends::cpu::CpuBuild;
 use supernet::engine::backends::gpu::{describe_adapter, enumerate_adapters};
 use supernet::engine::{CpuBackend, GpuBackend, GpuContext};
 
@@ -17,7 +18,8 @@ pub enum Selected {
 impl Selected {
     pub fn describe(&self) -> String {
         match self {
-            Selected::Cpu(_) => "cpu".into(),
+            // The build decides the last bits of the results (see `CpuBuild`).
+            Selected::Cpu(_) => format!("cpu ({} build)", CpuBuild::active().name()),
             Selected::Gpu(gpu) => format!("gpu: {}", gpu.context().adapter_name()),
         }
     }
@@ -29,6 +31,8 @@ fn is_hardware(ctx: &GpuContext) -> bool {
 }
 
 pub fn select(arg: BackendArg) -> Result<Selected> {
+    // Every backend runs CPU kernels somewhere (data, statistics): a bad build name fails here.
+    CpuBuild::from_env()?;
     match arg {
         BackendArg::Cpu => Ok(Selected::Cpu(CpuBackend::new())),
         BackendArg::Gpu => {

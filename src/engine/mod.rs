@@ -9,6 +9,7 @@ pub mod tensor;
 pub use backend::{Backend, Memory};
 pub use backends::cpu::CpuBackend;
 pub use backends::gpu::{GpuBackend, GpuContext, KernelProfile};
+pub use backends::reference::ReferenceBackend;
 pub use ops::adadelta::{Adadelta, AdadeltaConfig};
 pub use tape::{Gradients, Tape};
 pub use tensor::{Tensor, TensorId};

@@ -1,4 +1,4 @@
-//! The CPU backend: plain Rust, the reference every GPU kernel is checked against.
+//! The CPU backend: plain Rust with AVX2 builds where the CPU has them, checked with the GPU against the reference backend.
 //!
 //! Storage is a shared, mutable `Vec`; the kernels themselves live in their op modules
 //! (`engine::ops::*::cpu`). f32 buffers come from a pool, like the GPU's: shapes are fixed per
@@ -8,9 +8,97 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::rc::Rc;
+use std::sync::OnceLock;
 
 use crate::engine::backend::Memory;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Forces a lower build of the CPU kernels than the CPU could run: `portable`, `avx2` (vector
+/// code without fused multiply-adds) or `avx2-fma`; read once per process. Tests use it to run
+/// every build on one machine.
+pub const CPU_BUILD_VAR: &str = "SUPERNET_CPU_BUILD";
+
+/// A build of the CPU kernels, from the plainest up. Where a kernel has a vector build it runs
+/// the highest one at or below the active build. The FMA build rounds `a * b + c` once instead
+/// of twice, so CPU results differ in the last bits between FMA and non-FMA machines (and
+/// between `avx2` and `avx2-fma` here); within a build they are the same on every run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CpuBuild {
+    Portable,
+    Avx2,
+    Avx2Fma,
+}
+
+impl CpuBuild {
+    pub const ALL: [CpuBuild; 3] = [CpuBuild::Portable, CpuBuild::Avx2, CpuBuild::Avx2Fma];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuBuild::Portable => "portable",
+            CpuBuild::Avx2 => "avx2",
+            CpuBuild::Avx2Fma => "avx2-fma",
+        }
+    }
+
+    /// The highest build this CPU runs.
+    pub fn best() -> CpuBuild {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return if std::arch::is_x86_feature_detected!("fma") {
+                    CpuBuild::Avx2Fma
+                } else {
+                    CpuBuild::Avx2
+                };
+            }
+        }
+        CpuBuild::Portable
+    }
+
+    /// The build `SUPERNET_CPU_BUILD` asks for (`best()` when unset), or why it cannot run
+    /// here: an unknown name, or a build above what the CPU has.
+    pub fn from_env() -> Result<CpuBuild> {
+        let Some(value) = std::env::var_os(CPU_BUILD_VAR) else {
+            return Ok(CpuBuild::best());
+        };
+        let value = value.to_string_lossy();
+        let build = CpuBuild::ALL
+            .into_iter()
+            .find(|b| b.name() == value)
+            .ok_or_else(|| {
+                Error::invalid(
+                    CPU_BUILD_VAR,
+                    format!("'{value}' is not a CPU build; expected portable, avx2 or avx2-fma"),
+                )
+            })?;
+        if build > CpuBuild::best() {
+            return Err(Error::invalid(
+                CPU_BUILD_VAR,
+                format!(
+                    "this CPU cannot run the {value} build (it runs up to {})",
+                    CpuBuild::best().name()
+                ),
+            ));
+        }
+        Ok(build)
+    }
+
+    /// The build the kernels run: `from_env`, or `best()` where that fails (the CLI reports the
+    /// failure before any kernel runs). Never above what the CPU has, so the vector builds it
+    /// selects are safe to call.
+    pub fn active() -> CpuBuild {
+        static ACTIVE: OnceLock<CpuBuild> = OnceLock::new();
+        *ACTIVE.get_or_init(|| CpuBuild::from_env().unwrap_or_else(|_| CpuBuild::best()))
+    }
+
+    pub fn has_avx2(self) -> bool {
+        self >= CpuBuild::Avx2
+    }
+
+    pub fn has_fma(self) -> bool {
+        self >= CpuBuild::Avx2Fma
+    }
+}
 
 /// An f32 host buffer shared between tensors (and mutated in place by the optimizer); when the
 /// last handle drops, its `Vec` returns to this thread's pool.
@@ -79,9 +167,10 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
 pub(crate) const ELEMENTWISE_CHUNK: usize = 1 << 14;
 
 /// Defines a kernel function whose body is compiled twice, as built and for AVX2, and runs
-/// the AVX2 build where the CPU has it (checked once per call, a cached flag). Helpers the body
-/// calls must be `#[inline(always)]` to be vectorised with it. Plain `a * b + c` stays unfused
-/// in both builds, so results do not depend on the machine.
+/// the AVX2 build where the active `CpuBuild` has it (checked once per call, a cached flag).
+/// Helpers the body calls must be `#[inline(always)]` to be vectorised with it. Plain
+/// `a * b + c` stays unfused in both builds, so these kernels give the same bits on every
+/// machine (the convolutions' FMA build does not: see `CpuBuild`).
 macro_rules! vectorised_fn {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -96,8 +185,8 @@ macro_rules! vectorised_fn {
             }
 
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has the feature `avx2` is compiled for.
+            if $crate::engine::backends::cpu::CpuBuild::active().has_avx2() {
+                // SAFETY: the active build never exceeds the CPU's, which has `avx2`.
                 return unsafe { avx2($($arg),*) };
             }
             portable($($arg),*)

@@ -143,8 +143,8 @@ pub mod cpu {
             let base = plane * plane_in;
             let x = &x[base..base + plane_in];
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has the feature `pool_plane` is compiled for.
+            if crate::engine::backends::cpu::CpuBuild::active().has_avx2() {
+                // SAFETY: the active build never exceeds the CPU's, which has AVX2.
                 return unsafe { rows_avx2::pool_plane(x, d.width, base as u32, out, argmax) };
             }
             pool_plane(x, d.width, base as u32, out, argmax);

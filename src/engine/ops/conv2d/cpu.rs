@@ -48,9 +48,11 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
+/// Whether the active build fuses multiply-adds (the CPU has AVX2 and FMA, and they are not
+/// turned off by `SUPERNET_CPU_BUILD`).
 #[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    crate::engine::backends::cpu::CpuBuild::active().has_fma()
 }
 
 /// Defines `$name(args)`: `$generic::<true>(args)` compiled for AVX2 + FMA where the CPU has
@@ -496,8 +498,8 @@ fn grad_by_pixel(d: &Conv2dDims, grad_out: &[f32], first: usize, pixels: &mut Ve
         &full
     };
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has the feature `gather_pixels` is compiled for.
+    if crate::engine::backends::cpu::CpuBuild::active().has_avx2() {
+        // SAFETY: the active build never exceeds the CPU's, which has AVX2.
         return unsafe { transpose_avx2::gather_pixels(planes, pixels) };
     }
     gather_pixels(planes, pixels)
@@ -703,7 +705,9 @@ mod tests {
     /// leave part of a vector of pixels or channels unused.
     #[test]
     fn row_kernel_matches_channels_last_bit_for_bit() {
-        if !has_avx2_fma() {
+        if !(std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma"))
+        {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "CI machines must have AVX2 and FMA"

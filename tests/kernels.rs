@@ -1,14 +1,18 @@
-//! Every GPU kernel against its CPU twin, on seeded random inputs.
+//! Every kernel of both fast backends, the CPU's and the GPU's, against the plain reference
+//! backend, on seeded random inputs; and the CPU's lower builds (portable, AVX2 without FMA)
+//! forced on this machine, against the same reference.
 //!
 //! Each op has a table of named cases (edge shapes, then the SuperNet's own shapes). A case
-//! runs one generic body on both backends, from the same seed, and names every output it reads
-//! back; `check` compares them: values with `assert_close` (atol 1e-5, rtol 1e-4), indices
-//! exactly. A failure message starts with the op, the case and the output.
+//! runs one generic body on every backend, from the same seed, and names every output it reads
+//! back; `check` compares each fast backend with the reference: values with `assert_close`
+//! (atol 1e-5, rtol 1e-4), indices exactly. A failure message starts with the op, the case, the
+//! backend and the output.
 
 mod common;
 
 use rand::rngs::StdRng;
 use rand::Rng;
+use supernet::engine::backends::cpu::{CpuBuild, CPU_BUILD_VAR};
 use supernet::engine::ops::adadelta::AdadeltaKernel;
 use supernet::engine::ops::conv2d::{Conv2dDims, Conv2dKernel};
 use supernet::engine::ops::gather::GatherDims;
@@ -16,7 +20,9 @@ use supernet::engine::ops::linear::LinearDims;
 use supernet::engine::ops::masked_concat::ConcatDims;
 use supernet::engine::ops::maxpool2::Pool2Dims;
 use supernet::engine::ops::softmax_xent::XentDims;
-use supernet::engine::{AdadeltaConfig, Backend, CpuBackend, Memory, Tape, Tensor};
+use supernet::engine::{
+    AdadeltaConfig, Backend, CpuBackend, Memory, ReferenceBackend, Tape, Tensor,
+};
 use supernet::Result;
 
 const ATOL: f64 = 1e-5;
@@ -39,29 +45,86 @@ trait KernelCase {
     fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs>;
 }
 
-/// Runs every case on the CPU and on the GPU from the same seed and compares the outputs.
+/// Runs every case on the reference backend, on the CPU and, where there is an adapter, on the
+/// GPU, from the same seed, and compares each fast backend's outputs with the reference's.
 fn check<C: KernelCase>(cases: &[C]) {
-    let Some(gpu) = common::gpu() else { return };
+    let gpu = common::gpu();
     for (seed, case) in cases.iter().enumerate() {
-        let name = case.name();
         let seed = seed as u64;
-        let want = case
-            .run(&CpuBackend::new(), &mut common::rng(seed))
-            .unwrap_or_else(|e| panic!("{name} on the CPU: {e}"));
-        let got = case
-            .run(&gpu, &mut common::rng(seed))
-            .unwrap_or_else(|e| panic!("{name} on the GPU: {e}"));
-        assert_eq!(got.len(), want.len(), "{name}: number of outputs");
-        for ((output, want), (_, got)) in want.iter().zip(&got) {
-            let what = format!("{name}: {output}");
-            match (got, want) {
-                (Out::Close(got), Out::Close(want)) => {
-                    common::assert_close(&what, got, want, ATOL, RTOL)
-                }
-                (Out::Exact(got), Out::Exact(want)) => assert_exact(&what, got, want),
-                _ => panic!("{what}: the backends returned different kinds of output"),
-            }
+        let want = outputs(case, &ReferenceBackend::new(), "the reference", seed);
+        let cpu = outputs(case, &CpuBackend::new(), "the CPU", seed);
+        compare(&format!("{} on the CPU", case.name()), &cpu, &want);
+        if let Some(gpu) = &gpu {
+            let got = outputs(case, gpu, "the GPU", seed);
+            compare(&format!("{} on the GPU", case.name()), &got, &want);
         }
+    }
+}
+
+fn outputs<C: KernelCase, B: Backend>(case: &C, backend: &B, on: &str, seed: u64) -> Outputs {
+    case.run(backend, &mut common::rng(seed))
+        .unwrap_or_else(|e| panic!("{} on {on}: {e}", case.name()))
+}
+
+/// A fast backend's outputs against the reference's, output by output.
+fn compare(name: &str, got: &Outputs, want: &Outputs) {
+    assert_eq!(got.len(), want.len(), "{name}: number of outputs");
+    for ((output, want), (_, got)) in want.iter().zip(got) {
+        let what = format!("{name}: {output}");
+        match (got, want) {
+            (Out::Close(got), Out::Close(want)) => {
+                common::assert_close(&what, got, want, ATOL, RTOL)
+            }
+            (Out::Exact(got), Out::Exact(want)) => assert_exact(&what, got, want),
+            _ => panic!("{what}: the backends returned different kinds of output"),
+        }
+    }
+}
+
+/// Under `SUPERNET_CPU_BUILD` (as `every_cpu_build_matches_the_reference` runs this file) the
+/// kernels run the forced build; without it, the best this CPU has.
+#[test]
+fn the_active_cpu_build_is_the_one_asked_for() {
+    let asked = CpuBuild::from_env().expect("a valid SUPERNET_CPU_BUILD");
+    assert_eq!(CpuBuild::active(), asked);
+}
+
+/// This test file again, once per CPU build below this machine's best, the build forced with
+/// `SUPERNET_CPU_BUILD`: every case of every kernel against the reference in each build, so the
+/// portable and non-FMA code is tested on a machine that would never run it.
+#[test]
+fn every_cpu_build_matches_the_reference() {
+    let lower: Vec<CpuBuild> = CpuBuild::ALL
+        .into_iter()
+        .filter(|b| *b < CpuBuild::best())
+        .collect();
+    if CpuBuild::best() != CpuBuild::Avx2Fma {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI machines must have AVX2 and FMA"
+        );
+        eprintln!("this CPU runs up to the {} build", CpuBuild::best().name());
+    }
+    let this_test = "every_cpu_build_matches_the_reference";
+    for build in lower {
+        let output = std::process::Command::new(std::env::current_exe().expect("this test"))
+            .args(["--skip", this_test])
+            .env(CPU_BUILD_VAR, build.name())
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "the {} build:\n{stdout}\n{stderr}",
+            build.name()
+        );
+        assert!(
+            stdout.contains("test the_active_cpu_build_is_the_one_asked_for ... ok")
+                && stdout.contains("test relu_lengths ... ok"),
+            "the {} build did not run the kernel checks:\n{stdout}",
+            build.name()
+        );
     }
 }
 
