@@ -893,3 +893,20 @@ fn tape_step<B: Backend>(backend: &B, after_op: &mut dyn FnMut()) -> Vec<(String
         ("fc bias grad".into(), grad(&fc_b)),
     ]
 }
+
+/// A buffer shorter than its kernel's shapes say is refused at launch, naming the kernel,
+/// instead of being read past its end (which WGSL clamps) into garbage.
+#[test]
+fn a_short_buffer_is_refused_at_launch() {
+    use supernet::engine::ops::relu::ReluKernel;
+    let Some(gpu) = common::gpu() else { return };
+    let x = gpu.upload(&[1.0; 4]).unwrap();
+    let error = match gpu.relu_forward(&x, 100) {
+        Ok(_) => panic!("relu over 100 values of a 4-value buffer was launched"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        error.contains("relu.forward") && error.contains("need 100"),
+        "{error}"
+    );
+}

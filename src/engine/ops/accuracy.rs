@@ -5,9 +5,9 @@
 
 use crate::engine::backend::Memory;
 use crate::engine::backends::cpu::{computed, CpuBackend};
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
-use crate::engine::ops::softmax_xent::XentDims;
+use crate::engine::backends::gpu::kernels::{Entry, KernelParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
+use crate::engine::ops::softmax_xent::{XentDims, XentParams};
 use crate::error::Result;
 
 const OP: &str = "accuracy";
@@ -57,6 +57,7 @@ impl AccuracyKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/accuracy.wgsl"),
+    params: XentParams::FIELDS,
     entries: &[Entry::new("correct_rows", &[1, 2, 3])],
 };
 
@@ -67,7 +68,12 @@ impl AccuracyKernel for GpuBackend {
         logits: &Self::Storage,
         labels: &Self::Indices,
     ) -> Result<Self::Storage> {
-        let words = [d.batch as u32, d.classes as u32];
-        self.launch_into(OP, "correct_rows", &words, &[logits, labels], d.batch)
+        self.launch_into(
+            OP,
+            "correct_rows",
+            &d.params(),
+            &[bound(logits, d.batch * d.classes), bound(labels, d.batch)],
+            d.batch,
+        )
     }
 }

@@ -9,8 +9,8 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::CpuBackend;
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::engine::tape::Gradients;
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
@@ -58,13 +58,13 @@ impl AdadeltaConfig {
         Ok(())
     }
 
-    fn words(&self, len: usize) -> [u32; 4] {
-        [
-            len as u32,
-            self.lr.to_bits(),
-            self.rho.to_bits(),
-            self.eps.to_bits(),
-        ]
+    fn params(&self, len: usize) -> AdadeltaParams {
+        AdadeltaParams {
+            len: len as u32,
+            lr: self.lr,
+            rho: self.rho,
+            eps: self.eps,
+        }
     }
 }
 
@@ -187,9 +187,15 @@ impl AdadeltaKernel for CpuBackend {
     }
 }
 
+kernel_params! {
+    /// `len` parameters and the optimizer's settings.
+    pub(crate) struct AdadeltaParams { len: u32, lr: f32, rho: f32, eps: f32 }
+}
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/adadelta.wgsl"),
+    params: AdadeltaParams::FIELDS,
     entries: &[
         Entry::new("step", &[1, 2, 3, 4]),
         Entry::new("step_zero_grad", &[5, 6]),
@@ -210,15 +216,20 @@ impl AdadeltaKernel for GpuBackend {
             Some(grad) => self.launch(
                 OP,
                 "step",
-                &c.words(len),
-                &[param, grad, square_avg, acc_delta],
+                &c.params(len),
+                &[
+                    bound(param, len),
+                    bound(grad, len),
+                    bound(square_avg, len),
+                    bound(acc_delta, len),
+                ],
                 len,
             ),
             None => self.launch(
                 OP,
                 "step_zero_grad",
-                &c.words(len),
-                &[square_avg, acc_delta],
+                &c.params(len),
+                &[bound(square_avg, len), bound(acc_delta, len)],
                 len,
             ),
         }

@@ -3,8 +3,8 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, CpuBackend};
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::backends::gpu::kernels::{Entry, KernelParams, LenParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 
@@ -51,6 +51,7 @@ impl AddKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/add.wgsl"),
+    params: LenParams::FIELDS,
     entries: &[Entry::new("add", &[1, 2, 3])],
 };
 
@@ -61,6 +62,12 @@ impl AddKernel for GpuBackend {
         b: &Self::Storage,
         len: usize,
     ) -> Result<Self::Storage> {
-        self.launch_into(OP, "add", &[len as u32], &[a, b], len)
+        self.launch_into(
+            OP,
+            "add",
+            &LenParams::of(len),
+            &[bound(a, len), bound(b, len)],
+            len,
+        )
     }
 }

@@ -5,8 +5,8 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, CpuBackend};
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 
@@ -32,13 +32,13 @@ impl GatherDims {
         self.batch * self.pixels()
     }
 
-    fn words(&self) -> [u32; 4] {
-        [
-            self.batch as u32,
-            self.pixels() as u32,
-            self.mean.to_bits(),
-            self.std.to_bits(),
-        ]
+    fn params(&self) -> GatherParams {
+        GatherParams {
+            batch: self.batch as u32,
+            pixels: self.pixels() as u32,
+            mean: self.mean,
+            std_dev: self.std,
+        }
     }
 }
 
@@ -106,9 +106,15 @@ impl GatherKernel for CpuBackend {
     }
 }
 
+kernel_params! {
+    /// `batch` images of `pixels` bytes each, normalised with `mean` and `std_dev`.
+    pub(crate) struct GatherParams { batch: u32, pixels: u32, mean: f32, std_dev: f32 }
+}
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/gather.wgsl"),
+    params: GatherParams::FIELDS,
     entries: &[Entry::new("gather", &[1, 2, 3])],
 };
 
@@ -119,6 +125,15 @@ impl GatherKernel for GpuBackend {
         images: &Self::Bytes,
         indices: &Self::Indices,
     ) -> Result<Self::Storage> {
-        self.launch_into(OP, "gather", &d.words(), &[images, indices], d.output_len())
+        self.launch_into(
+            OP,
+            "gather",
+            &d.params(),
+            &[
+                bound(images, (d.count * d.pixels()).div_ceil(4)),
+                bound(indices, d.batch),
+            ],
+            d.output_len(),
+        )
     }
 }

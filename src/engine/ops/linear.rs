@@ -5,8 +5,8 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, CpuBackend};
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::engine::tape::{push_if_required, InputGrad, Op, Tape};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
@@ -52,8 +52,12 @@ impl LinearDims {
         })
     }
 
-    fn words(&self) -> [u32; 3] {
-        [self.batch, self.in_features, self.out_features].map(|v| v as u32)
+    fn params(&self) -> LinearParams {
+        LinearParams {
+            batch: self.batch as u32,
+            in_features: self.in_features as u32,
+            out_features: self.out_features as u32,
+        }
     }
 }
 
@@ -270,9 +274,14 @@ impl LinearKernel for CpuBackend {
     }
 }
 
+kernel_params! {
+    pub(crate) struct LinearParams { batch: u32, in_features: u32, out_features: u32 }
+}
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/linear.wgsl"),
+    params: LinearParams::FIELDS,
     entries: &[
         Entry::new("forward", &[1, 2, 3, 4]),
         Entry::new("backward_input", &[5, 6, 7]),
@@ -289,7 +298,17 @@ impl LinearKernel for GpuBackend {
         bias: &Self::Storage,
     ) -> Result<Self::Storage> {
         let len = d.batch * d.out_features;
-        self.launch_into(OP, "forward", &d.words(), &[x, weight, bias], len)
+        self.launch_into(
+            OP,
+            "forward",
+            &d.params(),
+            &[
+                bound(x, d.batch * d.in_features),
+                bound(weight, d.out_features * d.in_features),
+                bound(bias, d.out_features),
+            ],
+            len,
+        )
     }
 
     fn linear_backward_input(
@@ -299,7 +318,16 @@ impl LinearKernel for GpuBackend {
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
         let len = d.batch * d.in_features;
-        self.launch_into(OP, "backward_input", &d.words(), &[weight, grad_out], len)
+        self.launch_into(
+            OP,
+            "backward_input",
+            &d.params(),
+            &[
+                bound(weight, d.out_features * d.in_features),
+                bound(grad_out, d.batch * d.out_features),
+            ],
+            len,
+        )
     }
 
     fn linear_backward_weight(
@@ -309,6 +337,15 @@ impl LinearKernel for GpuBackend {
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
         let len = d.out_features * d.in_features;
-        self.launch_into(OP, "backward_weight", &d.words(), &[x, grad_out], len)
+        self.launch_into(
+            OP,
+            "backward_weight",
+            &d.params(),
+            &[
+                bound(x, d.batch * d.in_features),
+                bound(grad_out, d.batch * d.out_features),
+            ],
+            len,
+        )
     }
 }

@@ -6,8 +6,8 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, CpuBackend};
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::engine::tape::{InputGrad, Op, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
 use crate::error::{Error, Result};
@@ -33,9 +33,15 @@ impl ConcatDims {
         self.part_len() * self.slots
     }
 
-    fn words(&self, slot: usize, factor: f32) -> [u32; 6] {
-        let [b, c, p, s] = [self.batch, self.channels, self.pixels, self.slots].map(|v| v as u32);
-        [b, c, p, s, slot as u32, factor.to_bits()]
+    fn params(&self, slot: usize, factor: f32) -> ConcatParams {
+        ConcatParams {
+            batch: self.batch as u32,
+            channels: self.channels as u32,
+            pixels: self.pixels as u32,
+            slots: self.slots as u32,
+            slot: slot as u32,
+            factor,
+        }
     }
 }
 
@@ -202,9 +208,17 @@ impl MaskedConcatKernel for CpuBackend {
     }
 }
 
+kernel_params! {
+    /// Slot `slot` of `slots`, each `channels` x `pixels` per image, scaled by `factor`.
+    pub(crate) struct ConcatParams {
+        batch: u32, channels: u32, pixels: u32, slots: u32, slot: u32, factor: f32,
+    }
+}
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/masked_concat.wgsl"),
+    params: ConcatParams::FIELDS,
     entries: &[
         Entry::new("write_slot", &[1, 2]),
         Entry::new("read_slot", &[3, 4]),
@@ -223,8 +237,8 @@ impl MaskedConcatKernel for GpuBackend {
         self.launch(
             OP,
             "write_slot",
-            &d.words(slot, factor),
-            &[part, out],
+            &d.params(slot, factor),
+            &[bound(part, d.part_len()), bound(out, d.output_len())],
             d.part_len(),
         )
     }
@@ -239,8 +253,8 @@ impl MaskedConcatKernel for GpuBackend {
         self.launch_into(
             OP,
             "read_slot",
-            &d.words(slot, factor),
-            &[grad_out],
+            &d.params(slot, factor),
+            &[bound(grad_out, d.output_len())],
             d.part_len(),
         )
     }

@@ -6,8 +6,8 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, CpuBackend};
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::engine::tape::{InputGrad, Op, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
 use crate::error::{Error, Result};
@@ -113,18 +113,45 @@ impl MaskedSumKernel for CpuBackend {
     }
 }
 
+kernel_params! {
+    /// `scale` and `axpy`: `len` elements times `factor`.
+    pub(crate) struct ScaleParams { len: u32, factor: f32 }
+}
+
+impl ScaleParams {
+    fn of(len: usize, factor: f32) -> Self {
+        ScaleParams {
+            len: len as u32,
+            factor,
+        }
+    }
+}
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/masked_sum.wgsl"),
+    params: ScaleParams::FIELDS,
     entries: &[Entry::new("scale", &[1, 2]), Entry::new("axpy", &[3, 4])],
 };
 
 impl MaskedSumKernel for GpuBackend {
     fn scale(&self, x: &Self::Storage, factor: f32, len: usize) -> Result<Self::Storage> {
-        self.launch_into(OP, "scale", &[len as u32, factor.to_bits()], &[x], len)
+        self.launch_into(
+            OP,
+            "scale",
+            &ScaleParams::of(len, factor),
+            &[bound(x, len)],
+            len,
+        )
     }
 
     fn axpy(&self, acc: &Self::Storage, x: &Self::Storage, factor: f32, len: usize) -> Result<()> {
-        self.launch(OP, "axpy", &[len as u32, factor.to_bits()], &[x, acc], len)
+        self.launch(
+            OP,
+            "axpy",
+            &ScaleParams::of(len, factor),
+            &[bound(x, len), bound(acc, len)],
+            len,
+        )
     }
 }

@@ -6,8 +6,8 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, output, shared, storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::engine::tape::{InputGrad, Op, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
 use crate::error::{Error, Result};
@@ -69,8 +69,13 @@ impl Pool2Dims {
         ]
     }
 
-    fn words(&self) -> [u32; 4] {
-        [self.batch, self.channels, self.height, self.width].map(|v| v as u32)
+    fn params(&self) -> Pool2Params {
+        Pool2Params {
+            batch: self.batch as u32,
+            channels: self.channels as u32,
+            height: self.height as u32,
+            width: self.width as u32,
+        }
     }
 }
 
@@ -386,9 +391,15 @@ impl MaxPool2Kernel for CpuBackend {
     }
 }
 
+kernel_params! {
+    /// The input's shape; the output's follows.
+    pub(crate) struct Pool2Params { batch: u32, channels: u32, height: u32, width: u32 }
+}
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/maxpool2.wgsl"),
+    params: Pool2Params::FIELDS,
     entries: &[
         Entry::new("forward", &[1, 2, 3]),
         Entry::new("backward", &[4, 5, 6]),
@@ -402,7 +413,13 @@ impl MaxPool2Kernel for GpuBackend {
         x: &Self::Storage,
     ) -> Result<(Self::Storage, Self::Indices)> {
         let out = self.alloc_values(OP, d.output_len())?;
-        let argmax = self.launch_into(OP, "forward", &d.words(), &[x, &out], d.output_len())?;
+        let argmax = self.launch_into(
+            OP,
+            "forward",
+            &d.params(),
+            &[bound(x, d.input_len()), bound(&out, d.output_len())],
+            d.output_len(),
+        )?;
         Ok((out, argmax))
     }
 
@@ -415,8 +432,11 @@ impl MaxPool2Kernel for GpuBackend {
         self.launch_into(
             OP,
             "backward",
-            &d.words(),
-            &[argmax, grad_out],
+            &d.params(),
+            &[
+                bound(argmax, d.output_len()),
+                bound(grad_out, d.output_len()),
+            ],
             d.input_len(),
         )
     }

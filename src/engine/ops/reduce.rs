@@ -6,8 +6,8 @@
 
 use crate::engine::backend::Memory;
 use crate::engine::backends::cpu::{storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::error::Result;
 
 const OP: &str = "reduce";
@@ -37,14 +37,24 @@ impl ReduceKernel for CpuBackend {
     }
 }
 
+kernel_params! {
+    /// `reduce_rows`: x is `[rows][cols]`.
+    pub(crate) struct ReduceParams { rows: u32, cols: u32 }
+}
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/reduce.wgsl"),
+    params: ReduceParams::FIELDS,
     entries: &[Entry::new("reduce_rows", &[1, 2])],
 };
 
 impl ReduceKernel for GpuBackend {
     fn reduce_rows(&self, x: &Self::Storage, rows: usize, cols: usize) -> Result<Self::Storage> {
-        self.launch_into(OP, "reduce_rows", &[rows as u32, cols as u32], &[x], cols)
+        let params = ReduceParams {
+            rows: rows as u32,
+            cols: cols as u32,
+        };
+        self.launch_into(OP, "reduce_rows", &params, &[bound(x, rows * cols)], cols)
     }
 }

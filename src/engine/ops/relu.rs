@@ -3,8 +3,8 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, CpuBackend};
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::backends::gpu::kernels::{Entry, KernelParams, LenParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::engine::tape::{InputGrad, Op, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
 use crate::error::Result;
@@ -111,6 +111,7 @@ impl ReluKernel for CpuBackend {
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/relu.wgsl"),
+    params: LenParams::FIELDS,
     entries: &[
         Entry::new("forward", &[1, 2]),
         Entry::new("backward", &[3, 4, 5]),
@@ -119,7 +120,7 @@ pub(crate) const SHADER: ShaderSpec = ShaderSpec {
 
 impl ReluKernel for GpuBackend {
     fn relu_forward(&self, x: &Self::Storage, len: usize) -> Result<Self::Storage> {
-        self.launch_into(OP, "forward", &[len as u32], &[x], len)
+        self.launch_into(OP, "forward", &LenParams::of(len), &[bound(x, len)], len)
     }
 
     fn relu_backward(
@@ -128,6 +129,12 @@ impl ReluKernel for GpuBackend {
         grad_out: &Self::Storage,
         len: usize,
     ) -> Result<Self::Storage> {
-        self.launch_into(OP, "backward", &[len as u32], &[out, grad_out], len)
+        self.launch_into(
+            OP,
+            "backward",
+            &LenParams::of(len),
+            &[bound(out, len), bound(grad_out, len)],
+            len,
+        )
     }
 }

@@ -7,8 +7,8 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{output, storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::engine::tape::{InputGrad, Op, Tape};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
@@ -32,8 +32,11 @@ impl XentDims {
         }
     }
 
-    fn words(&self) -> [u32; 2] {
-        [self.batch as u32, self.classes as u32]
+    pub(crate) fn params(&self) -> XentParams {
+        XentParams {
+            batch: self.batch as u32,
+            classes: self.classes as u32,
+        }
     }
 }
 
@@ -189,9 +192,15 @@ impl SoftmaxXentKernel for CpuBackend {
     }
 }
 
+kernel_params! {
+    /// `batch` rows of `classes` logits (also the accuracy kernel's).
+    pub(crate) struct XentParams { batch: u32, classes: u32 }
+}
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/softmax_xent.wgsl"),
+    params: XentParams::FIELDS,
     entries: &[
         Entry::new("row_loss", &[1, 2, 3]),
         Entry::new("mean", &[4, 5]),
@@ -208,8 +217,14 @@ impl SoftmaxXentKernel for GpuBackend {
         logits: &Self::Storage,
         labels: &Self::Indices,
     ) -> Result<Self::Storage> {
-        let row_loss = self.launch_into(OP, "row_loss", &d.words(), &[logits, labels], d.batch)?;
-        self.launch_into(OP, "mean", &d.words(), &[&row_loss], 1)
+        let row_loss = self.launch_into(
+            OP,
+            "row_loss",
+            &d.params(),
+            &[bound(logits, d.batch * d.classes), bound(labels, d.batch)],
+            d.batch,
+        )?;
+        self.launch_into(OP, "mean", &d.params(), &[bound(&row_loss, d.batch)], 1)
     }
 
     fn softmax_xent_backward(
@@ -223,8 +238,12 @@ impl SoftmaxXentKernel for GpuBackend {
         self.launch_into(
             OP,
             "backward",
-            &d.words(),
-            &[logits, labels, grad_loss],
+            &d.params(),
+            &[
+                bound(logits, len),
+                bound(labels, d.batch),
+                bound(grad_loss, 1),
+            ],
             len,
         )
     }

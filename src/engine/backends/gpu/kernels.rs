@@ -4,11 +4,52 @@
 use crate::engine::backends::gpu::context::WORKGROUP_SIZE;
 use crate::engine::ops;
 
-/// A shader file and the entry points the launchers use.
+/// A shader file, the fields of its `Params` uniform, and the entry points the launchers use.
 pub(crate) struct ShaderSpec {
     pub name: &'static str,
     pub source: &'static str,
+    /// `KernelParams::FIELDS` of the Rust struct launchers pass: checked against the WGSL
+    /// `Params` struct, field by field, in this module's tests (its only reader).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub params: &'static [(&'static str, &'static str)],
     pub entries: &'static [Entry],
+}
+
+/// A kernel's parameters: the Rust twin of its shader's `Params` uniform, `#[repr(C)]` with
+/// 4-byte scalar fields in the WGSL order, so its bytes are the uniform's. Declared with
+/// `kernel_params!`, which also lists the fields for the layout test.
+pub(crate) trait KernelParams: bytemuck::Pod {
+    /// Each field's name and type (`u32`, `f32`), in order.
+    const FIELDS: &'static [(&'static str, &'static str)];
+}
+
+/// Declares a `KernelParams` struct: `kernel_params! { pub(crate) struct ReluParams { len: u32 } }`.
+macro_rules! kernel_params {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:ident: $ty:ident),* $(,)? }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $(pub $field: $ty),*
+        }
+
+        impl $crate::engine::backends::gpu::kernels::KernelParams for $name {
+            const FIELDS: &'static [(&'static str, &'static str)] =
+                &[$((stringify!($field), stringify!($ty))),*];
+        }
+    };
+}
+pub(crate) use kernel_params;
+
+kernel_params! {
+    /// The parameters of the elementwise kernels (`relu`, `add`): the element count.
+    pub(crate) struct LenParams { len: u32 }
+}
+
+impl LenParams {
+    pub fn of(len: usize) -> Self {
+        LenParams { len: len as u32 }
+    }
 }
 
 /// An entry point and the binding numbers of its buffers, in the order launchers pass them.
@@ -157,6 +198,59 @@ mod tests {
                     entry.name
                 );
             }
+        }
+    }
+
+    /// A scalar type as the Rust side spells it: `u32`, `f32`.
+    fn scalar_name(module: &naga::Module, ty: naga::Handle<naga::Type>) -> String {
+        match &module.types[ty].inner {
+            naga::TypeInner::Scalar(scalar) => {
+                let kind = match scalar.kind {
+                    naga::ScalarKind::Uint => "u",
+                    naga::ScalarKind::Sint => "i",
+                    naga::ScalarKind::Float => "f",
+                    other => return format!("{other:?}"),
+                };
+                format!("{kind}{}", 8 * scalar.width)
+            }
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// Each shader's `Params` uniform is the `KernelParams` struct its launchers pass: the same
+    /// fields, in the same order, of the same types, at the same byte offsets.
+    #[test]
+    fn params_structs_match_their_wgsl_twins() {
+        for spec in ALL_SHADERS {
+            let (module, _) = validated(spec);
+            let members = module
+                .types
+                .iter()
+                .find_map(|(_, ty)| match (&ty.name, &ty.inner) {
+                    (Some(name), naga::TypeInner::Struct { members, .. }) if name == "Params" => {
+                        Some(members.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{}: no Params struct", spec.name));
+            let wgsl: Vec<(String, String, u32)> = members
+                .iter()
+                .map(|m| {
+                    let name = m.name.clone().unwrap_or_default();
+                    (name, scalar_name(&module, m.ty), m.offset)
+                })
+                .collect();
+            let rust: Vec<(String, String, u32)> = spec
+                .params
+                .iter()
+                .enumerate()
+                .map(|(i, (name, ty))| (name.to_string(), ty.to_string(), 4 * i as u32))
+                .collect();
+            assert_eq!(
+                rust, wgsl,
+                "{}: the Rust params against the WGSL Params",
+                spec.name
+            );
         }
     }
 

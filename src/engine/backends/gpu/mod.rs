@@ -19,6 +19,7 @@ pub use profiler::KernelProfile;
 
 use crate::engine::backend::Memory;
 use crate::error::{Error, Result};
+use kernels::KernelParams;
 use profiler::Profiler;
 
 /// A pooled device buffer; dropping the last handle returns it to the pool.
@@ -44,6 +45,19 @@ impl Drop for GpuBuffer {
 }
 
 pub type GpuStorage = Rc<GpuBuffer>;
+
+/// A buffer bound to a kernel, with the number of 4-byte values the kernel's shapes make it
+/// touch there. `launch` checks the buffer holds them: a shape bug becomes an error naming the
+/// kernel, not a read past the end (which WGSL clamps) quietly computing garbage.
+#[derive(Clone, Copy)]
+pub(crate) struct Bound<'a> {
+    buffer: &'a GpuStorage,
+    values: usize,
+}
+
+pub(crate) fn bound(buffer: &GpuStorage, values: usize) -> Bound<'_> {
+    Bound { buffer, values }
+}
 
 #[derive(Default)]
 struct Pool {
@@ -226,18 +240,31 @@ impl GpuBackend {
     }
 
     /// Records one dispatch of `shader.entry` with one invocation per element of `invocations`.
-    /// Binding 0 holds `params`; `buffers` go to the entry point's bindings, in order.
-    pub(crate) fn launch(
+    /// Binding 0 holds `params`; `buffers` go to the entry point's bindings, in order, each
+    /// checked to hold the values it is bound for.
+    pub(crate) fn launch<P: KernelParams>(
         &self,
         shader: &'static str,
         entry: &'static str,
-        params: &[u32],
-        buffers: &[&GpuStorage],
+        params: &P,
+        buffers: &[Bound],
         invocations: usize,
     ) -> Result<()> {
         if invocations == 0 {
             return Ok(());
         }
+        for (binding, b) in buffers.iter().enumerate() {
+            let holds = b.buffer.raw().size() / 4;
+            if holds < b.values as u64 {
+                let detail = format!(
+                    "{shader}.{entry}: buffer {binding} holds {holds} values, the shapes need {}",
+                    b.values
+                );
+                return Err(Error::shape(shader, detail));
+            }
+        }
+        let buffers: Vec<&GpuStorage> = buffers.iter().map(|b| b.buffer).collect();
+        let buffers = &buffers[..];
         let kernel = self.ctx.kernel(shader, entry)?;
         if buffers.len() != kernel.bindings.len() {
             let expected = kernel.bindings.len();
@@ -274,15 +301,17 @@ impl GpuBackend {
     }
 
     /// The bind group of `params` and `buffers` for a kernel, from the cache when it exists.
-    fn bind_group(
+    fn bind_group<P: KernelParams>(
         &self,
         shader: &'static str,
         entry: &'static str,
         kernel: &context::Kernel,
-        params: &[u32],
+        params: &P,
         buffers: &[&GpuStorage],
     ) -> wgpu::BindGroup {
-        let uniform = self.ctx.uniform(params);
+        let uniform = self
+            .ctx
+            .uniform(bytemuck::cast_slice(std::slice::from_ref(params)));
         let mut bound = Vec::with_capacity(buffers.len() + 1);
         bound.push(uniform);
         bound.extend(buffers.iter().map(|b| b.raw().clone()));
@@ -320,30 +349,30 @@ impl GpuBackend {
 
     /// Allocates an output of `len` values, binds it after `inputs`, and launches one
     /// invocation per output value: the shape of most kernels.
-    pub(crate) fn launch_into(
+    pub(crate) fn launch_into<P: KernelParams>(
         &self,
         shader: &'static str,
         entry: &'static str,
-        params: &[u32],
-        inputs: &[&GpuStorage],
+        params: &P,
+        inputs: &[Bound],
         len: usize,
     ) -> Result<GpuStorage> {
         self.launch_with_output(shader, entry, params, inputs, len, len)
     }
 
     /// Like `launch_into`, for kernels whose invocations each write several output values.
-    pub(crate) fn launch_with_output(
+    pub(crate) fn launch_with_output<P: KernelParams>(
         &self,
         shader: &'static str,
         entry: &'static str,
-        params: &[u32],
-        inputs: &[&GpuStorage],
+        params: &P,
+        inputs: &[Bound],
         len: usize,
         invocations: usize,
     ) -> Result<GpuStorage> {
         let out = self.alloc_values(shader, len)?;
         let mut buffers = inputs.to_vec();
-        buffers.push(&out);
+        buffers.push(bound(&out, len));
         self.launch(shader, entry, params, &buffers, invocations)?;
         Ok(out)
     }

@@ -6,8 +6,8 @@
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, output, storage, CpuBackend};
-use crate::engine::backends::gpu::kernels::{Entry, ShaderSpec};
-use crate::engine::backends::gpu::GpuBackend;
+use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
+use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::engine::ops::reduce::{cpu::reduce_rows, ReduceKernel};
 use crate::engine::tape::{push_if_required, InputGrad, Op, Tape};
 use crate::engine::tensor::Tensor;
@@ -95,16 +95,15 @@ impl Conv2dDims {
         [self.batch, self.out_channels, self.height, self.width]
     }
 
-    fn words(&self) -> [u32; 6] {
-        [
-            self.batch,
-            self.in_channels,
-            self.out_channels,
-            self.height,
-            self.width,
-            self.kernel,
-        ]
-        .map(|v| v as u32)
+    fn params(&self) -> Conv2dParams {
+        Conv2dParams {
+            batch: self.batch as u32,
+            in_channels: self.in_channels as u32,
+            out_channels: self.out_channels as u32,
+            height: self.height as u32,
+            width: self.width as u32,
+            kernel: self.kernel as u32,
+        }
     }
 }
 
@@ -234,9 +233,16 @@ impl Conv2dKernel for CpuBackend {
 /// Channels one invocation of the conv2d kernels handles (`LANES` in shaders/conv2d.wgsl).
 const SHADER_LANES: usize = 8;
 
+kernel_params! {
+    pub(crate) struct Conv2dParams {
+        batch: u32, in_channels: u32, out_channels: u32, height: u32, width: u32, kernel: u32,
+    }
+}
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../../shaders/conv2d.wgsl"),
+    params: Conv2dParams::FIELDS,
     entries: &[
         Entry::new("forward", &[1, 2, 3, 4]),
         Entry::new("backward_input", &[5, 6, 7]),
@@ -255,11 +261,15 @@ impl Conv2dKernel for GpuBackend {
     ) -> Result<Self::Storage> {
         // One invocation per pixel and block of output channels (see the shader).
         let invocations = d.batch * d.out_channels.div_ceil(SHADER_LANES) * d.height * d.width;
-        let inputs = [x, weight, bias];
+        let inputs = [
+            bound(x, d.input_len()),
+            bound(weight, d.weight_len()),
+            bound(bias, d.out_channels),
+        ];
         self.launch_with_output(
             OP,
             "forward",
-            &d.words(),
+            &d.params(),
             &inputs,
             d.output_len(),
             invocations,
@@ -273,11 +283,14 @@ impl Conv2dKernel for GpuBackend {
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
         let invocations = d.batch * d.in_channels.div_ceil(SHADER_LANES) * d.height * d.width;
-        let inputs = [weight, grad_out];
+        let inputs = [
+            bound(weight, d.weight_len()),
+            bound(grad_out, d.output_len()),
+        ];
         self.launch_with_output(
             OP,
             "backward_input",
-            &d.words(),
+            &d.params(),
             &inputs,
             d.input_len(),
             invocations,
@@ -296,16 +309,16 @@ impl Conv2dKernel for GpuBackend {
         let weight_partials = self.launch_with_output(
             OP,
             "weight_partials",
-            &d.words(),
-            &[x, grad_out],
+            &d.params(),
+            &[bound(x, d.input_len()), bound(grad_out, d.output_len())],
             partials_len,
             invocations,
         )?;
         let bias_partials = self.launch_into(
             OP,
             "bias_partials",
-            &d.words(),
-            &[grad_out],
+            &d.params(),
+            &[bound(grad_out, d.output_len())],
             d.batch * d.out_channels,
         )?;
         let grad_weight = self.reduce_rows(&weight_partials, d.batch, d.weight_len())?;
