@@ -54,11 +54,13 @@ impl AccuracyKernel for CpuBackend {
     }
 }
 
+const CORRECT_ROWS: Entry = Entry::new("correct_rows", &[1, 2, 3]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/accuracy.wgsl"),
     params: XentParams::FIELDS,
-    entries: &[Entry::new("correct_rows", &[1, 2, 3])],
+    entries: &[CORRECT_ROWS],
 };
 
 impl AccuracyKernel for GpuBackend {
@@ -69,8 +71,8 @@ impl AccuracyKernel for GpuBackend {
         labels: &Self::Indices,
     ) -> Result<Self::Storage> {
         self.launch_into(
-            OP,
-            "correct_rows",
+            &SHADER,
+            &CORRECT_ROWS,
             &d.params(),
             &[bound(logits, d.batch * d.classes), bound(labels, d.batch)],
             d.batch,

@@ -192,14 +192,14 @@ kernel_params! {
     pub(crate) struct AdadeltaParams { len: u32, lr: f32, rho: f32, eps: f32 }
 }
 
+const STEP: Entry = Entry::new("step", &[1, 2, 3, 4]);
+const STEP_ZERO_GRAD: Entry = Entry::new("step_zero_grad", &[5, 6]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/adadelta.wgsl"),
     params: AdadeltaParams::FIELDS,
-    entries: &[
-        Entry::new("step", &[1, 2, 3, 4]),
-        Entry::new("step_zero_grad", &[5, 6]),
-    ],
+    entries: &[STEP, STEP_ZERO_GRAD],
 };
 
 impl AdadeltaKernel for GpuBackend {
@@ -214,8 +214,8 @@ impl AdadeltaKernel for GpuBackend {
     ) -> Result<()> {
         match grad {
             Some(grad) => self.launch(
-                OP,
-                "step",
+                &SHADER,
+                &STEP,
                 &c.params(len),
                 &[
                     bound(param, len),
@@ -226,8 +226,8 @@ impl AdadeltaKernel for GpuBackend {
                 len,
             ),
             None => self.launch(
-                OP,
-                "step_zero_grad",
+                &SHADER,
+                &STEP_ZERO_GRAD,
                 &c.params(len),
                 &[bound(square_avg, len), bound(acc_delta, len)],
                 len,

@@ -48,11 +48,13 @@ impl AddKernel for CpuBackend {
     }
 }
 
+const ADD: Entry = Entry::new("add", &[1, 2, 3]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/add.wgsl"),
     params: LenParams::FIELDS,
-    entries: &[Entry::new("add", &[1, 2, 3])],
+    entries: &[ADD],
 };
 
 impl AddKernel for GpuBackend {
@@ -63,8 +65,8 @@ impl AddKernel for GpuBackend {
         len: usize,
     ) -> Result<Self::Storage> {
         self.launch_into(
-            OP,
-            "add",
+            &SHADER,
+            &ADD,
             &LenParams::of(len),
             &[bound(a, len), bound(b, len)],
             len,

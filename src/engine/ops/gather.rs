@@ -111,11 +111,13 @@ kernel_params! {
     pub(crate) struct GatherParams { batch: u32, pixels: u32, mean: f32, std_dev: f32 }
 }
 
+const GATHER: Entry = Entry::new("gather", &[1, 2, 3]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/gather.wgsl"),
     params: GatherParams::FIELDS,
-    entries: &[Entry::new("gather", &[1, 2, 3])],
+    entries: &[GATHER],
 };
 
 impl GatherKernel for GpuBackend {
@@ -126,8 +128,8 @@ impl GatherKernel for GpuBackend {
         indices: &Self::Indices,
     ) -> Result<Self::Storage> {
         self.launch_into(
-            OP,
-            "gather",
+            &SHADER,
+            &GATHER,
             &d.params(),
             &[
                 bound(images, (d.count * d.pixels()).div_ceil(4)),

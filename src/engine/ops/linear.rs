@@ -278,15 +278,15 @@ kernel_params! {
     pub(crate) struct LinearParams { batch: u32, in_features: u32, out_features: u32 }
 }
 
+const FORWARD: Entry = Entry::new("forward", &[1, 2, 3, 4]);
+const BACKWARD_INPUT: Entry = Entry::new("backward_input", &[5, 6, 7]);
+const BACKWARD_WEIGHT: Entry = Entry::new("backward_weight", &[8, 9, 10]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/linear.wgsl"),
     params: LinearParams::FIELDS,
-    entries: &[
-        Entry::new("forward", &[1, 2, 3, 4]),
-        Entry::new("backward_input", &[5, 6, 7]),
-        Entry::new("backward_weight", &[8, 9, 10]),
-    ],
+    entries: &[FORWARD, BACKWARD_INPUT, BACKWARD_WEIGHT],
 };
 
 impl LinearKernel for GpuBackend {
@@ -299,8 +299,8 @@ impl LinearKernel for GpuBackend {
     ) -> Result<Self::Storage> {
         let len = d.batch * d.out_features;
         self.launch_into(
-            OP,
-            "forward",
+            &SHADER,
+            &FORWARD,
             &d.params(),
             &[
                 bound(x, d.batch * d.in_features),
@@ -319,8 +319,8 @@ impl LinearKernel for GpuBackend {
     ) -> Result<Self::Storage> {
         let len = d.batch * d.in_features;
         self.launch_into(
-            OP,
-            "backward_input",
+            &SHADER,
+            &BACKWARD_INPUT,
             &d.params(),
             &[
                 bound(weight, d.out_features * d.in_features),
@@ -338,8 +338,8 @@ impl LinearKernel for GpuBackend {
     ) -> Result<Self::Storage> {
         let len = d.out_features * d.in_features;
         self.launch_into(
-            OP,
-            "backward_weight",
+            &SHADER,
+            &BACKWARD_WEIGHT,
             &d.params(),
             &[
                 bound(x, d.batch * d.in_features),

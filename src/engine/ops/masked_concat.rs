@@ -215,14 +215,14 @@ kernel_params! {
     }
 }
 
+const WRITE_SLOT: Entry = Entry::new("write_slot", &[1, 2]);
+const READ_SLOT: Entry = Entry::new("read_slot", &[3, 4]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/masked_concat.wgsl"),
     params: ConcatParams::FIELDS,
-    entries: &[
-        Entry::new("write_slot", &[1, 2]),
-        Entry::new("read_slot", &[3, 4]),
-    ],
+    entries: &[WRITE_SLOT, READ_SLOT],
 };
 
 impl MaskedConcatKernel for GpuBackend {
@@ -235,8 +235,8 @@ impl MaskedConcatKernel for GpuBackend {
         factor: f32,
     ) -> Result<()> {
         self.launch(
-            OP,
-            "write_slot",
+            &SHADER,
+            &WRITE_SLOT,
             &d.params(slot, factor),
             &[bound(part, d.part_len()), bound(out, d.output_len())],
             d.part_len(),
@@ -251,8 +251,8 @@ impl MaskedConcatKernel for GpuBackend {
         factor: f32,
     ) -> Result<Self::Storage> {
         self.launch_into(
-            OP,
-            "read_slot",
+            &SHADER,
+            &READ_SLOT,
             &d.params(slot, factor),
             &[bound(grad_out, d.output_len())],
             d.part_len(),

@@ -127,18 +127,21 @@ impl ScaleParams {
     }
 }
 
+const SCALE: Entry = Entry::new("scale", &[1, 2]);
+const AXPY: Entry = Entry::new("axpy", &[3, 4]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/masked_sum.wgsl"),
     params: ScaleParams::FIELDS,
-    entries: &[Entry::new("scale", &[1, 2]), Entry::new("axpy", &[3, 4])],
+    entries: &[SCALE, AXPY],
 };
 
 impl MaskedSumKernel for GpuBackend {
     fn scale(&self, x: &Self::Storage, factor: f32, len: usize) -> Result<Self::Storage> {
         self.launch_into(
-            OP,
-            "scale",
+            &SHADER,
+            &SCALE,
             &ScaleParams::of(len, factor),
             &[bound(x, len)],
             len,
@@ -147,8 +150,8 @@ impl MaskedSumKernel for GpuBackend {
 
     fn axpy(&self, acc: &Self::Storage, x: &Self::Storage, factor: f32, len: usize) -> Result<()> {
         self.launch(
-            OP,
-            "axpy",
+            &SHADER,
+            &AXPY,
             &ScaleParams::of(len, factor),
             &[bound(x, len), bound(acc, len)],
             len,

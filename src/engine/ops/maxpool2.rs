@@ -396,14 +396,14 @@ kernel_params! {
     pub(crate) struct Pool2Params { batch: u32, channels: u32, height: u32, width: u32 }
 }
 
+const FORWARD: Entry = Entry::new("forward", &[1, 2, 3]);
+const BACKWARD: Entry = Entry::new("backward", &[4, 5, 6]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/maxpool2.wgsl"),
     params: Pool2Params::FIELDS,
-    entries: &[
-        Entry::new("forward", &[1, 2, 3]),
-        Entry::new("backward", &[4, 5, 6]),
-    ],
+    entries: &[FORWARD, BACKWARD],
 };
 
 impl MaxPool2Kernel for GpuBackend {
@@ -414,8 +414,8 @@ impl MaxPool2Kernel for GpuBackend {
     ) -> Result<(Self::Storage, Self::Indices)> {
         let out = self.alloc_values(OP, d.output_len())?;
         let argmax = self.launch_into(
-            OP,
-            "forward",
+            &SHADER,
+            &FORWARD,
             &d.params(),
             &[bound(x, d.input_len()), bound(&out, d.output_len())],
             d.output_len(),
@@ -430,8 +430,8 @@ impl MaxPool2Kernel for GpuBackend {
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage> {
         self.launch_into(
-            OP,
-            "backward",
+            &SHADER,
+            &BACKWARD,
             &d.params(),
             &[
                 bound(argmax, d.output_len()),

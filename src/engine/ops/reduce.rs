@@ -42,11 +42,13 @@ kernel_params! {
     pub(crate) struct ReduceParams { rows: u32, cols: u32 }
 }
 
+const REDUCE_ROWS: Entry = Entry::new("reduce_rows", &[1, 2]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/reduce.wgsl"),
     params: ReduceParams::FIELDS,
-    entries: &[Entry::new("reduce_rows", &[1, 2])],
+    entries: &[REDUCE_ROWS],
 };
 
 impl ReduceKernel for GpuBackend {
@@ -55,6 +57,12 @@ impl ReduceKernel for GpuBackend {
             rows: rows as u32,
             cols: cols as u32,
         };
-        self.launch_into(OP, "reduce_rows", &params, &[bound(x, rows * cols)], cols)
+        self.launch_into(
+            &SHADER,
+            &REDUCE_ROWS,
+            &params,
+            &[bound(x, rows * cols)],
+            cols,
+        )
     }
 }

@@ -108,19 +108,25 @@ impl ReluKernel for CpuBackend {
     }
 }
 
+const FORWARD: Entry = Entry::new("forward", &[1, 2]);
+const BACKWARD: Entry = Entry::new("backward", &[3, 4, 5]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/relu.wgsl"),
     params: LenParams::FIELDS,
-    entries: &[
-        Entry::new("forward", &[1, 2]),
-        Entry::new("backward", &[3, 4, 5]),
-    ],
+    entries: &[FORWARD, BACKWARD],
 };
 
 impl ReluKernel for GpuBackend {
     fn relu_forward(&self, x: &Self::Storage, len: usize) -> Result<Self::Storage> {
-        self.launch_into(OP, "forward", &LenParams::of(len), &[bound(x, len)], len)
+        self.launch_into(
+            &SHADER,
+            &FORWARD,
+            &LenParams::of(len),
+            &[bound(x, len)],
+            len,
+        )
     }
 
     fn relu_backward(
@@ -130,8 +136,8 @@ impl ReluKernel for GpuBackend {
         len: usize,
     ) -> Result<Self::Storage> {
         self.launch_into(
-            OP,
-            "backward",
+            &SHADER,
+            &BACKWARD,
             &LenParams::of(len),
             &[bound(out, len), bound(grad_out, len)],
             len,

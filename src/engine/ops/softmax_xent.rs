@@ -197,15 +197,15 @@ kernel_params! {
     pub(crate) struct XentParams { batch: u32, classes: u32 }
 }
 
+const ROW_LOSS: Entry = Entry::new("row_loss", &[1, 2, 3]);
+const MEAN: Entry = Entry::new("mean", &[4, 5]);
+const BACKWARD: Entry = Entry::new("backward", &[6, 7, 8, 9]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/softmax_xent.wgsl"),
     params: XentParams::FIELDS,
-    entries: &[
-        Entry::new("row_loss", &[1, 2, 3]),
-        Entry::new("mean", &[4, 5]),
-        Entry::new("backward", &[6, 7, 8, 9]),
-    ],
+    entries: &[ROW_LOSS, MEAN, BACKWARD],
 };
 
 impl SoftmaxXentKernel for GpuBackend {
@@ -218,13 +218,13 @@ impl SoftmaxXentKernel for GpuBackend {
         labels: &Self::Indices,
     ) -> Result<Self::Storage> {
         let row_loss = self.launch_into(
-            OP,
-            "row_loss",
+            &SHADER,
+            &ROW_LOSS,
             &d.params(),
             &[bound(logits, d.batch * d.classes), bound(labels, d.batch)],
             d.batch,
         )?;
-        self.launch_into(OP, "mean", &d.params(), &[bound(&row_loss, d.batch)], 1)
+        self.launch_into(&SHADER, &MEAN, &d.params(), &[bound(&row_loss, d.batch)], 1)
     }
 
     fn softmax_xent_backward(
@@ -236,8 +236,8 @@ impl SoftmaxXentKernel for GpuBackend {
     ) -> Result<Self::Storage> {
         let len = d.batch * d.classes;
         self.launch_into(
-            OP,
-            "backward",
+            &SHADER,
+            &BACKWARD,
             &d.params(),
             &[
                 bound(logits, len),

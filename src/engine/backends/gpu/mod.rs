@@ -19,7 +19,7 @@ pub use profiler::KernelProfile;
 
 use crate::engine::backend::Memory;
 use crate::error::{Error, Result};
-use kernels::KernelParams;
+use kernels::{Entry, KernelParams, ShaderSpec};
 use profiler::Profiler;
 
 /// A pooled device buffer; dropping the last handle returns it to the pool.
@@ -244,8 +244,8 @@ impl GpuBackend {
     /// checked to hold the values it is bound for.
     pub(crate) fn launch<P: KernelParams>(
         &self,
-        shader: &'static str,
-        entry: &'static str,
+        shader: &'static ShaderSpec,
+        entry: &'static Entry,
         params: &P,
         buffers: &[Bound],
         invocations: usize,
@@ -253,6 +253,7 @@ impl GpuBackend {
         if invocations == 0 {
             return Ok(());
         }
+        let (shader, entry) = (shader.name, entry.name);
         for (binding, b) in buffers.iter().enumerate() {
             let holds = b.buffer.raw().size() / 4;
             if holds < b.values as u64 {
@@ -351,8 +352,8 @@ impl GpuBackend {
     /// invocation per output value: the shape of most kernels.
     pub(crate) fn launch_into<P: KernelParams>(
         &self,
-        shader: &'static str,
-        entry: &'static str,
+        shader: &'static ShaderSpec,
+        entry: &'static Entry,
         params: &P,
         inputs: &[Bound],
         len: usize,
@@ -363,14 +364,14 @@ impl GpuBackend {
     /// Like `launch_into`, for kernels whose invocations each write several output values.
     pub(crate) fn launch_with_output<P: KernelParams>(
         &self,
-        shader: &'static str,
-        entry: &'static str,
+        shader: &'static ShaderSpec,
+        entry: &'static Entry,
         params: &P,
         inputs: &[Bound],
         len: usize,
         invocations: usize,
     ) -> Result<GpuStorage> {
-        let out = self.alloc_values(shader, len)?;
+        let out = self.alloc_values(shader.name, len)?;
         let mut buffers = inputs.to_vec();
         buffers.push(bound(&out, len));
         self.launch(shader, entry, params, &buffers, invocations)?;

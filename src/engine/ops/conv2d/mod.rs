@@ -239,16 +239,16 @@ kernel_params! {
     }
 }
 
+const FORWARD: Entry = Entry::new("forward", &[1, 2, 3, 4]);
+const BACKWARD_INPUT: Entry = Entry::new("backward_input", &[5, 6, 7]);
+const WEIGHT_PARTIALS: Entry = Entry::new("weight_partials", &[8, 9, 10]);
+const BIAS_PARTIALS: Entry = Entry::new("bias_partials", &[11, 12]);
+
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../../shaders/conv2d.wgsl"),
     params: Conv2dParams::FIELDS,
-    entries: &[
-        Entry::new("forward", &[1, 2, 3, 4]),
-        Entry::new("backward_input", &[5, 6, 7]),
-        Entry::new("weight_partials", &[8, 9, 10]),
-        Entry::new("bias_partials", &[11, 12]),
-    ],
+    entries: &[FORWARD, BACKWARD_INPUT, WEIGHT_PARTIALS, BIAS_PARTIALS],
 };
 
 impl Conv2dKernel for GpuBackend {
@@ -267,8 +267,8 @@ impl Conv2dKernel for GpuBackend {
             bound(bias, d.out_channels),
         ];
         self.launch_with_output(
-            OP,
-            "forward",
+            &SHADER,
+            &FORWARD,
             &d.params(),
             &inputs,
             d.output_len(),
@@ -288,8 +288,8 @@ impl Conv2dKernel for GpuBackend {
             bound(grad_out, d.output_len()),
         ];
         self.launch_with_output(
-            OP,
-            "backward_input",
+            &SHADER,
+            &BACKWARD_INPUT,
             &d.params(),
             &inputs,
             d.input_len(),
@@ -307,16 +307,16 @@ impl Conv2dKernel for GpuBackend {
         let invocations = d.batch * d.out_channels.div_ceil(SHADER_LANES) * taps;
         let partials_len = d.batch * d.weight_len();
         let weight_partials = self.launch_with_output(
-            OP,
-            "weight_partials",
+            &SHADER,
+            &WEIGHT_PARTIALS,
             &d.params(),
             &[bound(x, d.input_len()), bound(grad_out, d.output_len())],
             partials_len,
             invocations,
         )?;
         let bias_partials = self.launch_into(
-            OP,
-            "bias_partials",
+            &SHADER,
+            &BIAS_PARTIALS,
             &d.params(),
             &[bound(grad_out, d.output_len())],
             d.batch * d.out_channels,
