@@ -66,13 +66,19 @@ fn bench_profile_times_every_kernel_of_a_step() {
     ] {
         assert!(kernels.contains(&kernel), "no row for {kernel}:\n{stdout}");
     }
+    // Each row is rounded to 0.1, so the sum may be off by 0.05 a row.
     let profiled: f64 = rows.iter().map(|(_, dispatches, _)| dispatches).sum();
-    assert_eq!(profiled, dispatches_per_step(&stdout), "{stdout}");
+    let slack = 0.05 * rows.len() as f64 + 1e-9;
+    assert!(
+        (profiled - dispatches_per_step(&stdout)).abs() <= slack,
+        "{stdout}"
+    );
 
     if gpu.context().has_timestamps() {
         for (name, _, micros) in &rows {
             assert!(
-                micros.is_some_and(|us| us > 0.0),
+                // A number, not "-" (a tiny kernel may round to 0.0 us).
+                micros.is_some_and(|us| us >= 0.0),
                 "{name} untimed:\n{stdout}"
             );
         }

@@ -115,7 +115,7 @@ fn profile<B: Backend>(
 ) -> Result<()> {
     let timed = gpu.start_profiling()?;
     let steps = trainer.train_steps(steps)?.len();
-    let mut kernels = gpu.profile()?;
+    let mut kernels = gpu.stop_profiling()?;
     if !timed {
         show!("profile: the adapter offers no timestamp queries; dispatch counts only");
     }
@@ -133,7 +133,7 @@ fn print_profile(kernels: &[KernelProfile], steps: f64, step_seconds: f64) {
     let total: f64 = kernels.iter().filter_map(|k| k.gpu_seconds).sum();
     let dispatches: u64 = kernels.iter().map(|k| k.dispatches).sum();
     show!(
-        "  {:<28} {:>14} {:>14} {:>7}",
+        "  {:<28} {:>15} {:>12} {:>7}",
         "kernel",
         "dispatches/step",
         "GPU us/step",
@@ -149,16 +149,18 @@ fn print_profile(kernels: &[KernelProfile], steps: f64, step_seconds: f64) {
             ),
             None => ("-".to_string(), "-".to_string()),
         };
-        show!("  {name:<28} {per_step:>14.1} {micros:>14} {share:>7}");
+        show!("  {name:<28} {per_step:>15.1} {micros:>12} {share:>7}");
     }
+    let timed = kernels.iter().any(|k| k.gpu_seconds.is_some());
     let busy = 1e6 * total / steps;
-    show!(
-        "  {:<28} {:>14.1} {:>14.1}",
-        "all kernels",
-        dispatches as f64 / steps,
-        busy
-    );
-    if total > 0.0 {
+    let busy_text = if timed {
+        format!("{busy:.1}")
+    } else {
+        "-".to_string()
+    };
+    let all = dispatches as f64 / steps;
+    show!("  {:<28} {all:>15.1} {busy_text:>12}", "all kernels");
+    if timed {
         show!(
             "GPU busy {busy:.0} us of an unprofiled step's {:.0} us of wall time ({:.0} %)",
             1e6 * step_seconds,

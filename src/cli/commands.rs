@@ -17,7 +17,7 @@ use supernet::training::{
 };
 
 use crate::cli::args::{
-    DeviceArgs, ProtocolArgs, SamplingArg, SubnetChoice, TrainArgs, VariantArg,
+    BackendArg, DeviceArgs, ProtocolArgs, SamplingArg, SubnetChoice, TrainArgs, VariantArg,
 };
 use crate::cli::backend::{select, Selected};
 use crate::cli::bench::BenchArgs;
@@ -451,6 +451,9 @@ pub fn export(weights: &Path, subnet: &str, space: Option<&SearchSpace>, out: &P
 pub fn bench(args: &BenchArgs, device: &DeviceArgs) -> Result<()> {
     if args.steps == 0 || args.batch_size == 0 {
         anyhow::bail!("--steps and --batch-size must be at least 1");
+    }
+    if args.profile && device.backend == BackendArg::Cpu {
+        anyhow::bail!("--profile times GPU kernels: give --backend gpu");
     }
     let data = load_data_for(device, &args.space, 0)?;
     let config = TrainConfig {

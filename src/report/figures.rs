@@ -609,8 +609,14 @@ fn log_tick(v: f64) -> String {
             .is_ok_and(|s| ((s - v) / v).abs() < 1e-9);
         return if exact { short } else { format!("{v:.1e}") };
     }
-    let text = format!("{v:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
+    // Two significant digits (0.0015, 0.25, 1.5, 150), trailing zeros dropped.
+    let decimals = (1 - v.log10().floor() as i32).max(0) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
 }
 
 /// A subnet's index, its x and its y.
@@ -938,5 +944,12 @@ mod tests {
             .map(log_tick)
             .collect();
         assert_eq!(labels, ["0.001", "0.002", "0.005", "0.01", "0.02"]);
+        let labels: Vec<String> = log_ticks(&(1.2e-3..4.5e-3))
+            .into_iter()
+            .map(log_tick)
+            .collect();
+        assert_eq!(labels, ["0.0015", "0.002", "0.003"]);
+        let labels: Vec<String> = [0.25, 1.5, 150.0, 700.0].map(log_tick).to_vec();
+        assert_eq!(labels, ["0.25", "1.5", "150", "700"]);
     }
 }

@@ -62,11 +62,14 @@ pub fn interval(estimate: &Estimate) -> String {
 /// "0.0123", "< 0.0001" (exact), "≤ 0.0001" (no random ordering of the Monte Carlo draws did
 /// as well: their count bounds what the estimate can tell).
 pub fn p_value(p: Option<PValue>) -> String {
-    let floor = 1.0 / (1 + MONTE_CARLO_DRAWS) as f64;
+    let draws = 1 + MONTE_CARLO_DRAWS;
+    let floor = 1.0 / draws as f64;
     match p {
         None => "-".to_string(),
-        Some(p) if p.method == Method::MonteCarlo && p.value <= floor * 1.0000001 => {
-            format!("≤ {floor:.4}")
+        // The least a Monte Carlo p can be: 1 / (1 + draws), shown with the digits it needs.
+        Some(p) if p.method == Method::MonteCarlo && p.value * draws as f64 <= 1.0 + 1e-9 => {
+            let digits = (-floor.log10().floor()) as usize;
+            format!("≤ {floor:.digits$}")
         }
         Some(p) if p.value < 1e-4 => "< 0.0001".to_string(),
         Some(p) => format!("{:.4}", p.value),

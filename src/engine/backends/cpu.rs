@@ -13,9 +13,9 @@ use std::sync::OnceLock;
 use crate::engine::backend::Memory;
 use crate::error::{Error, Result};
 
-/// Forces a lower build of the CPU kernels than the CPU could run: `portable`, `avx2` (vector
-/// code without fused multiply-adds) or `avx2-fma`; read once per process. Tests use it to run
-/// every build on one machine.
+/// Forces a lower build of the CPU kernels than the CPU could run: `portable`, `avx2` (the
+/// AVX2 kernels, with the convolutions' multiply-adds unfused) or `avx2-fma`. The kernels read
+/// it once per process (`CpuBuild::active`). Tests use it to run every build on one machine.
 pub const CPU_BUILD_VAR: &str = "SUPERNET_CPU_BUILD";
 
 /// A build of the CPU kernels, from the plainest up. Where a kernel has a vector build it runs

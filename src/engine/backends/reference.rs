@@ -7,10 +7,12 @@
 //! move freely between the two in tests.
 //!
 //! Layouts are the engine's: images NCHW, conv weights `[out][in][k][k]`, linear weights
-//! `[out][in]`, every buffer flat and row-major. Every sum and product runs in f64 and is
-//! rounded to f32 once, at the end: the oracle is more exact than either fast backend (a
-//! bias gradient sums 50,000 terms at the SuperNet's shapes, where f32 in order loses digits),
-//! so the fast ones agree with it to their own rounding, not bit for bit.
+//! `[out][in]`, every buffer flat and row-major. Every reduction (conv, linear, the column
+//! sums, softmax and its loss) and the Adadelta update run in f64 and are rounded to f32 once,
+//! at the end: the oracle is more exact than either fast backend (a bias gradient sums 50,000
+//! terms at the SuperNet's shapes, where f32 in order loses digits), so the fast ones agree
+//! with it to their own rounding, not bit for bit. One-operation kernels (add, scale, axpy,
+//! ReLU, gather's normalisation, pooling, concat) are exact in f32 already and stay there.
 
 // Index loops are the point here: `out[n][o] = ...` reads like the formula it implements.
 #![allow(clippy::needless_range_loop)]
@@ -138,16 +140,20 @@ fn adadelta_step(
     square_avg: &mut [f32],
     acc_delta: &mut [f32],
 ) {
+    let (rho, eps, lr) = (c.rho as f64, c.eps as f64, c.lr as f64);
     for i in 0..param.len() {
         let g = match grad {
-            Some(grad) => grad[i],
+            Some(grad) => grad[i] as f64,
             None => 0.0,
         };
-        square_avg[i] = square_avg[i] * c.rho + (1.0 - c.rho) * g * g;
-        let std = (square_avg[i] + c.eps).sqrt();
-        let delta = (acc_delta[i] + c.eps).sqrt() / std * g;
-        acc_delta[i] = acc_delta[i] * c.rho + (1.0 - c.rho) * delta * delta;
-        param[i] -= c.lr * delta;
+        let square = square_avg[i] as f64 * rho + (1.0 - rho) * g * g;
+        let std = (square + eps).sqrt();
+        let delta = (acc_delta[i] as f64 + eps).sqrt() / std * g;
+        let acc = acc_delta[i] as f64 * rho + (1.0 - rho) * delta * delta;
+        square_avg[i] = square as f32;
+        acc_delta[i] = acc as f32;
+        // Without a gradient the parameter keeps its bits, as in PyTorch (delta is 0).
+        param[i] = (param[i] as f64 - lr * delta) as f32;
     }
 }
 
@@ -707,11 +713,11 @@ fn log_sum_exp(row: &[f32]) -> f64 {
 
 /// Every label must name a class (as the CPU twin checks).
 fn check_labels(d: &XentDims, labels: &[u32]) -> Result<()> {
-    for n in 0..d.batch {
-        if labels[n] as usize >= d.classes {
+    for &label in labels.iter().take(d.batch) {
+        if label as usize >= d.classes {
             return Err(Error::invalid(
                 "softmax_xent",
-                format!("label {} is not below the {} classes", labels[n], d.classes),
+                format!("label {label} is not below the {} classes", d.classes),
             ));
         }
     }

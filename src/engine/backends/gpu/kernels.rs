@@ -9,8 +9,8 @@ pub(crate) struct ShaderSpec {
     pub name: &'static str,
     pub source: &'static str,
     /// `KernelParams::FIELDS` of the Rust struct launchers pass: checked against the WGSL
-    /// `Params` struct, field by field, in this module's tests (its only reader).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// `Params` struct, field by field, in this module's tests; `launch` refuses parameters of
+    /// another type.
     pub params: &'static [(&'static str, &'static str)],
     pub entries: &'static [Entry],
 }
@@ -117,7 +117,7 @@ mod tests {
     }
 
     /// Metal: MSL 2.0, the oldest wgpu's Metal backend runs on.
-    fn translate_msl(spec: &ShaderSpec, module: &naga::Module, info: &ModuleInfo) -> String {
+    fn translate_msl(spec: &ShaderSpec, module: &naga::Module, info: &ModuleInfo) {
         let options = msl::Options {
             lang_version: (2, 0),
             ..Default::default()
@@ -125,16 +125,39 @@ mod tests {
         let (source, translation) =
             msl::write_string(module, info, &options, &msl::PipelineOptions::default())
                 .unwrap_or_else(|e| panic!("{}: MSL: {e}", spec.name));
-        for (entry, name) in spec.entries.iter().zip(&translation.entry_point_names) {
-            if let Err(e) = name {
-                panic!("{}.{}: MSL: {e}", spec.name, entry.name);
+        translated(spec, module, "MSL", &source, &translation.entry_point_names);
+    }
+
+    /// Every entry point of the module came out of a backend as a function of the source, under
+    /// the name the backend gave it; `names` is in the module's entry-point order.
+    fn translated<E: std::fmt::Display>(
+        spec: &ShaderSpec,
+        module: &naga::Module,
+        language: &str,
+        source: &str,
+        names: &[Result<String, E>],
+    ) {
+        assert_eq!(
+            names.len(),
+            module.entry_points.len(),
+            "{}: {language}",
+            spec.name
+        );
+        for (entry, name) in module.entry_points.iter().zip(names) {
+            match name {
+                Ok(name) => assert!(
+                    source.contains(&format!("void {name}(")),
+                    "{}.{}: {language} has no function {name}",
+                    spec.name,
+                    entry.name
+                ),
+                Err(e) => panic!("{}.{}: {language}: {e}", spec.name, entry.name),
             }
         }
-        source
     }
 
     /// DX12: shader model 5.1, the FXC fallback, stricter than DXC's 6.x.
-    fn translate_hlsl(spec: &ShaderSpec, module: &naga::Module, info: &ModuleInfo) -> String {
+    fn translate_hlsl(spec: &ShaderSpec, module: &naga::Module, info: &ModuleInfo) {
         let options = hlsl::Options {
             shader_model: hlsl::ShaderModel::V5_1,
             ..Default::default()
@@ -144,12 +167,7 @@ mod tests {
         let reflection = hlsl::Writer::new(&mut source, &options, &pipeline)
             .write(module, info, None)
             .unwrap_or_else(|e| panic!("{}: HLSL: {e}", spec.name));
-        for (entry, name) in spec.entries.iter().zip(&reflection.entry_point_names) {
-            if let Err(e) = name {
-                panic!("{}.{}: HLSL: {e}", spec.name, entry.name);
-            }
-        }
-        source
+        translated(spec, module, "HLSL", &source, &reflection.entry_point_names);
     }
 
     /// Vulkan: SPIR-V 1.0, read back by naga's SPIR-V front end and validated again, so the
@@ -181,23 +199,22 @@ mod tests {
     fn every_shader_translates_to_msl_hlsl_and_spirv() {
         for spec in ALL_SHADERS {
             let (module, info) = validated(spec);
-            let msl = translate_msl(spec, &module, &info);
-            let hlsl = translate_hlsl(spec, &module, &info);
+            let mut listed: Vec<&str> = spec.entries.iter().map(|e| e.name).collect();
+            let mut found: Vec<&str> = module
+                .entry_points
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect();
+            listed.sort_unstable();
+            found.sort_unstable();
+            assert_eq!(
+                found, listed,
+                "{}: entry points against the registry",
+                spec.name
+            );
+            translate_msl(spec, &module, &info);
+            translate_hlsl(spec, &module, &info);
             translate_spirv(spec, &module, &info);
-            for entry in spec.entries {
-                assert!(
-                    msl.contains(entry.name),
-                    "{}: MSL lacks {}",
-                    spec.name,
-                    entry.name
-                );
-                assert!(
-                    hlsl.contains(entry.name),
-                    "{}: HLSL lacks {}",
-                    spec.name,
-                    entry.name
-                );
-            }
         }
     }
 

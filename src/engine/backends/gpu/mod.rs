@@ -48,7 +48,9 @@ pub type GpuStorage = Rc<GpuBuffer>;
 
 /// A buffer bound to a kernel, with the number of 4-byte values the kernel's shapes make it
 /// touch there. `launch` checks the buffer holds them: a shape bug becomes an error naming the
-/// kernel, not a read past the end (which WGSL clamps) quietly computing garbage.
+/// kernel, not a read past the end (which WGSL clamps) quietly computing garbage. Buffers are
+/// allocated in 16-byte units, so an overrun of up to 3 values past the length asked for at
+/// allocation stays within the buffer and is not caught.
 #[derive(Clone, Copy)]
 pub(crate) struct Bound<'a> {
     buffer: &'a GpuStorage,
@@ -146,16 +148,12 @@ impl GpuBackend {
         Ok(timestamps)
     }
 
-    /// What each kernel cost since `start_profiling`, the recorded work submitted and waited
-    /// for first; empty when not profiling.
-    pub fn profile(&self) -> Result<Vec<KernelProfile>> {
+    /// Ends profiling: what each kernel cost since `start_profiling`, the recorded work
+    /// submitted and waited for first; empty when not profiling. Later work runs unprofiled.
+    pub fn stop_profiling(&self) -> Result<Vec<KernelProfile>> {
         self.flush()?;
-        Ok(self
-            .profiler
-            .borrow()
-            .as_ref()
-            .map(Profiler::report)
-            .unwrap_or_default())
+        let profiler = self.profiler.borrow_mut().take();
+        Ok(profiler.as_ref().map(Profiler::report).unwrap_or_default())
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -253,17 +251,25 @@ impl GpuBackend {
         if invocations == 0 {
             return Ok(());
         }
-        let (shader, entry) = (shader.name, entry.name);
-        for (binding, b) in buffers.iter().enumerate() {
+        if P::FIELDS != shader.params {
+            let detail = format!(
+                "{}.{}: parameters of another kernel",
+                shader.name, entry.name
+            );
+            return Err(Error::Gpu(detail));
+        }
+        let (shader, entry_name) = (shader.name, entry.name);
+        for (b, binding) in buffers.iter().zip(entry.bindings) {
             let holds = b.buffer.raw().size() / 4;
             if holds < b.values as u64 {
                 let detail = format!(
-                    "{shader}.{entry}: buffer {binding} holds {holds} values, the shapes need {}",
+                    "{shader}.{entry_name}: @binding({binding}) holds {holds} values, the shapes need {}",
                     b.values
                 );
                 return Err(Error::shape(shader, detail));
             }
         }
+        let entry = entry_name;
         let buffers: Vec<&GpuStorage> = buffers.iter().map(|b| b.buffer).collect();
         let buffers = &buffers[..];
         let kernel = self.ctx.kernel(shader, entry)?;
@@ -599,6 +605,8 @@ impl Memory for GpuBackend {
             }
             self.submit(encoder);
             if let Some(profiler) = profiler.as_mut() {
+                // A device error first: it is the likelier cause of a failed readback.
+                self.ctx.check()?;
                 profiler.collect(&self.ctx.device)?;
             }
         }

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 /// A kernel: its shader and entry point.
 pub type KernelName = (&'static str, &'static str);
 
-/// Passes timed per submit; a recording with more submits early (`GpuBackend::launch`).
+/// Passes timed per submit (two queries each); `GpuBackend::launch` submits a recording that
+/// has timed this many before it records the next.
 pub(crate) const TIMED_PASSES: u32 = 1024;
 
 /// What one kernel cost over the profiled work.
@@ -63,6 +64,9 @@ impl Profiler {
     /// untimed. `None` also when the recording has used every query: the caller submits first.
     pub fn begin(&mut self, kernel: KernelName) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
         self.totals.entry(kernel).or_default().dispatches += 1;
+        if self.is_full() {
+            return None;
+        }
         let timer = self.timer.as_ref()?;
         let first = 2 * self.pending.len() as u32;
         self.pending.push(kernel);
@@ -165,13 +169,12 @@ impl Timer {
             .recv()
             .map_err(|_| Error::Gpu("timestamp readback callback never ran".into()))?
             .map_err(|e| Error::Gpu(format!("mapping the timestamps: {e}")))?;
-        let view = self
-            .readback
-            .get_mapped_range(..)
-            .map_err(|e| Error::Gpu(format!("reading the timestamps: {e}")))?;
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&view[..8 * count]);
-        drop(view);
+        let ticks = match self.readback.get_mapped_range(..) {
+            Ok(view) => Ok(bytemuck::pod_collect_to_vec(&view[..8 * count])),
+            Err(e) => Err(Error::Gpu(format!("reading the timestamps: {e}"))),
+        };
+        // Unmapped on every path, or the next resolve could not copy into it.
         self.readback.unmap();
-        Ok(ticks)
+        ticks
     }
 }
