@@ -11,6 +11,7 @@
 use std::ops::Range;
 use std::path::Path;
 
+use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::Shift;
 use plotters::element::{Drawable, PointCollection};
 use plotters::prelude::*;
@@ -19,7 +20,9 @@ use plotters_backend::{BackendCoord, DrawingErrorKind};
 use crate::error::{Error, Result};
 use crate::model::SearchSpace;
 use crate::report::markdown::{interval, signed};
-use crate::report::summary::{Curve, Estimate, Group, Predictor, Spread, SubnetSpread, Summary};
+use crate::report::summary::{
+    Curve, Estimate, Group, GroupAgreement, Predictor, Spread, SubnetSpread, Summary,
+};
 use crate::report::write_atomically;
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -638,6 +641,43 @@ fn scatter(area: &Area, group: &Group, axis: &Axis, summary: &Summary) -> DrawRe
             ))
         })
         .collect();
+    let mut chart = scatter_chart(area, group, axis)?;
+    if points.is_empty() {
+        return Ok(());
+    }
+    let fit = draw_guides(&mut chart, axis, &points)?;
+    let mut labels = Labels {
+        area: chart.plotting_area().get_pixel_range(),
+        placed: Vec::new(),
+    };
+    if let Some(agreement) = group.predictor(axis.predictor) {
+        draw_tau(&mut chart, &mut labels, axis, agreement, fit)?;
+    }
+    // The best have the smallest error.
+    let finals: Vec<f64> = points.iter().map(|(_, _, y)| -y.at).collect();
+    let labelled = labelled(&finals);
+    let styles = styles(&labelled);
+    draw_points(&mut chart, &mut labels, &points, &labelled, &styles)?;
+    // Named after every marker is down, so that no name covers a point.
+    for (i, &(k, x, y)) in points.iter().enumerate().filter(|(i, _)| labelled[*i]) {
+        let name = &group.subnets[k].subnet;
+        draw_name(&mut chart, &mut labels, (x.at, y.at), name, styles[i].0)?;
+    }
+    Ok(())
+}
+
+/// A scatter panel's chart: log axes on both sides, with their ticks and names.
+type LogChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<WithKeyPoints<LogCoord<f64>>, WithKeyPoints<LogCoord<f64>>>,
+>;
+
+fn scatter_chart<'a, 'b>(
+    area: &'a Area<'b>,
+    group: &Group,
+    axis: &Axis,
+) -> std::result::Result<LogChart<'a, 'b>, Box<dyn std::error::Error>> {
     let mut chart = ChartBuilder::on(area)
         .caption(scatter_title(group, axis), font(TITLE_FONT))
         .margin(14)
@@ -664,9 +704,16 @@ fn scatter(area: &Area, group: &Group, axis: &Axis, summary: &Summary) -> DrawRe
         .x_label_formatter(&|v| log_tick(*v))
         .y_label_formatter(&|v| log_tick(*v))
         .draw()?;
-    if points.is_empty() {
-        return Ok(());
-    }
+    Ok(chart)
+}
+
+/// y = x where both axes are errors, and the least-squares line of the logs; returns the
+/// line's (slope, intercept) in log10 units.
+fn draw_guides(
+    chart: &mut LogChart,
+    axis: &Axis,
+    points: &[ScatterPoint],
+) -> std::result::Result<Option<(f64, f64)>, Box<dyn std::error::Error>> {
     let grey = RGBColor(120, 120, 120);
     if axis.predictor == Predictor::OneshotAccuracy {
         let (lo, hi) = (axis.range.start, axis.range.end);
@@ -690,34 +737,46 @@ fn scatter(area: &Area, group: &Group, axis: &Axis, summary: &Summary) -> DrawRe
         });
         chart.draw_series(LineSeries::new(line, grey.stroke_width(2)))?;
     }
-    // The best have the smallest error.
-    let finals: Vec<f64> = points.iter().map(|(_, _, y)| -y.at).collect();
-    let labelled = labelled(&finals);
-    let styles = styles(&labelled);
+    Ok(fit)
+}
+
+/// The predictor's tau with its interval, in the top corner the points leave empty: left
+/// where they rise, right where they fall.
+fn draw_tau(
+    chart: &mut LogChart,
+    labels: &mut Labels,
+    axis: &Axis,
+    agreement: &GroupAgreement,
+    fit: Option<(f64, f64)>,
+) -> DrawResult {
+    let text = format!(
+        "tau {} {}",
+        signed(agreement.kendall_tau.spread.mean),
+        interval(&agreement.kendall_tau)
+    );
+    let width = Labels::width(&text);
+    let falling = fit.is_some_and(|(slope, _)| slope < 0.0);
+    let (at, offset) = if falling {
+        ((axis.range.end, axis.y_range.end), (-10 - width, 8))
+    } else {
+        ((axis.range.start, axis.y_range.end), (10, 8))
+    };
+    labels.reserve(chart.backend_coord(&at), offset, width);
+    chart.draw_series([EmptyElement::at(at) + Text::new(text, offset, font(TICK_FONT))])?;
+    Ok(())
+}
+
+/// Every point with its bars of one sd, the named ones last so that they stay on top.
+fn draw_points(
+    chart: &mut LogChart,
+    labels: &mut Labels,
+    points: &[ScatterPoint],
+    labelled: &[bool],
+    styles: &[(RGBColor, usize)],
+) -> DrawResult {
     let order = (0..points.len())
         .filter(|&i| !labelled[i])
         .chain((0..points.len()).filter(|&i| labelled[i]));
-    let mut labels = Labels {
-        area: chart.plotting_area().get_pixel_range(),
-        placed: Vec::new(),
-    };
-    if let Some(agreement) = group.predictor(axis.predictor) {
-        let text = format!(
-            "tau {} {}",
-            signed(agreement.kendall_tau.spread.mean),
-            interval(&agreement.kendall_tau)
-        );
-        // In the top corner the points leave empty: left where they rise, right where they fall.
-        let width = Labels::width(text.chars().count());
-        let falling = fit.is_some_and(|(slope, _)| slope < 0.0);
-        let (at, offset) = if falling {
-            ((axis.range.end, axis.y_range.end), (-10 - width, 8))
-        } else {
-            ((axis.range.start, axis.y_range.end), (10, 8))
-        };
-        labels.reserve(chart.backend_coord(&at), offset, width);
-        chart.draw_series([EmptyElement::at(at) + Text::new(text, offset, font(TICK_FONT))])?;
-    }
     for i in order {
         let (_, x, y) = points[i];
         let (colour, shape) = styles[i];
@@ -728,28 +787,34 @@ fn scatter(area: &Area, group: &Group, axis: &Axis, summary: &Summary) -> DrawRe
         chart.draw_series([marker((x.at, y.at), shape, colour, MARKER)])?;
         labels.reserve_marker(chart.backend_coord(&(x.at, y.at)));
     }
-    // Named after every marker is down, so that no name covers a point.
-    for (i, &(k, x, y)) in points.iter().enumerate().filter(|(i, _)| labelled[*i]) {
-        let colour = styles[i].0;
-        let name = group.subnets[k].subnet.clone();
-        let width = Labels::width(name.len());
-        let offset = labels.place(chart.backend_coord(&(x.at, y.at)), width);
-        if offset.1 < -Labels::NEAR || offset.1 > Labels::BELOW {
-            // Moved away from a crowd: a leader line to the name's near edge says whose it is.
-            let edge = if offset.0 < 0 {
-                offset.0 + width
-            } else {
-                offset.0
-            };
-            let end = (edge, offset.1 + Labels::HEIGHT / 2);
-            let leader = EmptyElement::at((x.at, y.at))
-                + PathElement::new(vec![(0, 0), end], colour.stroke_width(1));
-            chart.draw_series([leader])?;
-        }
-        let label = EmptyElement::at((x.at, y.at))
-            + Text::new(name, offset, font(TICK_FONT).color(&colour));
-        chart.draw_series([label])?;
+    Ok(())
+}
+
+/// A subnet's name beside its point, where `labels` finds room; one moved away from a crowd
+/// gets a leader line to its near edge that says whose it is.
+fn draw_name(
+    chart: &mut LogChart,
+    labels: &mut Labels,
+    at: (f64, f64),
+    name: &str,
+    colour: RGBColor,
+) -> DrawResult {
+    let width = Labels::width(name);
+    let offset = labels.place(chart.backend_coord(&at), width);
+    if offset.1 < -Labels::NEAR || offset.1 > Labels::BELOW {
+        let edge = if offset.0 < 0 {
+            offset.0 + width
+        } else {
+            offset.0
+        };
+        let end = (edge, offset.1 + Labels::HEIGHT / 2);
+        let leader =
+            EmptyElement::at(at) + PathElement::new(vec![(0, 0), end], colour.stroke_width(1));
+        chart.draw_series([leader])?;
     }
+    let label =
+        EmptyElement::at(at) + Text::new(name.to_string(), offset, font(TICK_FONT).color(&colour));
+    chart.draw_series([label])?;
     Ok(())
 }
 
@@ -768,8 +833,10 @@ impl Labels {
     const HEIGHT: i32 = TICK_FONT as i32;
 
     /// A name's width in pixels: digits are about 0.6 em wide.
-    fn width(chars: usize) -> i32 {
-        (chars as f64 * 0.6 * TICK_FONT as f64).ceil() as i32
+    /// A generous width of `text` in tick-font pixels (0.6 em a character, above DejaVu
+    /// Sans' average), so that boxes kept apart keep their text apart.
+    fn width(text: &str) -> i32 {
+        (text.chars().count() as f64 * 0.6 * TICK_FONT as f64).ceil() as i32
     }
 
     /// The offset from the point at `at` of a name `width` pixels wide: above right, below
