@@ -650,14 +650,14 @@ fn scatter(area: &Area, group: &Group, axis: &Axis, summary: &Summary) -> DrawRe
         area: chart.plotting_area().get_pixel_range(),
         placed: Vec::new(),
     };
-    if let Some(agreement) = group.predictor(axis.predictor) {
-        draw_tau(&mut chart, &mut labels, axis, agreement, fit)?;
-    }
     // The best have the smallest error.
     let finals: Vec<f64> = points.iter().map(|(_, _, y)| -y.at).collect();
     let labelled = labelled(&finals);
     let styles = styles(&labelled);
     draw_points(&mut chart, &mut labels, &points, &labelled, &styles)?;
+    if let Some(agreement) = group.predictor(axis.predictor) {
+        draw_tau(&mut chart, &mut labels, axis, &points, agreement, fit)?;
+    }
     // Named after every marker is down, so that no name covers a point.
     for (i, &(k, x, y)) in points.iter().enumerate().filter(|(i, _)| labelled[*i]) {
         let name = &group.subnets[k].subnet;
@@ -731,6 +731,7 @@ fn draw_guides(
     let fit = least_squares(&logs);
     if let Some((slope, intercept)) = fit {
         let span = log_padded(points.iter().map(|(_, x, _)| x.at));
+        let span = within_y(span, (slope, intercept), &axis.y_range);
         let line = (0..=20).map(|i| {
             let x = span.start * (span.end / span.start).powf(i as f64 / 20.0);
             (x, 10f64.powf(slope * x.log10() + intercept))
@@ -740,12 +741,30 @@ fn draw_guides(
     Ok(fit)
 }
 
-/// The predictor's tau with its interval, in the top corner the points leave empty: left
-/// where they rise, right where they fall.
+/// The part of `span` (x values) where the line `log y = slope log x + intercept` stays
+/// inside `y_range`, so that a steep fit ends at the panel's edge instead of running past it.
+fn within_y(span: Range<f64>, (slope, intercept): (f64, f64), y_range: &Range<f64>) -> Range<f64> {
+    if slope == 0.0 {
+        return span;
+    }
+    let x_at = |y: f64| 10f64.powf((y.log10() - intercept) / slope);
+    let (a, b) = (x_at(y_range.start), x_at(y_range.end));
+    let (lo, hi) = (a.min(b), a.max(b));
+    let clipped = span.start.max(lo)..span.end.min(hi);
+    if clipped.start < clipped.end {
+        clipped
+    } else {
+        span
+    }
+}
+
+/// The predictor's tau with its interval, in a corner clear of every marker and error bar:
+/// the top one the points leave empty first (left where they rise, right where they fall).
 fn draw_tau(
     chart: &mut LogChart,
     labels: &mut Labels,
     axis: &Axis,
+    points: &[ScatterPoint],
     agreement: &GroupAgreement,
     fit: Option<(f64, f64)>,
 ) -> DrawResult {
@@ -755,14 +774,32 @@ fn draw_tau(
         interval(&agreement.kendall_tau)
     );
     let width = Labels::width(&text);
+    let bars: Vec<Box4> = points
+        .iter()
+        .flat_map(|&(_, x, y)| {
+            let (left, right) = (
+                chart.backend_coord(&(x.lo, y.at)),
+                chart.backend_coord(&(x.hi, y.at)),
+            );
+            let (top, bottom) = (
+                chart.backend_coord(&(x.at, y.hi)),
+                chart.backend_coord(&(x.at, y.lo)),
+            );
+            [
+                (left.0, left.1 - 1, right.0, right.1 + 1),
+                (top.0 - 1, top.1, bottom.0 + 1, bottom.1),
+            ]
+        })
+        .collect();
     let falling = fit.is_some_and(|(slope, _)| slope < 0.0);
-    let (at, offset) = if falling {
-        ((axis.range.end, axis.y_range.end), (-10 - width, 8))
-    } else {
-        ((axis.range.start, axis.y_range.end), (10, 8))
-    };
-    labels.reserve(chart.backend_coord(&at), offset, width);
-    chart.draw_series([EmptyElement::at(at) + Text::new(text, offset, font(TICK_FONT))])?;
+    let corner = labels.corner(width, falling, &bars);
+    // Drawn from the panel's top-left data corner, offset to the chosen pixel corner.
+    let origin_data = (axis.range.start, axis.y_range.end);
+    let origin = chart.backend_coord(&origin_data);
+    let offset = (corner.0 - origin.0, corner.1 - origin.1);
+    labels.reserve(origin, offset, width);
+    chart
+        .draw_series([EmptyElement::at(origin_data) + Text::new(text, offset, font(TICK_FONT))])?;
     Ok(())
 }
 
@@ -820,10 +857,18 @@ fn draw_name(
 
 /// The pixel boxes of the subnet names placed so far in one panel, so that a name in a crowd
 /// of points moves to a free spot instead of printing over another.
+/// A box in pixels: left, top, right, bottom.
+type Box4 = (i32, i32, i32, i32);
+
 struct Labels {
     /// The plotting area in pixels: a name stays inside it.
     area: (Range<i32>, Range<i32>),
-    placed: Vec<(i32, i32, i32, i32)>,
+    placed: Vec<Box4>,
+}
+
+/// Whether two pixel boxes share any pixel.
+fn overlaps(a: &Box4, b: &Box4) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
 }
 
 impl Labels {
@@ -832,7 +877,6 @@ impl Labels {
     const BELOW: i32 = 4;
     const HEIGHT: i32 = TICK_FONT as i32;
 
-    /// A name's width in pixels: digits are about 0.6 em wide.
     /// A generous width of `text` in tick-font pixels (0.6 em a character, above DejaVu
     /// Sans' average), so that boxes kept apart keep their text apart.
     fn width(text: &str) -> i32 {
@@ -857,10 +901,8 @@ impl Labels {
                 && x0 + width <= xs.end
                 && ys.start <= y0
                 && y0 + Self::HEIGHT <= ys.end;
-            let overlaps = |&(a0, b0, a1, b1): &(i32, i32, i32, i32)| {
-                x0 < a1 && a0 < x0 + width && y0 < b1 && b0 < y0 + Self::HEIGHT
-            };
-            inside && !self.placed.iter().any(overlaps)
+            let taken = (x0, y0, x0 + width, y0 + Self::HEIGHT);
+            inside && !self.placed.iter().any(|b| overlaps(&taken, b))
         };
         let offset = candidates
             .iter()
@@ -869,6 +911,31 @@ impl Labels {
             .unwrap_or(candidates[0]);
         self.reserve(at, offset, width);
         offset
+    }
+
+    /// The top-left pixel of a box `width` wide in the first corner of the plotting area that
+    /// meets nothing placed and none of `bars`: top right first when `right_first`, else top
+    /// left, then the other top corner, then the bottom ones; the first when all are taken.
+    fn corner(&self, width: i32, right_first: bool, bars: &[Box4]) -> BackendCoord {
+        let (xs, ys) = &self.area;
+        let (left, right) = (xs.start + 10, xs.end - 10 - width);
+        let (top, bottom) = (ys.start + 8, ys.end - 8 - Self::HEIGHT);
+        let sides = if right_first {
+            [right, left]
+        } else {
+            [left, right]
+        };
+        let corners = [
+            (sides[0], top),
+            (sides[1], top),
+            (sides[1], bottom),
+            (sides[0], bottom),
+        ];
+        let free = |&(x, y): &BackendCoord| {
+            let taken = (x, y, x + width, y + Self::HEIGHT);
+            !self.placed.iter().chain(bars).any(|b| overlaps(&taken, b))
+        };
+        corners.iter().copied().find(free).unwrap_or(corners[0])
     }
 
     /// Marks the square a marker at `at` covers as taken.

@@ -68,7 +68,8 @@ pub fn p_value(p: Option<PValue>) -> String {
         None => "-".to_string(),
         // The least a Monte Carlo p can be: 1 / (1 + draws), shown with the digits it needs.
         Some(p) if p.method == Method::MonteCarlo && p.value * draws as f64 <= 1.0 + 1e-9 => {
-            let digits = (-floor.log10().floor()) as usize;
+            // The digits that keep the floor's first one: 1/10,001 reads "0.0001".
+            let digits = (-floor.log10() - 1e-3).ceil() as usize;
             format!("≤ {floor:.digits$}")
         }
         Some(p) if p.value < 1e-4 => "< 0.0001".to_string(),
@@ -536,5 +537,33 @@ fn figures(md: &mut String, space: Option<&SearchSpace>) {
             "![{}](figures/{}.svg)\n\n*{}.{key}*\n",
             figure.caption, figure.stem, figure.caption
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::statistics::{Method, PValue};
+
+    /// A Monte Carlo p at its floor, 1 / (1 + draws), is written as a bound with the digits
+    /// that keep its first one; an exact p below 0.0001 as "< 0.0001"; others to 4 places.
+    #[test]
+    fn p_values_at_and_above_their_floors() {
+        let monte_carlo = |value| {
+            Some(PValue {
+                value,
+                method: Method::MonteCarlo,
+            })
+        };
+        let floor = 1.0 / (1 + MONTE_CARLO_DRAWS) as f64;
+        assert_eq!(p_value(monte_carlo(floor)), "≤ 0.0001");
+        assert_eq!(p_value(monte_carlo(2.0 * floor)), "0.0002");
+        let exact = Some(PValue {
+            value: 1.0 / 40320.0,
+            method: Method::Exact,
+        });
+        assert_eq!(p_value(exact), "< 0.0001");
+        assert_eq!(p_value(monte_carlo(0.01234)), "0.0123");
+        assert_eq!(p_value(None), "-");
     }
 }
