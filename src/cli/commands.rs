@@ -269,11 +269,15 @@ pub fn train_one<'b, B: Backend>(
             .map(Subnet::to_string)
             .collect();
         run.rewrite_metrics(trainer.history(), &order)?;
-        say!(
-            "resuming after epoch {} of {}",
-            trainer.history().len(),
-            config.epochs
-        );
+        let done = trainer.history().len();
+        match trainer.resumed_step() {
+            0 => say!("resuming after epoch {done} of {}", config.epochs),
+            step => say!(
+                "resuming after epoch {done} of {}, at step {step} of epoch {}",
+                config.epochs,
+                done + 1
+            ),
+        }
         trainer
     } else {
         if start == Start::Restart {

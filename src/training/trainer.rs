@@ -209,6 +209,12 @@ impl<'b, B: Backend> Trainer<'b, B> {
         self.stop = Some(flag);
     }
 
+    /// The steps of the epoch in progress a resumed training had done before it stopped (0
+    /// when it stopped at an epoch's end, or was not resumed).
+    pub fn resumed_step(&self) -> usize {
+        self.resumed_step
+    }
+
     /// The epochs finished so far (of a resumed training: before the resume too).
     pub fn history(&self) -> &[EpochMetrics] {
         &self.history
