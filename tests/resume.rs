@@ -186,8 +186,16 @@ fn sigterm_stops_after_the_step_and_the_run_resumes() {
         .expect("a stop line");
     assert!(line.contains("--resume --out"), "{line}");
     assert!(run.join("training-state.safetensors").is_file());
-    let resumed = full(&run).args(["--resume", "-q"]).status().expect("runs");
-    assert!(resumed.success());
+    // "stopped by SIGTERM in epoch E after S steps; ...": the resume says where it picks up.
+    let words: Vec<&str> = line.split([' ', ';']).collect();
+    let (epoch, steps) = (words[5], words[7]);
+    let resumed = full(&run).args(["--resume"]).output().expect("runs");
+    let message = stderr(&resumed);
+    assert!(resumed.status.success(), "{message}");
+    if steps != "0" {
+        let at = format!("at step {steps} of epoch {epoch}");
+        assert!(message.contains(&at), "{line}\n{message}");
+    }
     assert_eq!(
         tensors(&run.join("model.safetensors")),
         tensors(&reference.join("model.safetensors"))
@@ -214,7 +222,11 @@ fn sigterm_stops_after_the_step_and_the_run_resumes() {
     let resumed = full(&killed).args(["--resume"]).output().expect("runs");
     let message = stderr(&resumed);
     assert!(resumed.status.success(), "{message}");
-    assert!(message.contains("resuming after epoch 1 of 2"), "{message}");
+    // A SIGKILL leaves the state of the last epoch end: no step to pick up at.
+    assert!(
+        message.contains("resuming after epoch 1 of 2\n"),
+        "{message}"
+    );
     assert_eq!(
         tensors(&killed.join("model.safetensors")),
         tensors(&reference.join("model.safetensors"))
