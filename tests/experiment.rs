@@ -68,6 +68,23 @@ const FIGURES: [&str; 6] = [
 const TRAININGS: usize = 14;
 
 /// A group's agreement of `predictor` in results.json.
+/// A job's result.json under an experiment folder.
+fn job_result(root: &std::path::Path, job: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(root.join(job).join("result.json")).expect("result");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// Each epoch's training loss and subnet accuracies: what a training's numbers are.
+fn epochs(result: &serde_json::Value) -> serde_json::Value {
+    let epochs: Vec<_> = result["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|m| serde_json::json!([m["train_loss"], m["subnets"]]))
+        .collect();
+    serde_json::json!(epochs)
+}
+
 fn predictor<'a>(group: &'a serde_json::Value, predictor: &str) -> &'a serde_json::Value {
     group["predictors"]
         .as_array()
@@ -457,15 +474,8 @@ fn three_workers_share_one_experiment() {
         let times = log.lines().filter(|l| *l == line).count();
         assert_eq!(times, 1, "{} ran {times} times:\n{log}", job.display());
         let read = |root: &std::path::Path| -> serde_json::Value {
-            let text = std::fs::read_to_string(root.join(job).join("result.json")).expect("result");
-            let r: serde_json::Value = serde_json::from_str(&text).expect("json");
-            let epochs: Vec<_> = r["history"]
-                .as_array()
-                .expect("history")
-                .iter()
-                .map(|m| serde_json::json!([m["train_loss"], m["subnets"]]))
-                .collect();
-            serde_json::json!([epochs, r["kl_proxy"], r["zero_cost"]])
+            let r = job_result(root, job);
+            serde_json::json!([epochs(&r), r["kl_proxy"], r["zero_cost"]])
         };
         assert_eq!(read(&three), read(&one), "{}", job.display());
         assert!(
@@ -520,17 +530,7 @@ fn a_killed_experiment_resumes_its_training() {
     assert!(log.contains("resuming after epoch 1 of 2"), "{log}");
     let plan = supernet::training::experiment::read_plan(&whole).expect("plan");
     for job in &plan.jobs {
-        let history = |root: &std::path::Path| -> serde_json::Value {
-            let text = std::fs::read_to_string(root.join(job).join("result.json")).expect("result");
-            let r: serde_json::Value = serde_json::from_str(&text).expect("json");
-            let epochs: Vec<_> = r["history"]
-                .as_array()
-                .expect("history")
-                .iter()
-                .map(|m| serde_json::json!([m["train_loss"], m["subnets"]]))
-                .collect();
-            serde_json::json!(epochs)
-        };
+        let history = |root: &std::path::Path| epochs(&job_result(root, job));
         assert_eq!(history(&killed), history(&whole), "{}", job.display());
     }
 }
