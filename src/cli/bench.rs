@@ -65,11 +65,15 @@ fn bench_on<B: Backend>(
     let per_step = train_seconds / steps as f64;
     let images = (steps * args.batch_size) as f64;
     let epoch_steps = data.train.count.div_ceil(args.batch_size);
+    // Two lines, so that each fits 80 columns.
     show!(
-        "one-shot training ({:?}, space {}, batch {}): {steps} steps in {train_seconds:.3} s, {:.0} images/s, {:.2} ms/step -> {:.2} s per epoch of {epoch_steps} steps",
+        "one-shot training ({:?}, space {}, batch {}): {steps} steps in {train_seconds:.3} s",
         args.variant,
         args.space,
         args.batch_size,
+    );
+    show!(
+        "  {:.0} images/s, {:.2} ms/step -> {:.2} s per epoch of {epoch_steps} steps",
         images / train_seconds,
         1e3 * per_step,
         per_step * epoch_steps as f64
@@ -78,9 +82,12 @@ fn bench_on<B: Backend>(
         let per_step = GpuCounters::read(gpu).since(&before, steps as f64);
         let step_cpu = (trainer.step_seconds() - seconds_before) / steps as f64;
         show!(
-            "gpu: {:.1} dispatches per step; CPU time per step: {:.3} ms in all ({:.3} ms encoding commands, {:.3} ms in queue submit)",
+            "gpu: {:.1} dispatches per step; CPU time per step: {:.3} ms in all",
             per_step.dispatches,
             1e3 * step_cpu,
+        );
+        show!(
+            "  ({:.3} ms encoding commands, {:.3} ms in queue submit)",
             1e3 * per_step.record_seconds,
             1e3 * per_step.submit_seconds
         );
