@@ -35,6 +35,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use supernet::engine::backend::GradInto;
 use supernet::engine::ops::conv2d::Conv2dDims;
 use supernet::engine::ops::gather::GatherDims;
 use supernet::engine::ops::linear::LinearDims;
@@ -165,7 +166,8 @@ fn conv2d_cases<B: Backend>(
             b.conv2d_backward_input(&i.dims, &i.weight, &i.grad_out)
         })
         .kernel("backward_params", macs, |b, i| {
-            let (_grad_weight, grad_bias) = b.conv2d_backward_params(&i.dims, &i.x, &i.grad_out)?;
+            let into = GradInto::new_buffers();
+            let (_, grad_bias) = b.conv2d_backward_params(&i.dims, &i.x, &i.grad_out, into)?;
             Ok(grad_bias)
         })
         .done())
@@ -205,8 +207,10 @@ fn linear_cases<B: Backend>(
         .kernel("backward_input", macs, |b, i| {
             b.linear_backward_input(&i.dims, &i.weight, &i.grad_out)
         })
-        .kernel("backward_weight", macs, |b, i| {
-            b.linear_backward_weight(&i.dims, &i.x, &i.grad_out)
+        .kernel("backward_params", macs, |b, i| {
+            let into = GradInto::new_buffers();
+            let (_, grad_bias) = b.linear_backward_params(&i.dims, &i.x, &i.grad_out, into)?;
+            Ok(grad_bias)
         })
         .done())
 }

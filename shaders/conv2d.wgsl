@@ -126,29 +126,24 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     }
 }
 
-// ---- weight_partials: per image, one invocation per (n, c, ky, kx) and block of 8 outputs ---
-//   partials: [N, O, C, K, K]; summed over N in order by reduce.wgsl (no float atomics).
-//   The image's pixels are visited in row-major order, as in the CPU twin; each input value is
-//   read once for the 8 output channels it feeds.
-@group(0) @binding(8) var<storage, read> wp_x: array<f32>;
-@group(0) @binding(9) var<storage, read> wp_grad_out: array<f32>;
-@group(0) @binding(10) var<storage, read_write> wp_partials: array<f32>;
+// ---- param_grads: the weight and bias gradients, one workgroup per output --------------------
+//   grad_weight: [O, C, K, K]   grad_bias: [O]
+//   Workgroup g < blocks * C * K * K takes a (block of 8 outputs, c, ky, kx); the next ones a
+//   block of 8 biases. Its invocation t computes images t, t + WORKGROUP_SIZE, ...: each image's
+//   partial sum over its pixels in row-major order, as the CPU twin; invocation 0 then adds the
+//   partials in image order. The same order every run, and no float atomics.
+const GROUP_PARTIALS: u32 = WORKGROUP_SIZE * LANES;
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn weight_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = flat_index(gid, groups);
+@group(0) @binding(8) var<storage, read> pg_x: array<f32>;
+@group(0) @binding(9) var<storage, read> pg_grad_out: array<f32>;
+@group(0) @binding(10) var<storage, read_write> pg_grad_weight: array<f32>;
+@group(0) @binding(11) var<storage, read_write> pg_grad_bias: array<f32>;
+
+var<workgroup> partials: array<f32, GROUP_PARTIALS>;
+
+// One image's partial sums of the 8 weights (first + lane, c, ky, kx).
+fn weight_partial(n: u32, first: u32, c: u32, ky: u32, kx: u32) -> array<f32, 8> {
     let k = p.kernel;
-    let taps = k * k;
-    let blocks = (p.out_channels + LANES - 1u) / LANES;
-    if (i >= p.batch * blocks * p.in_channels * taps) {
-        return;
-    }
-    let tap = i % taps;
-    let kx = tap % k;
-    let ky = tap / k;
-    let c = (i / taps) % p.in_channels;
-    let first = ((i / (taps * p.in_channels)) % blocks) * LANES;
-    let n = i / (taps * p.in_channels * blocks);
     let hw = p.height * p.width;
     let x_base = (n * p.in_channels + c) * hw;
     let pad = i32(k / 2u);
@@ -163,36 +158,85 @@ fn weight_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
             if (ix < 0 || ix >= i32(p.width)) {
                 continue;
             }
-            let value = wp_x[x_base + u32(iy) * p.width + u32(ix)];
+            let value = pg_x[x_base + u32(iy) * p.width + u32(ix)];
             for (var lane = 0u; lane < LANES; lane++) {
                 let o = min(first + lane, p.out_channels - 1u);
-                acc[lane] += wp_grad_out[(n * p.out_channels + o) * hw + y * p.width + px] * value;
+                acc[lane] += pg_grad_out[(n * p.out_channels + o) * hw + y * p.width + px] * value;
             }
         }
     }
-    for (var lane = 0u; lane < LANES; lane++) {
-        let o = first + lane;
-        if (o < p.out_channels) {
-            wp_partials[((n * p.out_channels + o) * p.in_channels + c) * taps + tap] = acc[lane];
-        }
-    }
+    return acc;
 }
 
-// ---- bias_partials: per image, one invocation per (n, o) -------------------------------------
-//   partials: [N, O]
-@group(0) @binding(11) var<storage, read> bp_grad_out: array<f32>;
-@group(0) @binding(12) var<storage, read_write> bp_partials: array<f32>;
+// One image's partial sums of the 8 biases first + lane: its output gradients' plane sums.
+fn bias_partial(n: u32, first: u32) -> array<f32, 8> {
+    let hw = p.height * p.width;
+    var acc: array<f32, 8>;
+    for (var lane = 0u; lane < LANES; lane++) {
+        let o = min(first + lane, p.out_channels - 1u);
+        for (var j = 0u; j < hw; j++) {
+            acc[lane] += pg_grad_out[(n * p.out_channels + o) * hw + j];
+        }
+    }
+    return acc;
+}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn bias_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = flat_index(gid, groups);
-    if (i >= p.batch * p.out_channels) {
+fn param_grads(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+) {
+    let g = wid.x + wid.y * groups.x;
+    let taps = p.kernel * p.kernel;
+    let blocks = (p.out_channels + LANES - 1u) / LANES;
+    let weight_groups = blocks * p.in_channels * taps;
+    if (g >= weight_groups + blocks) {
         return;
     }
-    let hw = p.height * p.width;
-    var acc = 0.0;
-    for (var j = 0u; j < hw; j++) {
-        acc += bp_grad_out[i * hw + j];
+    let is_weight = g < weight_groups;
+    let tap = g % taps;
+    let c = (g / taps) % p.in_channels;
+    var first = (g / (taps * p.in_channels)) * LANES;
+    if (!is_weight) {
+        first = (g - weight_groups) * LANES;
     }
-    bp_partials[i] = acc;
+    var sums: array<f32, 8>;
+    for (var n0 = 0u; n0 < p.batch; n0 += WORKGROUP_SIZE) {
+        let n = n0 + t;
+        var part: array<f32, 8>;
+        if (n < p.batch) {
+            if (is_weight) {
+                part = weight_partial(n, first, c, tap / p.kernel, tap % p.kernel);
+            } else {
+                part = bias_partial(n, first);
+            }
+        }
+        for (var lane = 0u; lane < LANES; lane++) {
+            partials[t * LANES + lane] = part[lane];
+        }
+        workgroupBarrier();
+        if (t == 0u) {
+            for (var j = 0u; j < min(WORKGROUP_SIZE, p.batch - n0); j++) {
+                for (var lane = 0u; lane < LANES; lane++) {
+                    sums[lane] += partials[j * LANES + lane];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (t != 0u) {
+        return;
+    }
+    for (var lane = 0u; lane < LANES; lane++) {
+        let o = first + lane;
+        if (o >= p.out_channels) {
+            continue;
+        }
+        if (is_weight) {
+            pg_grad_weight[(o * p.in_channels + c) * taps + tap] = sums[lane];
+        } else {
+            pg_grad_bias[o] = sums[lane];
+        }
+    }
 }

@@ -50,22 +50,34 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     bin_grad_x[idx] = acc;
 }
 
-// ---- backward_weight: one invocation per (o, i), summing the batch in order -----------------
-@group(0) @binding(8) var<storage, read> bw_x: array<f32>;
-@group(0) @binding(9) var<storage, read> bw_grad_out: array<f32>;
-@group(0) @binding(10) var<storage, read_write> bw_grad_weight: array<f32>;
+// ---- backward_params: one invocation per weight (o, i), then one per bias o -----------------
+//   Each sums the batch in order: grad_weight[o, i] = sum_n grad_out[n, o] * x[n, i],
+//   grad_bias[o] = sum_n grad_out[n, o].
+@group(0) @binding(8) var<storage, read> bp_x: array<f32>;
+@group(0) @binding(9) var<storage, read> bp_grad_out: array<f32>;
+@group(0) @binding(10) var<storage, read_write> bp_grad_weight: array<f32>;
+@group(0) @binding(11) var<storage, read_write> bp_grad_bias: array<f32>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let idx = flat_index(gid, groups);
-    if (idx >= p.out_features * p.in_features) {
+    let weights = p.out_features * p.in_features;
+    if (idx >= weights + p.out_features) {
+        return;
+    }
+    var acc = 0.0;
+    if (idx >= weights) {
+        let o = idx - weights;
+        for (var n = 0u; n < p.batch; n++) {
+            acc += bp_grad_out[n * p.out_features + o];
+        }
+        bp_grad_bias[o] = acc;
         return;
     }
     let i = idx % p.in_features;
     let o = idx / p.in_features;
-    var acc = 0.0;
     for (var n = 0u; n < p.batch; n++) {
-        acc += bw_grad_out[n * p.out_features + o] * bw_x[n * p.in_features + i];
+        acc += bp_grad_out[n * p.out_features + o] * bp_x[n * p.in_features + i];
     }
-    bw_grad_weight[idx] = acc;
+    bp_grad_weight[idx] = acc;
 }

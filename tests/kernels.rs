@@ -12,6 +12,7 @@ mod common;
 
 use rand::rngs::StdRng;
 use rand::Rng;
+use supernet::engine::backend::GradInto;
 use supernet::engine::backends::cpu::{CpuBuild, CPU_BUILD_VAR};
 use supernet::engine::ops::adadelta::AdadeltaKernel;
 use supernet::engine::ops::conv2d::{Conv2dDims, Conv2dKernel};
@@ -176,6 +177,16 @@ fn indices<B: Memory>(
     ))
 }
 
+/// A layer's gradient slots as a network's parameters have them (on the GPU, views at offsets
+/// of one buffer), so the parameter-gradient kernels are checked writing where training has
+/// them write; a backend without slots writes new buffers.
+fn grad_into<B: Backend>(slots: &Option<Vec<B::Storage>>) -> GradInto<'_, B::Storage> {
+    GradInto {
+        weight: slots.as_ref().map(|s| &s[0]),
+        bias: slots.as_ref().map(|s| &s[1]),
+    }
+}
+
 fn upload_random<B: Memory>(backend: &B, rng: &mut StdRng, len: usize) -> Result<B::Storage> {
     backend.upload(&common::random(rng, len))
 }
@@ -214,7 +225,9 @@ impl KernelCase for ConvCase {
         let grad_out = upload_random(backend, rng, d.output_len())?;
         let out = backend.conv2d_forward(d, &x, &weight, &bias)?;
         let grad_x = backend.conv2d_backward_input(d, &weight, &grad_out)?;
-        let (grad_weight, grad_bias) = backend.conv2d_backward_params(d, &x, &grad_out)?;
+        let slots = backend.gradient_slots(&[d.weight_len(), out_channels])?;
+        let into = grad_into::<B>(&slots);
+        let (grad_weight, grad_bias) = backend.conv2d_backward_params(d, &x, &grad_out, into)?;
         Ok(vec![
             values(backend, "forward", &out, d.output_len())?,
             values(backend, "backward_input", &grad_x, d.input_len())?,
@@ -239,6 +252,10 @@ fn conv2d_edge_shapes() {
         ConvCase("kernel 5, odd 6x7, channels 5->3", [2, 5, 3, 6, 7, 5]),
         ConvCase("kernel 5 wider than a 3x2 image", [2, 3, 4, 3, 2, 5]),
         ConvCase("1x1 image, kernel 3", [3, 2, 5, 1, 1, 3]),
+        ConvCase(
+            "a batch past one workgroup, 17 channels",
+            [70, 2, 17, 3, 4, 3],
+        ),
         ConvCase("kernel 7, 14x14", [2, 3, 9, 14, 14, 7]),
         ConvCase(
             "kernel 9 (the CPU's general-kernel path), 11x10",
@@ -272,7 +289,9 @@ fn conv2d_weight_gradient_is_bitwise_deterministic() {
     let x = upload_random(&gpu, &mut rng, d.input_len()).unwrap();
     let grad_out = upload_random(&gpu, &mut rng, d.output_len()).unwrap();
     let bits = || {
-        let (grad_weight, grad_bias) = gpu.conv2d_backward_params(&d, &x, &grad_out).unwrap();
+        let (grad_weight, grad_bias) = gpu
+            .conv2d_backward_params(&d, &x, &grad_out, GradInto::new_buffers())
+            .unwrap();
         let mut read = gpu.download(&grad_weight, d.weight_len()).unwrap();
         read.extend(gpu.download(&grad_bias, d.out_channels).unwrap());
         read.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
@@ -414,16 +433,19 @@ impl KernelCase for LinearCase {
         let grad_out = upload_random(backend, rng, batch * out_features)?;
         let out = backend.linear_forward(d, &x, &weight, &bias)?;
         let grad_x = backend.linear_backward_input(d, &weight, &grad_out)?;
-        let grad_weight = backend.linear_backward_weight(d, &x, &grad_out)?;
+        let slots = backend.gradient_slots(&[out_features * in_features, out_features])?;
+        let into = grad_into::<B>(&slots);
+        let (grad_weight, grad_bias) = backend.linear_backward_params(d, &x, &grad_out, into)?;
         Ok(vec![
             values(backend, "forward", &out, batch * out_features)?,
             values(backend, "backward_input", &grad_x, batch * in_features)?,
             values(
                 backend,
-                "backward_weight",
+                "backward_params weight",
                 &grad_weight,
                 out_features * in_features,
             )?,
+            values(backend, "backward_params bias", &grad_bias, out_features)?,
         ])
     }
 }

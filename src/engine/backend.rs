@@ -12,6 +12,24 @@ use crate::engine::ops::{
 };
 use crate::error::Result;
 
+/// Where a kernel writes a layer's parameter gradients: each parameter's gradient slot (see
+/// `Memory::gradient_slots`), or `None` for a new buffer.
+#[derive(Clone, Copy)]
+pub struct GradInto<'a, S> {
+    pub weight: Option<&'a S>,
+    pub bias: Option<&'a S>,
+}
+
+impl<S> GradInto<'_, S> {
+    /// New buffers for both.
+    pub fn new_buffers() -> Self {
+        GradInto {
+            weight: None,
+            bias: None,
+        }
+    }
+}
+
 /// Storage handles and transfers; what every kernel trait builds on.
 pub trait Memory: Sized {
     /// A buffer of f32 values. Clones share the buffer.
@@ -41,6 +59,23 @@ pub trait Memory: Sized {
     ) -> Result<()>;
     /// Submits recorded work without waiting for it (GPU); nothing to do on the CPU.
     fn flush(&self) -> Result<()>;
+
+    /// Tensors allocated together where the backend gains from it (the GPU: views of one
+    /// buffer, which the optimizer steps in one dispatch); elsewhere one buffer each.
+    fn upload_group(&self, values: &[&[f32]]) -> Result<Vec<Self::Storage>> {
+        values.iter().map(|v| self.upload(v)).collect()
+    }
+
+    /// Zeros of `lens` values each, laid out as `upload_group` lays tensors of those lengths.
+    fn zeros_group(&self, lens: &[usize]) -> Result<Vec<Self::Storage>> {
+        lens.iter().map(|&len| self.zeros(len)).collect()
+    }
+
+    /// Where the parameters' gradients are to be written, laid out as `zeros_group`, on a
+    /// backend that gains from a fixed place (the GPU); `None`: each is a new buffer.
+    fn gradient_slots(&self, _lens: &[usize]) -> Result<Option<Vec<Self::Storage>>> {
+        Ok(None)
+    }
 }
 
 /// A backend that can run every op of the engine.

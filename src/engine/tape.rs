@@ -5,9 +5,9 @@
 //! to that module's short backward function.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use crate::engine::backend::Backend;
+use crate::engine::backend::{Backend, GradInto};
 use crate::engine::ops::{
     conv2d, linear, masked_concat, masked_sum, maxpool2, relu, reshape, softmax_xent,
 };
@@ -40,11 +40,38 @@ pub(crate) fn push_if_required<B: Backend>(
     }
 }
 
+/// Which parameters an op's backward writes straight into their gradient slots: those with a
+/// slot that one recorded op used. A parameter used by several gets new buffers, summed as
+/// any tensor's gradients are (a slot written twice would lose the first).
+pub(crate) struct GradTargets {
+    single_use: HashSet<TensorId>,
+}
+
+impl GradTargets {
+    /// The slots of a layer's weight and bias, where they are targets.
+    pub(crate) fn of<'t, B: Backend>(
+        &self,
+        weight: &'t Tensor<B>,
+        bias: &'t Tensor<B>,
+    ) -> GradInto<'t, B::Storage> {
+        let slot = |t: &'t Tensor<B>| t.grad_slot().filter(|_| self.single_use.contains(&t.id()));
+        GradInto {
+            weight: slot(weight),
+            bias: slot(bias),
+        }
+    }
+}
+
 impl<B: Backend> Op<B> {
-    fn backward(&self, backend: &B, grad_out: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
+    fn backward(
+        &self,
+        backend: &B,
+        targets: &GradTargets,
+        grad_out: &Tensor<B>,
+    ) -> Result<Vec<InputGrad<B>>> {
         match self {
-            Op::Conv2d(saved) => conv2d::backward(backend, saved, grad_out),
-            Op::Linear(saved) => linear::backward(backend, saved, grad_out),
+            Op::Conv2d(saved) => conv2d::backward(backend, saved, targets, grad_out),
+            Op::Linear(saved) => linear::backward(backend, saved, targets, grad_out),
             Op::MaskedConcat(saved) => masked_concat::backward(backend, saved, grad_out),
             Op::MaskedSum(saved) => masked_sum::backward(backend, saved, grad_out),
             Op::MaxPool2(saved) => maxpool2::backward(backend, saved, grad_out),
@@ -65,6 +92,8 @@ pub struct Tape<'b, B: Backend> {
     backend: &'b B,
     nodes: RefCell<Vec<Node<B>>>,
     recording: bool,
+    /// How many recorded ops used each leaf that has a gradient slot.
+    slot_uses: RefCell<HashMap<TensorId, usize>>,
 }
 
 impl<'b, B: Backend> Tape<'b, B> {
@@ -74,6 +103,7 @@ impl<'b, B: Backend> Tape<'b, B> {
             backend,
             nodes: RefCell::new(Vec::new()),
             recording: true,
+            slot_uses: RefCell::new(HashMap::new()),
         }
     }
 
@@ -98,8 +128,16 @@ impl<'b, B: Backend> Tape<'b, B> {
     }
 
     /// Whether an op over `inputs` must be recorded (and its output track gradients).
+    /// Every op records through this, so it also counts the uses of leaves with slots.
     pub(crate) fn tracks(&self, inputs: &[&Tensor<B>]) -> bool {
-        self.recording && inputs.iter().any(|t| t.requires_grad())
+        let tracked = self.recording && inputs.iter().any(|t| t.requires_grad());
+        if tracked {
+            let mut uses = self.slot_uses.borrow_mut();
+            for t in inputs.iter().filter(|t| t.grad_slot().is_some()) {
+                *uses.entry(t.id()).or_default() += 1;
+            }
+        }
+        tracked
     }
 
     /// Keeps `op` for the backward pass of `output` when the tape tracks it.
@@ -142,6 +180,12 @@ impl<'b, B: Backend> Tape<'b, B> {
                 ),
             ));
         }
+        let targets = GradTargets {
+            single_use: (self.slot_uses.borrow().iter())
+                .filter(|(_, &uses)| uses == 1)
+                .map(|(&id, _)| id)
+                .collect(),
+        };
         let mut grads: HashMap<TensorId, Tensor<B>> = HashMap::new();
         grads.insert(output.id(), grad_output);
         for node in self.nodes.borrow().iter().rev() {
@@ -149,7 +193,7 @@ impl<'b, B: Backend> Tape<'b, B> {
             let Some(grad_out) = grads.remove(&node.output) else {
                 continue;
             };
-            for (id, grad) in node.op.backward(self.backend, &grad_out)? {
+            for (id, grad) in node.op.backward(self.backend, &targets, &grad_out)? {
                 accumulate(self.backend, &mut grads, id, grad)?;
             }
         }

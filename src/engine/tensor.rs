@@ -20,6 +20,9 @@ pub struct Tensor<B: Backend> {
     shape: Vec<usize>,
     storage: B::Storage,
     requires_grad: bool,
+    /// Where the backward pass writes this leaf's gradient, when the backend keeps them in a
+    /// fixed place (`Memory::gradient_slots`).
+    grad_slot: Option<B::Storage>,
 }
 
 impl<B: Backend> Clone for Tensor<B> {
@@ -29,6 +32,7 @@ impl<B: Backend> Clone for Tensor<B> {
             shape: self.shape.clone(),
             storage: self.storage.clone(),
             requires_grad: self.requires_grad,
+            grad_slot: self.grad_slot.clone(),
         }
     }
 }
@@ -47,6 +51,20 @@ impl<B: Backend> Tensor<B> {
             shape: shape.to_vec(),
             storage,
             requires_grad,
+            grad_slot: None,
+        }
+    }
+
+    /// A trainable leaf in `storage` whose gradient the backward pass writes into `grad_slot`
+    /// (of as many values) when given.
+    pub fn parameter_in(
+        storage: B::Storage,
+        shape: &[usize],
+        grad_slot: Option<B::Storage>,
+    ) -> Self {
+        Tensor {
+            grad_slot,
+            ..Self::from_storage(storage, shape, true)
         }
     }
 
@@ -92,6 +110,10 @@ impl<B: Backend> Tensor<B> {
         self.requires_grad
     }
 
+    pub fn grad_slot(&self) -> Option<&B::Storage> {
+        self.grad_slot.as_ref()
+    }
+
     /// The same storage under another shape with as many elements (a free reshape), as a new
     /// tensor on the tape.
     pub(crate) fn with_shape(&self, shape: &[usize]) -> Self {
@@ -100,6 +122,7 @@ impl<B: Backend> Tensor<B> {
             shape: shape.to_vec(),
             storage: self.storage.clone(),
             requires_grad: self.requires_grad,
+            grad_slot: None,
         }
     }
 

@@ -213,7 +213,7 @@ impl<B: Backend> SuperNet<B> {
                 ),
             ));
         }
-        let mut params = Vec::with_capacity(shapes.len());
+        let mut ordered: Vec<&[f32]> = Vec::with_capacity(shapes.len());
         for ParameterShape { name, shape } in &shapes {
             let (_, values) = named
                 .iter()
@@ -229,8 +229,18 @@ impl<B: Backend> SuperNet<B> {
                     ),
                 ));
             }
-            params.push(Tensor::parameter(backend, values, shape)?);
+            ordered.push(values);
         }
+        // One group, so that the optimizer can step them together (see `Adadelta`).
+        let storages = backend.upload_group(&ordered)?;
+        let lens: Vec<usize> = ordered.iter().map(|v| v.len()).collect();
+        let mut slots = backend.gradient_slots(&lens)?.map(Vec::into_iter);
+        let params: Vec<Tensor<B>> = (storages.into_iter().zip(&shapes))
+            .map(|(storage, p)| {
+                let slot = slots.as_mut().and_then(Iterator::next);
+                Tensor::parameter_in(storage, &p.shape, slot)
+            })
+            .collect();
         let (blocks, fc1, fc2) = typed(&config, &params);
         Ok(SuperNet {
             config,

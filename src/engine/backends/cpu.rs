@@ -210,6 +210,17 @@ pub(crate) fn storage(values: Vec<f32>) -> CpuStorage {
     })
 }
 
+/// `values` written into `slot` when given (a parameter's gradient slot), else a new buffer.
+pub(crate) fn stored_into(slot: Option<&CpuStorage>, values: Vec<f32>) -> CpuStorage {
+    match slot {
+        Some(slot) => {
+            slot.borrow_mut()[..values.len()].copy_from_slice(&values);
+            slot.clone()
+        }
+        None => storage(values),
+    }
+}
+
 pub(crate) fn shared<T>(values: Vec<T>) -> CpuShared<T> {
     Rc::new(RefCell::new(values))
 }

@@ -17,8 +17,10 @@
 // Index loops are the point here: `out[n][o] = ...` reads like the formula it implements.
 #![allow(clippy::needless_range_loop)]
 
-use crate::engine::backend::Memory;
-use crate::engine::backends::cpu::{shared, storage, CpuBackend, CpuShared, CpuStorage};
+use crate::engine::backend::{GradInto, Memory};
+use crate::engine::backends::cpu::{
+    shared, storage, stored_into, CpuBackend, CpuShared, CpuStorage,
+};
 use crate::engine::ops::accuracy::AccuracyKernel;
 use crate::engine::ops::adadelta::{AdadeltaConfig, AdadeltaKernel};
 use crate::engine::ops::add::AddKernel;
@@ -360,9 +362,13 @@ impl Conv2dKernel for ReferenceBackend {
         d: &Conv2dDims,
         x: &Self::Storage,
         grad_out: &Self::Storage,
+        into: GradInto<'_, Self::Storage>,
     ) -> Result<(Self::Storage, Self::Storage)> {
         let (grad_weight, grad_bias) = conv2d_backward_params(d, &x.borrow(), &grad_out.borrow());
-        Ok((storage(grad_weight), storage(grad_bias)))
+        Ok((
+            stored_into(into.weight, grad_weight),
+            stored_into(into.bias, grad_bias),
+        ))
     }
 }
 
@@ -465,14 +471,19 @@ impl LinearKernel for ReferenceBackend {
         Ok(storage(grad_x))
     }
 
-    fn linear_backward_weight(
+    fn linear_backward_params(
         &self,
         d: &LinearDims,
         x: &Self::Storage,
         grad_out: &Self::Storage,
-    ) -> Result<Self::Storage> {
+        into: GradInto<'_, Self::Storage>,
+    ) -> Result<(Self::Storage, Self::Storage)> {
         let grad_weight = linear_backward_weight(d, &x.borrow(), &grad_out.borrow());
-        Ok(storage(grad_weight))
+        let grad_bias = reduce_rows(&grad_out.borrow(), d.batch, d.out_features);
+        Ok((
+            stored_into(into.weight, grad_weight),
+            stored_into(into.bias, grad_bias),
+        ))
     }
 }
 

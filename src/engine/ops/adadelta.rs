@@ -6,11 +6,16 @@
 //! `param = param - lr * delta`.
 //! A parameter without a gradient (an inactive branch) takes the step with `g = 0`: its
 //! accumulators decay and its value stays bit for bit (`p + -lr * 0 == p`).
+//!
+//! On the GPU the parameters, their gradient slots and both accumulators are each one buffer
+//! of the same layout (`Memory::upload_group`, `gradient_slots`, `zeros_group`), so one
+//! dispatch steps every parameter: the slots of parameters without a gradient are cleared
+//! first, which makes their step the zero-gradient one.
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::CpuBackend;
 use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
-use crate::engine::backends::gpu::{bound, GpuBackend};
+use crate::engine::backends::gpu::{bound, Bound, GpuBackend, GpuStorage};
 use crate::engine::tape::Gradients;
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
@@ -68,7 +73,31 @@ impl AdadeltaConfig {
     }
 }
 
+/// One parameter's part of an optimizer step.
+pub struct ParamStep<'a, S> {
+    pub param: &'a S,
+    /// `None`: a zero gradient.
+    pub grad: Option<&'a S>,
+    /// Where the backward pass writes this parameter's gradient, if the backend keeps one.
+    pub grad_slot: Option<&'a S>,
+    pub square_avg: &'a S,
+    pub acc_delta: &'a S,
+    pub len: usize,
+}
+
 pub trait AdadeltaKernel: Memory {
+    /// Steps every parameter; a backend that can do it at once (the GPU) overrides this.
+    fn adadelta_step_all(
+        &self,
+        c: &AdadeltaConfig,
+        params: &[ParamStep<'_, Self::Storage>],
+    ) -> Result<()> {
+        for p in params {
+            self.adadelta_step(c, p.param, p.grad, p.square_avg, p.acc_delta, p.len)?;
+        }
+        Ok(())
+    }
+
     /// Updates `param`, `square_avg` and `acc_delta` in place; `grad = None` means a zero gradient.
     fn adadelta_step(
         &self,
@@ -89,13 +118,14 @@ pub struct Adadelta<B: Backend> {
 }
 
 impl<B: Backend> Adadelta<B> {
+    /// Zero accumulators, laid out as the parameters are (`Memory::zeros_group`).
     pub fn new(backend: &B, params: &[Tensor<B>], config: AdadeltaConfig) -> Result<Self> {
         config.validate()?;
-        let zeros = |p: &Tensor<B>| backend.zeros(p.numel());
+        let lens: Vec<usize> = params.iter().map(Tensor::numel).collect();
         Ok(Adadelta {
             config,
-            square_avg: params.iter().map(zeros).collect::<Result<_>>()?,
-            acc_delta: params.iter().map(zeros).collect::<Result<_>>()?,
+            square_avg: backend.zeros_group(&lens)?,
+            acc_delta: backend.zeros_group(&lens)?,
         })
     }
 
@@ -111,18 +141,17 @@ impl<B: Backend> Adadelta<B> {
                 ),
             ));
         }
-        for (i, param) in params.iter().enumerate() {
-            let grad = grads.get(param).map(Tensor::storage);
-            backend.adadelta_step(
-                &self.config,
-                param.storage(),
-                grad,
-                &self.square_avg[i],
-                &self.acc_delta[i],
-                param.numel(),
-            )?;
-        }
-        Ok(())
+        let steps: Vec<ParamStep<'_, B::Storage>> = (params.iter().enumerate())
+            .map(|(i, param)| ParamStep {
+                param: param.storage(),
+                grad: grads.get(param).map(Tensor::storage),
+                grad_slot: param.grad_slot(),
+                square_avg: &self.square_avg[i],
+                acc_delta: &self.acc_delta[i],
+                len: param.numel(),
+            })
+            .collect();
+        backend.adadelta_step_all(&self.config, &steps)
     }
 
     /// `(square_avg, acc_delta)` of parameter `i`.
@@ -130,16 +159,21 @@ impl<B: Backend> Adadelta<B> {
         (&self.square_avg[i], &self.acc_delta[i])
     }
 
-    /// Sets the accumulators of parameter `i` (resuming a training); lengths are the caller's.
+    /// Sets the accumulators of parameter `i` (resuming a training), in place, so they keep
+    /// their layout; lengths are the caller's.
     pub fn restore(
-        &mut self,
+        &self,
         backend: &B,
         i: usize,
         square_avg: &[f32],
         acc_delta: &[f32],
     ) -> Result<()> {
-        self.square_avg[i] = backend.upload(square_avg)?;
-        self.acc_delta[i] = backend.upload(acc_delta)?;
+        for (values, into) in [
+            (square_avg, &self.square_avg[i]),
+            (acc_delta, &self.acc_delta[i]),
+        ] {
+            backend.copy_into(&backend.upload(values)?, into, 0, values.len())?;
+        }
         Ok(())
     }
 }
@@ -202,7 +236,91 @@ pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     entries: &[STEP, STEP_ZERO_GRAD],
 };
 
+/// The values from the start of the first view to the end of the last, when `views` lie in
+/// order in one buffer, as the views of a group do.
+fn span(views: &[&GpuStorage]) -> Option<GpuStorage> {
+    let (first, last) = (views.first()?, views.last()?);
+    views
+        .iter()
+        .all(|v| v.shares_buffer(first))
+        .then(|| first.spanning(last))
+}
+
+impl GpuBackend {
+    fn clear_run(&self, run: &mut Vec<&GpuStorage>) {
+        if let Some(all) = span(run) {
+            self.clear(&all);
+        }
+        run.clear();
+    }
+
+    /// Steps every parameter in one dispatch when parameters, slots and accumulators are four
+    /// groups of one layout (what `SuperNet` and `Adadelta` allocate). Returns false, having
+    /// done nothing, otherwise.
+    fn adadelta_at_once(
+        &self,
+        c: &AdadeltaConfig,
+        params: &[ParamStep<'_, GpuStorage>],
+    ) -> Result<bool> {
+        let Some(slots) = params
+            .iter()
+            .map(|p| p.grad_slot)
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(false);
+        };
+        let groups = [
+            params.iter().map(|p| p.param).collect::<Vec<_>>(),
+            slots,
+            params.iter().map(|p| p.square_avg).collect(),
+            params.iter().map(|p| p.acc_delta).collect(),
+        ];
+        let laid_out_alike = (0..params.len()).all(|i| {
+            groups
+                .iter()
+                .all(|g| g[i].first_value() == groups[0][i].first_value())
+        });
+        let spans: Option<Vec<GpuStorage>> = groups.iter().map(|g| span(g)).collect();
+        let Some(spans) = spans.filter(|_| laid_out_alike) else {
+            return Ok(false);
+        };
+        let slots = &groups[1];
+        // Runs of parameters without a gradient are cleared with one command each.
+        let mut unused: Vec<&GpuStorage> = Vec::new();
+        for (p, slot) in params.iter().zip(slots) {
+            match p.grad {
+                None => {
+                    unused.push(slot);
+                    continue;
+                }
+                Some(grad) if !grad.same(slot) => self.copy_into(grad, slot, 0, p.len)?,
+                Some(_) => {}
+            }
+            self.clear_run(&mut unused);
+        }
+        self.clear_run(&mut unused);
+        let len = spans[0].values() as usize;
+        let buffers: Vec<Bound> = spans.iter().map(|s| bound(s, len)).collect();
+        self.launch(&SHADER, &STEP, &c.params(len), &buffers, len)?;
+        Ok(true)
+    }
+}
+
 impl AdadeltaKernel for GpuBackend {
+    fn adadelta_step_all(
+        &self,
+        c: &AdadeltaConfig,
+        params: &[ParamStep<'_, GpuStorage>],
+    ) -> Result<()> {
+        if self.adadelta_at_once(c, params)? {
+            return Ok(());
+        }
+        for p in params {
+            self.adadelta_step(c, p.param, p.grad, p.square_avg, p.acc_delta, p.len)?;
+        }
+        Ok(())
+    }
+
     fn adadelta_step(
         &self,
         c: &AdadeltaConfig,

@@ -1,13 +1,15 @@
 //! linear: `out = x W^T + b`, PyTorch's `nn.Linear`.
 //!
 //! Shapes: x `[N, I]`, weight `[O, I]`, bias `[O]` -> out `[N, O]`. The weight gradient sums over
-//! the batch in order, the bias gradient is `reduce_rows(grad_out)`: both deterministic.
+//! the batch in order, the bias gradient is grad_out's column sums in row order: both deterministic
+//! (on the GPU one kernel computes both).
 
-use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{computed, CpuBackend};
+use crate::engine::backend::{Backend, GradInto, Memory};
+use crate::engine::backends::cpu::{computed, output, stored_into, CpuBackend};
 use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
 use crate::engine::backends::gpu::{bound, GpuBackend};
-use crate::engine::tape::{push_if_required, InputGrad, Op, Tape};
+use crate::engine::ops::reduce::cpu::reduce_rows;
+use crate::engine::tape::{push_if_required, GradTargets, InputGrad, Op, Tape};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 
@@ -75,12 +77,14 @@ pub trait LinearKernel: Memory {
         weight: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage>;
-    fn linear_backward_weight(
+    /// `(grad_weight, grad_bias)`, written `into` the slots given.
+    fn linear_backward_params(
         &self,
         d: &LinearDims,
         x: &Self::Storage,
         grad_out: &Self::Storage,
-    ) -> Result<Self::Storage>;
+        into: GradInto<'_, Self::Storage>,
+    ) -> Result<(Self::Storage, Self::Storage)>;
 }
 
 pub(crate) struct Saved<B: Backend> {
@@ -116,6 +120,7 @@ impl<B: Backend> Tape<'_, B> {
 pub(crate) fn backward<B: Backend>(
     backend: &B,
     saved: &Saved<B>,
+    targets: &GradTargets,
     grad_out: &Tensor<B>,
 ) -> Result<Vec<InputGrad<B>>> {
     let Saved {
@@ -130,8 +135,9 @@ pub(crate) fn backward<B: Backend>(
         push_if_required(&mut grads, x, grad_x);
     }
     if weight.requires_grad() || bias.requires_grad() {
-        let grad_weight = backend.linear_backward_weight(dims, x.storage(), grad_out.storage())?;
-        let grad_bias = backend.reduce_rows(grad_out.storage(), dims.batch, dims.out_features)?;
+        let into = targets.of(weight, bias);
+        let (grad_weight, grad_bias) =
+            backend.linear_backward_params(dims, x.storage(), grad_out.storage(), into)?;
         push_if_required(&mut grads, weight, grad_weight);
         push_if_required(&mut grads, bias, grad_bias);
     }
@@ -262,15 +268,20 @@ impl LinearKernel for CpuBackend {
         }))
     }
 
-    fn linear_backward_weight(
+    fn linear_backward_params(
         &self,
         d: &LinearDims,
         x: &Self::Storage,
         grad_out: &Self::Storage,
-    ) -> Result<Self::Storage> {
-        Ok(computed(d.out_features * d.in_features, |grad_weight| {
-            cpu::backward_weight(d, &x.borrow(), &grad_out.borrow(), grad_weight)
-        }))
+        into: GradInto<'_, Self::Storage>,
+    ) -> Result<(Self::Storage, Self::Storage)> {
+        let mut grad_weight = output(d.out_features * d.in_features);
+        cpu::backward_weight(d, &x.borrow(), &grad_out.borrow(), &mut grad_weight);
+        let grad_bias = reduce_rows(&grad_out.borrow(), d.batch, d.out_features);
+        Ok((
+            stored_into(into.weight, grad_weight),
+            stored_into(into.bias, grad_bias),
+        ))
     }
 }
 
@@ -280,13 +291,13 @@ kernel_params! {
 
 const FORWARD: Entry = Entry::new("forward", &[1, 2, 3, 4]);
 const BACKWARD_INPUT: Entry = Entry::new("backward_input", &[5, 6, 7]);
-const BACKWARD_WEIGHT: Entry = Entry::new("backward_weight", &[8, 9, 10]);
+const BACKWARD_PARAMS: Entry = Entry::new("backward_params", &[8, 9, 10, 11]);
 
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/linear.wgsl"),
     params: LinearParams::FIELDS,
-    entries: &[FORWARD, BACKWARD_INPUT, BACKWARD_WEIGHT],
+    entries: &[FORWARD, BACKWARD_INPUT, BACKWARD_PARAMS],
 };
 
 impl LinearKernel for GpuBackend {
@@ -330,22 +341,30 @@ impl LinearKernel for GpuBackend {
         )
     }
 
-    fn linear_backward_weight(
+    fn linear_backward_params(
         &self,
         d: &LinearDims,
         x: &Self::Storage,
         grad_out: &Self::Storage,
-    ) -> Result<Self::Storage> {
-        let len = d.out_features * d.in_features;
-        self.launch_into(
+        into: GradInto<'_, Self::Storage>,
+    ) -> Result<(Self::Storage, Self::Storage)> {
+        let weight_len = d.out_features * d.in_features;
+        let grad_weight = self.output_into(OP, into.weight, weight_len)?;
+        let grad_bias = self.output_into(OP, into.bias, d.out_features)?;
+        let buffers = [
+            bound(x, d.batch * d.in_features),
+            bound(grad_out, d.batch * d.out_features),
+            bound(&grad_weight, weight_len),
+            bound(&grad_bias, d.out_features),
+        ];
+        let invocations = weight_len + d.out_features;
+        self.launch(
             &SHADER,
-            &BACKWARD_WEIGHT,
+            &BACKWARD_PARAMS,
             &d.params(),
-            &[
-                bound(x, d.batch * d.in_features),
-                bound(grad_out, d.batch * d.out_features),
-            ],
-            len,
-        )
+            &buffers,
+            invocations,
+        )?;
+        Ok((grad_weight, grad_bias))
     }
 }

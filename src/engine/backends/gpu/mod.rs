@@ -44,7 +44,71 @@ impl Drop for GpuBuffer {
     }
 }
 
-pub type GpuStorage = Rc<GpuBuffer>;
+/// A tensor's place on the device: a whole pooled buffer (`alloc`), or one tensor's range of a
+/// buffer shared by a group (`upload_group`: the parameters, so that one dispatch can step
+/// them all). Kernels bind the range, so to a kernel a view is a buffer of its own. Clones
+/// share the buffer; it returns to the pool when the last view of it is dropped.
+#[derive(Clone)]
+pub struct GpuStorage {
+    buffer: Rc<GpuBuffer>,
+    /// Bytes from the buffer's start, a multiple of the adapter's storage offset alignment.
+    offset: u64,
+    /// Bytes of the view, a multiple of 4.
+    size: u64,
+}
+
+impl GpuStorage {
+    fn whole(buffer: GpuBuffer) -> Self {
+        let size = buffer.raw().size();
+        GpuStorage {
+            buffer: Rc::new(buffer),
+            offset: 0,
+            size,
+        }
+    }
+
+    pub(crate) fn raw(&self) -> &wgpu::Buffer {
+        self.buffer.raw()
+    }
+
+    /// The 4-byte values the view holds.
+    pub(crate) fn values(&self) -> u64 {
+        self.size / 4
+    }
+
+    /// Whether both are the same range of the same buffer.
+    pub(crate) fn same(&self, other: &GpuStorage) -> bool {
+        Rc::ptr_eq(&self.buffer, &other.buffer) && self.offset == other.offset
+    }
+
+    /// Whether `self` lies in the same buffer as `other`.
+    pub(crate) fn shares_buffer(&self, other: &GpuStorage) -> bool {
+        Rc::ptr_eq(&self.buffer, &other.buffer)
+    }
+
+    /// The values before the view in its buffer.
+    pub(crate) fn first_value(&self) -> u64 {
+        self.offset / 4
+    }
+
+    /// From this view's start to the end of `last`, a later view of the same buffer.
+    pub(crate) fn spanning(&self, last: &GpuStorage) -> GpuStorage {
+        GpuStorage {
+            buffer: self.buffer.clone(),
+            offset: self.offset,
+            size: last.offset + last.size - self.offset,
+        }
+    }
+
+    /// The whole buffer the view lies in.
+    pub(crate) fn buffer_view(&self) -> GpuStorage {
+        GpuStorage {
+            buffer: self.buffer.clone(),
+            offset: 0,
+            size: self.raw().size(),
+        }
+    }
+}
 
 /// A buffer bound to a kernel, with the number of 4-byte values the kernel's shapes make it
 /// touch there. `launch` checks the buffer holds them: a shape bug becomes an error naming the
@@ -92,8 +156,9 @@ struct Recording {
 struct BindKey {
     shader: &'static str,
     entry: &'static str,
-    /// The parameter uniform first, then the storage buffers in binding order.
-    buffers: Vec<wgpu::Buffer>,
+    /// The parameter uniform first, then the storage buffers in binding order, each with the
+    /// byte range bound.
+    buffers: Vec<(wgpu::Buffer, u64, u64)>,
 }
 
 /// Beyond this many bind groups the cache is cleared (shapes changed, e.g. an evaluation
@@ -214,10 +279,34 @@ impl GpuBackend {
             Some(buffer) => buffer,
             None => self.create_buffer(size),
         };
-        Ok(Rc::new(GpuBuffer {
+        Ok(GpuStorage::whole(GpuBuffer {
             buffer: Some(buffer),
             pool: self.pool.clone(),
         }))
+    }
+
+    /// One buffer holding tensors of `lens` values, each a view starting at the adapter's
+    /// storage offset alignment; the gaps between them hold zeros (`zeroed` clears the whole
+    /// buffer, or the caller writes every byte).
+    fn alloc_group(&self, op: &'static str, lens: &[usize]) -> Result<Vec<GpuStorage>> {
+        let align = u64::from(self.ctx.limits.min_storage_buffer_offset_alignment).max(16);
+        let mut offsets = Vec::with_capacity(lens.len());
+        let mut end = 0u64;
+        for &len in lens {
+            let offset = end.next_multiple_of(align);
+            offsets.push(offset);
+            end = offset + 4 * len as u64;
+        }
+        let whole = self.alloc(op, end)?;
+        Ok(offsets
+            .into_iter()
+            .zip(lens)
+            .map(|(offset, &len)| GpuStorage {
+                buffer: whole.buffer.clone(),
+                offset,
+                size: 4 * len as u64,
+            })
+            .collect())
     }
 
     fn create_buffer(&self, size: u64) -> wgpu::Buffer {
@@ -230,6 +319,24 @@ impl GpuBackend {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
+    }
+
+    /// `slot` for an output of `len` values when given (a parameter's gradient slot, checked to
+    /// hold them), else a new buffer.
+    pub(crate) fn output_into(
+        &self,
+        op: &'static str,
+        slot: Option<&GpuStorage>,
+        len: usize,
+    ) -> Result<GpuStorage> {
+        match slot {
+            Some(slot) if slot.values() < len as u64 => Err(Error::shape(
+                op,
+                format!("a gradient slot of {} values for {len}", slot.values()),
+            )),
+            Some(slot) => Ok(slot.clone()),
+            None => self.alloc_values(op, len),
+        }
     }
 
     /// A buffer of `len` f32 (or u32) values.
@@ -260,7 +367,7 @@ impl GpuBackend {
         }
         let (shader, entry_name) = (shader.name, entry.name);
         for (b, binding) in buffers.iter().zip(entry.bindings) {
-            let holds = b.buffer.raw().size() / 4;
+            let holds = b.buffer.values();
             if holds < b.values as u64 {
                 let detail = format!(
                     "{shader}.{entry_name}: @binding({binding}) holds {holds} values, the shapes need {}",
@@ -320,8 +427,8 @@ impl GpuBackend {
             .ctx
             .uniform(bytemuck::cast_slice(std::slice::from_ref(params)));
         let mut bound = Vec::with_capacity(buffers.len() + 1);
-        bound.push(uniform);
-        bound.extend(buffers.iter().map(|b| b.raw().clone()));
+        bound.push((uniform.clone(), 0, uniform.size()));
+        bound.extend(buffers.iter().map(|b| (b.raw().clone(), b.offset, b.size)));
         let key = BindKey {
             shader,
             entry,
@@ -334,9 +441,13 @@ impl GpuBackend {
         let bindings = std::iter::once(0).chain(kernel.bindings.iter().copied());
         let entries: Vec<wgpu::BindGroupEntry> = bindings
             .zip(&key.buffers)
-            .map(|(binding, buffer)| wgpu::BindGroupEntry {
+            .map(|(binding, (buffer, offset, size))| wgpu::BindGroupEntry {
                 binding,
-                resource: buffer.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: *offset,
+                    size: std::num::NonZeroU64::new(*size),
+                }),
             })
             .collect();
         let bind_group = self
@@ -406,7 +517,9 @@ impl GpuBackend {
 
     /// Zero-fills a buffer, in order with the recorded dispatches.
     pub(crate) fn clear(&self, storage: &GpuStorage) {
-        self.with_encoder(|encoder| encoder.clear_buffer(storage.raw(), 0, None));
+        self.with_encoder(|encoder| {
+            encoder.clear_buffer(storage.raw(), storage.offset, Some(storage.size))
+        });
     }
 
     /// Records a copy or clear: ends the open compute pass first.
@@ -475,10 +588,17 @@ impl GpuBackend {
     /// with the recorded work around it (no submit needed, and a pooled buffer still read by
     /// earlier commands is overwritten only after them).
     fn write(&self, op: &'static str, bytes: &[u8]) -> Result<GpuStorage> {
-        use wgpu::util::DeviceExt;
         let storage = self.alloc(op, bytes.len() as u64)?;
+        self.write_to(&storage, bytes);
+        Ok(storage)
+    }
+
+    /// Overwrites the start of `storage` with `bytes` (at most its size), through a staging
+    /// buffer copied inside the encoder.
+    fn write_to(&self, storage: &GpuStorage, bytes: &[u8]) {
+        use wgpu::util::DeviceExt;
         if bytes.is_empty() {
-            return Ok(storage);
+            return;
         }
         let mut padded = bytes.to_vec();
         padded.resize(bytes.len().next_multiple_of(4), 0);
@@ -490,16 +610,20 @@ impl GpuBackend {
                 contents: &padded,
                 usage: wgpu::BufferUsages::COPY_SRC,
             });
+        let (offset, size) = (storage.offset, padded.len() as u64);
         self.with_encoder(|encoder| {
-            encoder.copy_buffer_to_buffer(&staging, 0, storage.raw(), 0, padded.len() as u64)
+            encoder.copy_buffer_to_buffer(&staging, 0, storage.raw(), offset, size)
         });
-        Ok(storage)
     }
 
     fn read(&self, storage: &GpuStorage, bytes: u64) -> Result<Vec<u8>> {
         self.flush()?;
         if bytes == 0 {
             return Ok(Vec::new());
+        }
+        if bytes > storage.size {
+            let detail = format!("{bytes} bytes from a buffer of {}", storage.size);
+            return Err(Error::invalid("download", detail));
         }
         let size = bytes.next_multiple_of(4);
         let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -512,7 +636,7 @@ impl GpuBackend {
             .ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        encoder.copy_buffer_to_buffer(storage.raw(), 0, &staging, 0, size);
+        encoder.copy_buffer_to_buffer(storage.raw(), storage.offset, &staging, 0, size);
         self.submit(encoder);
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
@@ -583,16 +707,50 @@ impl Memory for GpuBackend {
         len: usize,
     ) -> Result<()> {
         let (offset, bytes) = (4 * dst_offset as u64, 4 * len as u64);
-        if offset + bytes > dst.raw().size() || bytes > src.raw().size() {
+        if offset + bytes > dst.size || bytes > src.size {
             return Err(Error::invalid(
                 "copy_into",
                 format!("{len} values at {dst_offset} do not fit"),
             ));
         }
         self.with_encoder(|encoder| {
-            encoder.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), offset, bytes)
+            encoder.copy_buffer_to_buffer(
+                src.raw(),
+                src.offset,
+                dst.raw(),
+                dst.offset + offset,
+                bytes,
+            )
         });
         Ok(())
+    }
+
+    fn upload_group(&self, values: &[&[f32]]) -> Result<Vec<Self::Storage>> {
+        let lens: Vec<usize> = values.iter().map(|v| v.len()).collect();
+        let views = self.alloc_group("upload_group", &lens)?;
+        let Some(first) = views.first() else {
+            return Ok(views);
+        };
+        // One staging copy for the group, the gaps between tensors zero.
+        let mut bytes = vec![0u8; first.raw().size() as usize];
+        for (view, data) in views.iter().zip(values) {
+            let at = view.offset as usize;
+            bytes[at..at + 4 * data.len()].copy_from_slice(bytemuck::cast_slice(data));
+        }
+        self.write_to(&first.buffer_view(), &bytes);
+        Ok(views)
+    }
+
+    fn zeros_group(&self, lens: &[usize]) -> Result<Vec<Self::Storage>> {
+        let views = self.alloc_group("zeros_group", lens)?;
+        if let Some(first) = views.first() {
+            self.clear(&first.buffer_view());
+        }
+        Ok(views)
+    }
+
+    fn gradient_slots(&self, lens: &[usize]) -> Result<Option<Vec<Self::Storage>>> {
+        self.zeros_group(lens).map(Some)
     }
 
     fn flush(&self) -> Result<()> {

@@ -2,14 +2,15 @@
 //!
 //! Shapes: x `[N, C, H, W]`, weight `[O, C, K, K]`, bias `[O]` -> out `[N, O, H, W]`.
 //! Backward: the input gradient is a gather (a transposed convolution); the weight and bias
-//! gradients are per-image partial sums reduced in image order, so they are deterministic.
+//! gradients are per-image partial sums added in image order, so they are deterministic (on
+//! the GPU in one kernel: a workgroup per output, its invocations the images).
 
-use crate::engine::backend::{Backend, Memory};
-use crate::engine::backends::cpu::{computed, output, storage, CpuBackend};
+use crate::engine::backend::{Backend, GradInto, Memory};
+use crate::engine::backends::cpu::{computed, output, stored_into, CpuBackend};
 use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
-use crate::engine::backends::gpu::{bound, GpuBackend};
-use crate::engine::ops::reduce::{cpu::reduce_rows, ReduceKernel};
-use crate::engine::tape::{push_if_required, InputGrad, Op, Tape};
+use crate::engine::backends::gpu::{bound, GpuBackend, WORKGROUP_SIZE};
+use crate::engine::ops::reduce::cpu::reduce_rows;
+use crate::engine::tape::{push_if_required, GradTargets, InputGrad, Op, Tape};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 
@@ -122,12 +123,13 @@ pub trait Conv2dKernel: Memory {
         weight: &Self::Storage,
         grad_out: &Self::Storage,
     ) -> Result<Self::Storage>;
-    /// `(grad_weight, grad_bias)`.
+    /// `(grad_weight, grad_bias)`, written `into` the slots given.
     fn conv2d_backward_params(
         &self,
         d: &Conv2dDims,
         x: &Self::Storage,
         grad_out: &Self::Storage,
+        into: GradInto<'_, Self::Storage>,
     ) -> Result<(Self::Storage, Self::Storage)>;
 }
 
@@ -161,6 +163,7 @@ impl<B: Backend> Tape<'_, B> {
 pub(crate) fn backward<B: Backend>(
     backend: &B,
     saved: &Saved<B>,
+    targets: &GradTargets,
     grad_out: &Tensor<B>,
 ) -> Result<Vec<InputGrad<B>>> {
     let Saved {
@@ -175,8 +178,9 @@ pub(crate) fn backward<B: Backend>(
         push_if_required(&mut grads, x, grad_x);
     }
     if weight.requires_grad() || bias.requires_grad() {
+        let into = targets.of(weight, bias);
         let (grad_weight, grad_bias) =
-            backend.conv2d_backward_params(dims, x.storage(), grad_out.storage())?;
+            backend.conv2d_backward_params(dims, x.storage(), grad_out.storage(), into)?;
         push_if_required(&mut grads, weight, grad_weight);
         push_if_required(&mut grads, bias, grad_bias);
     }
@@ -214,6 +218,7 @@ impl Conv2dKernel for CpuBackend {
         d: &Conv2dDims,
         x: &Self::Storage,
         grad_out: &Self::Storage,
+        into: GradInto<'_, Self::Storage>,
     ) -> Result<(Self::Storage, Self::Storage)> {
         let mut weight_partials = output(d.batch * d.weight_len());
         let mut bias_partials = output(d.batch * d.out_channels);
@@ -226,7 +231,10 @@ impl Conv2dKernel for CpuBackend {
         );
         let grad_weight = reduce_rows(&weight_partials, d.batch, d.weight_len());
         let grad_bias = reduce_rows(&bias_partials, d.batch, d.out_channels);
-        Ok((storage(grad_weight), storage(grad_bias)))
+        Ok((
+            stored_into(into.weight, grad_weight),
+            stored_into(into.bias, grad_bias),
+        ))
     }
 }
 
@@ -241,14 +249,13 @@ kernel_params! {
 
 const FORWARD: Entry = Entry::new("forward", &[1, 2, 3, 4]);
 const BACKWARD_INPUT: Entry = Entry::new("backward_input", &[5, 6, 7]);
-const WEIGHT_PARTIALS: Entry = Entry::new("weight_partials", &[8, 9, 10]);
-const BIAS_PARTIALS: Entry = Entry::new("bias_partials", &[11, 12]);
+const PARAM_GRADS: Entry = Entry::new("param_grads", &[8, 9, 10, 11]);
 
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../../shaders/conv2d.wgsl"),
     params: Conv2dParams::FIELDS,
-    entries: &[FORWARD, BACKWARD_INPUT, WEIGHT_PARTIALS, BIAS_PARTIALS],
+    entries: &[FORWARD, BACKWARD_INPUT, PARAM_GRADS],
 };
 
 impl Conv2dKernel for GpuBackend {
@@ -302,27 +309,21 @@ impl Conv2dKernel for GpuBackend {
         d: &Conv2dDims,
         x: &Self::Storage,
         grad_out: &Self::Storage,
+        into: GradInto<'_, Self::Storage>,
     ) -> Result<(Self::Storage, Self::Storage)> {
-        let taps = d.in_channels * d.kernel * d.kernel;
-        let invocations = d.batch * d.out_channels.div_ceil(SHADER_LANES) * taps;
-        let partials_len = d.batch * d.weight_len();
-        let weight_partials = self.launch_with_output(
-            &SHADER,
-            &WEIGHT_PARTIALS,
-            &d.params(),
-            &[bound(x, d.input_len()), bound(grad_out, d.output_len())],
-            partials_len,
-            invocations,
-        )?;
-        let bias_partials = self.launch_into(
-            &SHADER,
-            &BIAS_PARTIALS,
-            &d.params(),
-            &[bound(grad_out, d.output_len())],
-            d.batch * d.out_channels,
-        )?;
-        let grad_weight = self.reduce_rows(&weight_partials, d.batch, d.weight_len())?;
-        let grad_bias = self.reduce_rows(&bias_partials, d.batch, d.out_channels)?;
+        let grad_weight = self.output_into(OP, into.weight, d.weight_len())?;
+        let grad_bias = self.output_into(OP, into.bias, d.out_channels)?;
+        // A workgroup per block of 8 outputs of a weight tap, then per block of 8 biases.
+        let blocks = d.out_channels.div_ceil(SHADER_LANES);
+        let groups = blocks * d.in_channels * d.kernel * d.kernel + blocks;
+        let buffers = [
+            bound(x, d.input_len()),
+            bound(grad_out, d.output_len()),
+            bound(&grad_weight, d.weight_len()),
+            bound(&grad_bias, d.out_channels),
+        ];
+        let invocations = groups * WORKGROUP_SIZE as usize;
+        self.launch(&SHADER, &PARAM_GRADS, &d.params(), &buffers, invocations)?;
         Ok((grad_weight, grad_bias))
     }
 }
