@@ -126,12 +126,17 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     }
 }
 
-// ---- param_grads: the weight and bias gradients, one workgroup per output --------------------
+// ---- param_grads: the weight and bias gradients; every image's partial sums, added in order --
 //   grad_weight: [O, C, K, K]   grad_bias: [O]
-//   Workgroup g < blocks * C * K * K takes a (block of 8 outputs, c, ky, kx); the next ones a
-//   block of 8 biases. Its invocation t computes images t, t + WORKGROUP_SIZE, ...: each image's
-//   partial sum over its pixels in row-major order, as the CPU twin; invocation 0 then adds the
-//   partials in image order. The same order every run, and no float atomics.
+//   A block of 8 output channels has C * K * K weight items (c, ky, kx) and one bias item;
+//   workgroup g takes 8 consecutive items of one block (ITEMS), its invocation t the item
+//   t % ITEMS and the images t / ITEMS, t / ITEMS + IMAGES, ... Each image's partial sum goes
+//   over its pixels in row-major order, as in the CPU twin; the first IMAGES-th of the
+//   invocations (one per item) then adds the images' partials in image order. Neighbouring
+//   invocations read neighbouring pixels of one image; the order is the same every run, and
+//   there are no float atomics.
+const ITEMS: u32 = 8u;
+const IMAGES: u32 = WORKGROUP_SIZE / ITEMS;
 const GROUP_PARTIALS: u32 = WORKGROUP_SIZE * LANES;
 
 @group(0) @binding(8) var<storage, read> pg_x: array<f32>;
@@ -187,45 +192,45 @@ fn param_grads(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
 ) {
-    let g = wid.x + wid.y * groups.x;
     let taps = p.kernel * p.kernel;
     let blocks = (p.out_channels + LANES - 1u) / LANES;
-    let weight_groups = blocks * p.in_channels * taps;
-    if (g >= weight_groups + blocks) {
+    let items = p.in_channels * taps + 1u;
+    let groups_per_block = (items + ITEMS - 1u) / ITEMS;
+    let g = wid.x + wid.y * groups.x;
+    if (g >= blocks * groups_per_block) {
         return;
     }
-    let is_weight = g < weight_groups;
-    let tap = g % taps;
-    let c = (g / taps) % p.in_channels;
-    var first = (g / (taps * p.in_channels)) * LANES;
-    if (!is_weight) {
-        first = (g - weight_groups) * LANES;
-    }
+    let first = (g / groups_per_block) * LANES;
+    let item = (g % groups_per_block) * ITEMS + t % ITEMS;
+    let image = t / ITEMS;
+    let is_bias = item == items - 1u;
+    let tap = item % taps;
+    let c = item / taps;
     var sums: array<f32, 8>;
-    for (var n0 = 0u; n0 < p.batch; n0 += WORKGROUP_SIZE) {
-        let n = n0 + t;
+    for (var n0 = 0u; n0 < p.batch; n0 += IMAGES) {
+        let n = n0 + image;
         var part: array<f32, 8>;
-        if (n < p.batch) {
-            if (is_weight) {
-                part = weight_partial(n, first, c, tap / p.kernel, tap % p.kernel);
-            } else {
+        if (n < p.batch && item < items) {
+            if (is_bias) {
                 part = bias_partial(n, first);
+            } else {
+                part = weight_partial(n, first, c, tap / p.kernel, tap % p.kernel);
             }
         }
         for (var lane = 0u; lane < LANES; lane++) {
             partials[t * LANES + lane] = part[lane];
         }
         workgroupBarrier();
-        if (t == 0u) {
-            for (var j = 0u; j < min(WORKGROUP_SIZE, p.batch - n0); j++) {
+        if (image == 0u) {
+            for (var j = 0u; j < min(IMAGES, p.batch - n0); j++) {
                 for (var lane = 0u; lane < LANES; lane++) {
-                    sums[lane] += partials[j * LANES + lane];
+                    sums[lane] += partials[(j * ITEMS + t) * LANES + lane];
                 }
             }
         }
         workgroupBarrier();
     }
-    if (t != 0u) {
+    if (image != 0u || item >= items) {
         return;
     }
     for (var lane = 0u; lane < LANES; lane++) {
@@ -233,10 +238,10 @@ fn param_grads(
         if (o >= p.out_channels) {
             continue;
         }
-        if (is_weight) {
-            pg_grad_weight[(o * p.in_channels + c) * taps + tap] = sums[lane];
-        } else {
+        if (is_bias) {
             pg_grad_bias[o] = sums[lane];
+        } else {
+            pg_grad_weight[(o * p.in_channels + c) * taps + tap] = sums[lane];
         }
     }
 }

@@ -8,43 +8,45 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-// ---- row_loss: one invocation per row: lse(z) - z[label] ------------------------------------
-@group(0) @binding(1) var<storage, read> rl_logits: array<f32>;
-@group(0) @binding(2) var<storage, read> rl_labels: array<u32>;
-@group(0) @binding(3) var<storage, read_write> rl_row_loss: array<f32>;
+// ---- loss: one workgroup; invocation t takes rows t, t + WORKGROUP_SIZE, ... (lse(z) - z[label])
+// and invocation 0 adds the rows in order, then divides by the batch.
+@group(0) @binding(1) var<storage, read> loss_logits: array<f32>;
+@group(0) @binding(2) var<storage, read> loss_labels: array<u32>;
+@group(0) @binding(3) var<storage, read_write> loss_out: array<f32>;
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn row_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let n = flat_index(gid, groups);
-    if (n >= p.batch) {
-        return;
-    }
+var<workgroup> row_losses: array<f32, WORKGROUP_SIZE>;
+
+fn row_loss(n: u32) -> f32 {
     let base = n * p.classes;
-    var m = rl_logits[base];
+    var m = loss_logits[base];
     for (var j = 0u; j < p.classes; j++) {
-        m = max(m, rl_logits[base + j]);
+        m = max(m, loss_logits[base + j]);
     }
     var sum = 0.0;
     for (var j = 0u; j < p.classes; j++) {
-        sum += exp(rl_logits[base + j] - m);
+        sum += exp(loss_logits[base + j] - m);
     }
-    rl_row_loss[n] = (m + log(sum)) - rl_logits[base + rl_labels[n]];
+    return (m + log(sum)) - loss_logits[base + loss_labels[n]];
 }
 
-// ---- mean: a single invocation sums the rows in order ---------------------------------------
-@group(0) @binding(4) var<storage, read> mean_row_loss: array<f32>;
-@group(0) @binding(5) var<storage, read_write> mean_loss: array<f32>;
-
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn mean(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    if (flat_index(gid, groups) != 0u) {
-        return;
-    }
+fn loss(@builtin(local_invocation_index) t: u32) {
     var total = 0.0;
-    for (var n = 0u; n < p.batch; n++) {
-        total += mean_row_loss[n];
+    for (var n0 = 0u; n0 < p.batch; n0 += WORKGROUP_SIZE) {
+        if (n0 + t < p.batch) {
+            row_losses[t] = row_loss(n0 + t);
+        }
+        workgroupBarrier();
+        if (t == 0u) {
+            for (var j = 0u; j < min(WORKGROUP_SIZE, p.batch - n0); j++) {
+                total += row_losses[j];
+            }
+        }
+        workgroupBarrier();
     }
-    mean_loss[0] = total / f32(p.batch);
+    if (t == 0u) {
+        loss_out[0] = total / f32(p.batch);
+    }
 }
 
 // ---- backward: one invocation per logit; lse recomputed per row (K is small) ----------------

@@ -70,6 +70,14 @@ fn profile_on_the_cpu_backend() {
 }
 
 #[test]
+fn zero_trainings_at_once() {
+    assert_fails(
+        &["experiment", "--parallel", "0"],
+        &["--parallel", "'0'", "count of trainings"],
+    );
+}
+
+#[test]
 fn missing_data_directory() {
     assert_fails(
         &["oneshot", "--data", "/nonexistent/mnist"],

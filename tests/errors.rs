@@ -43,6 +43,26 @@ fn conv2d_even_kernel_is_refused() {
 }
 
 #[test]
+fn conv_relu_pool_slot_past_the_weight_names_op_and_shapes() {
+    let cpu = CpuBackend::new();
+    let tape = Tape::new(&cpu);
+    // x's 4 channels from channel 6 of a weight with 8.
+    let message = error_of(tape.conv_relu_pool(
+        &zeros(&cpu, &[2, 4, 6, 6]),
+        &zeros(&cpu, &[3, 8, 1, 1]),
+        &zeros(&cpu, &[3]),
+        6,
+    ));
+    assert!(
+        message.starts_with("conv_relu_pool:")
+            && message.contains("[2, 4, 6, 6]")
+            && message.contains("[3, 8, 1, 1]")
+            && message.contains("from 6"),
+        "{message}"
+    );
+}
+
+#[test]
 fn linear_feature_mismatch_names_op_and_shapes() {
     let cpu = CpuBackend::new();
     let tape = Tape::new(&cpu);

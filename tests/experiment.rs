@@ -486,6 +486,67 @@ fn three_workers_share_one_experiment() {
     assert!(three.join("report.md").is_file());
 }
 
+/// Trainings in flight at once on one GPU (`--parallel 3`: threads, each with a backend of its
+/// own on the one device): every job runs once, its lines tagged by its thread, and each gives
+/// the bits it gives when the trainings run one after another.
+#[test]
+fn trainings_in_flight_at_once_on_one_gpu() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let data = small_mnist();
+    let run = |out: &std::path::Path, parallel: &str| {
+        supernet(&[
+            "experiment",
+            "--backend",
+            "gpu",
+            "--supernet",
+            "sum",
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--kl-images",
+            "16",
+            "--parallel",
+            parallel,
+            "--data",
+            data.path().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (one, three) = (dir.path().join("one"), dir.path().join("three"));
+    let single = run(&one, "1");
+    assert!(single.status.success(), "{}", stderr(&single));
+    let shared = run(&three, "3");
+    let log = stderr(&shared);
+    assert!(shared.status.success(), "{log}");
+    assert!(log.contains("3 trainings at once"), "{log}");
+    let plan = supernet::training::experiment::read_plan(&three).expect("plan");
+    let mut threads = std::collections::BTreeSet::new();
+    for job in &plan.jobs {
+        let finished = format!("] {}: finished", job.display());
+        let lines: Vec<&str> = log.lines().filter(|l| l.ends_with(&finished)).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{} finished {} times:\n{log}",
+            job.display(),
+            lines.len()
+        );
+        threads.insert(lines[0].split(']').next().unwrap_or_default().to_string());
+        let read = |root: &std::path::Path| -> serde_json::Value {
+            let r = job_result(root, job);
+            serde_json::json!([epochs(&r), r["kl_proxy"], r["zero_cost"]])
+        };
+        assert_eq!(read(&three), read(&one), "{}", job.display());
+    }
+    assert!(threads.len() > 1, "one thread did every job:\n{log}");
+    assert!(three.join("report.md").is_file());
+}
+
 /// An experiment killed inside a training: the rerun resumes that training from its state
 /// and ends with the results of an uninterrupted experiment.
 #[test]

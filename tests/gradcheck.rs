@@ -336,6 +336,50 @@ fn conv_of(inputs: &[Input]) -> Vec<f32> {
     common::values(&cpu, &out)
 }
 
+/// The pre-activations of `conv_relu_pool(x, weight, bias, first)` for the first three inputs:
+/// x concatenated into its slot of the weight's channels, then conv2d.
+fn slot_conv_of(inputs: &[Input], first: usize) -> Vec<f32> {
+    let cpu = CpuBackend::new();
+    let [x, weight, bias] =
+        [0, 1, 2].map(|i| common::tensor(&cpu, &inputs[i].values, &inputs[i].shape));
+    let (channels, weight_channels) = (x.shape()[1], weight.shape()[1]);
+    let slots: Vec<Option<(&Tensor<Cpu>, f32)>> = (0..weight_channels / channels)
+        .map(|s| (s * channels == first).then_some((&x, 1.0)))
+        .collect();
+    let tape = Tape::inference(&cpu);
+    let input = tape.masked_concat(&slots).expect("concat");
+    common::values(&cpu, &tape.conv2d(&input, &weight, &bias).expect("conv"))
+}
+
+/// The fused block op: a block's 3x3 conv (x every weight channel) and a Concat mix's 1x1
+/// reading slot 2 of 3. As in `tape_conv_net`, the seeded data keep every pre-activation and
+/// every gap between a window's two largest values beyond a probe's reach.
+#[test]
+fn conv_relu_pool() {
+    for (weight_channels, first, kernel, seed) in [(2, 0, 3, 100), (6, 2, 1, 110)] {
+        let inputs = [
+            random_input("x", seed, &[2, 2, 6, 6]),
+            random_input("weight", seed + 1, &[3, weight_channels, kernel, kernel]),
+            random_input("bias", seed + 2, &[3]),
+        ];
+        let pre = slot_conv_of(&inputs, first);
+        let activated: Vec<f32> = pre.iter().map(|v| v.max(0.0)).collect();
+        let (relu_gap, pool_gap) = (relu_margin(&pre), pool_margin(&activated, 6, 6));
+        assert!(
+            relu_gap > EPS_SMOOTH && pool_gap > 2.0 * EPS_SMOOTH,
+            "seeded data too close to a kink: relu {relu_gap}, pool {pool_gap}"
+        );
+        let upstream = random(&mut rng(seed + 3), 2 * 3 * 3 * 3);
+        check_gradients(
+            &format!("conv_relu_pool, x at {first} of {weight_channels}"),
+            &inputs,
+            &upstream,
+            EPS_SMOOTH,
+            |t, p| t.conv_relu_pool(&p[0], &p[1], &p[2], first),
+        );
+    }
+}
+
 /// conv2d 3x3 -> relu -> maxpool2 -> flatten -> linear -> softmax_cross_entropy on two 6x6
 /// images; every parameter (the images too) is checked through `tape.backward(&loss)`.
 #[test]

@@ -16,6 +16,7 @@ use supernet::engine::backend::GradInto;
 use supernet::engine::backends::cpu::{CpuBuild, CPU_BUILD_VAR};
 use supernet::engine::ops::adadelta::AdadeltaKernel;
 use supernet::engine::ops::conv2d::{Conv2dDims, Conv2dKernel};
+use supernet::engine::ops::conv_relu_pool::ConvReluPoolDims;
 use supernet::engine::ops::gather::GatherDims;
 use supernet::engine::ops::linear::LinearDims;
 use supernet::engine::ops::masked_concat::ConcatDims;
@@ -346,6 +347,109 @@ fn relu_lengths() {
     ]);
 }
 
+// ---- conv_relu_pool -------------------------------------------------------------------------
+
+/// `[batch, in, out, height, width, kernel]`, the weight's channels and where x's start.
+struct CrpCase(&'static str, [usize; 6], [usize; 2]);
+
+impl KernelCase for CrpCase {
+    fn name(&self) -> String {
+        let [n, c, o, h, w, k] = self.1;
+        let [cw, first] = self.2;
+        format!(
+            "conv_relu_pool {} (n{n} c{c} o{o} {h}x{w} k{k}, x at {first} of {cw} weight channels)",
+            self.0
+        )
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let [batch, in_channels, out_channels, height, width, kernel] = self.1;
+        let [weight_channels, first_channel] = self.2;
+        let x_shape = [batch, in_channels, height, width];
+        let weight_shape = [out_channels, weight_channels, kernel, kernel];
+        let d = &ConvReluPoolDims::from_shapes(
+            &x_shape,
+            &weight_shape,
+            &[out_channels],
+            first_channel,
+        )?;
+        let x = backend.upload(&common::quarters(rng, d.conv.input_len()))?;
+        let weight = backend.upload(&common::quarters(rng, d.weight_len()))?;
+        let bias = backend.upload(&common::quarters(rng, out_channels))?;
+        let grad_out = upload_random(backend, rng, d.output_len())?;
+        let (out, route) = backend.conv_relu_pool_forward(d, &x, &weight, &bias)?;
+        let grad_x = backend.conv_relu_pool_backward_input(d, &weight, &route, &grad_out)?;
+        let slots = backend.gradient_slots(&[d.weight_len(), out_channels])?;
+        let into = grad_into::<B>(&slots);
+        let (grad_weight, grad_bias) =
+            backend.conv_relu_pool_backward_params(d, &x, &route, &grad_out, into)?;
+        Ok(vec![
+            values(backend, "forward", &out, d.output_len())?,
+            indices(backend, "forward route", &route, d.output_len())?,
+            values(backend, "backward_input", &grad_x, d.conv.input_len())?,
+            values(
+                backend,
+                "backward_params weight",
+                &grad_weight,
+                d.weight_len(),
+            )?,
+            values(backend, "backward_params bias", &grad_bias, out_channels)?,
+        ])
+    }
+}
+
+#[test]
+fn conv_relu_pool_edge_shapes() {
+    check(&[
+        CrpCase("one window, one channel", [1, 1, 1, 2, 2, 3], [1, 0]),
+        CrpCase(
+            "odd 7x5: the last row and column in no window",
+            [2, 3, 5, 7, 5, 3],
+            [3, 0],
+        ),
+        CrpCase(
+            "kernel 5 wider than a 3x2 image",
+            [2, 3, 4, 3, 2, 5],
+            [3, 0],
+        ),
+        CrpCase(
+            "kernel 7, 17 outputs (a part block)",
+            [2, 2, 17, 9, 8, 7],
+            [2, 0],
+        ),
+        CrpCase("a batch past one workgroup", [70, 2, 3, 4, 4, 3], [2, 0]),
+        CrpCase(
+            "1x1 reading the first of three slots",
+            [2, 4, 5, 6, 6, 1],
+            [12, 0],
+        ),
+        CrpCase(
+            "1x1 reading the last of three slots",
+            [2, 4, 5, 5, 7, 1],
+            [12, 8],
+        ),
+        CrpCase("3x3 reading a middle slot", [3, 2, 9, 6, 5, 3], [6, 2]),
+    ]);
+}
+
+#[test]
+fn conv_relu_pool_supernet_shapes() {
+    check(&[
+        CrpCase("SuperNet block 1, 3x3", [64, 1, 8, 28, 28, 3], [1, 0]),
+        CrpCase("SuperNet block 2, 5x5", [64, 8, 8, 14, 14, 5], [8, 0]),
+        CrpCase(
+            "SuperNet Concat mix, slot 2 of 2",
+            [64, 8, 8, 14, 14, 1],
+            [16, 8],
+        ),
+        CrpCase(
+            "large space, 7x7 map, 4 slots",
+            [64, 8, 8, 7, 7, 1],
+            [32, 24],
+        ),
+    ]);
+}
+
 // ---- maxpool2 -------------------------------------------------------------------------------
 
 enum PoolInput {
@@ -664,6 +768,11 @@ fn softmax_xent_shapes() {
             100.0,
         ),
         XentCase("SuperNet batch", [64, 10], 5.0),
+        XentCase(
+            "a batch past one workgroup (the loss sums in chunks)",
+            [150, 10],
+            3.0,
+        ),
     ]);
 }
 

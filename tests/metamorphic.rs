@@ -1,6 +1,7 @@
 //! Checks that need no oracle: a batch equals its images run one by one; parameters of the
 //! branches not drawn keep their values bit for bit through one-shot steps; the GPU weight
 //! gradients are deterministic. In the study's space and in a 3-block space with an identity.
+//! And the fused block op equals the chain of ops it replaces.
 
 mod common;
 
@@ -173,38 +174,116 @@ fn gpu_inactive_branches_keep_their_bits() {
 }
 
 /// The same training step twice from the same start gives the same bits: no float atomics.
+/// With all paths (the separate ops) and with one subnet (the fused blocks).
 #[test]
 fn gpu_training_step_is_deterministic() {
     let Some(gpu) = gpu() else { return };
+    let space = SuperNetConfig::mnist(Variant::Concat).space;
+    let one_subnet = space.masks(&space.subnets()[3]);
+    for masks in [space.all_paths(), one_subnet] {
+        gpu_step_is_deterministic(&gpu, &masks);
+    }
+}
+
+fn gpu_step_is_deterministic(gpu: &supernet::engine::GpuBackend, masks: &[BlockMask]) {
     let run = || {
         let config = SuperNetConfig::mnist(Variant::Concat);
-        let all_paths = config.space.all_paths();
-        let net = SuperNet::init(&gpu, config, &mut rng(9)).expect("init");
-        let (_, batch) = images(&gpu, 8, 28, 10);
+        let net = SuperNet::init(gpu, config, &mut rng(9)).expect("init");
+        let (_, batch) = images(gpu, 8, 28, 10);
         let labels = gpu
             .upload_indices(&[0, 1, 2, 3, 4, 5, 6, 7])
             .expect("labels");
-        let tape = Tape::new(&gpu);
-        let loss = net.loss(&tape, &batch, &labels, &all_paths).expect("loss");
+        let tape = Tape::new(gpu);
+        let loss = net.loss(&tape, &batch, &labels, masks).expect("loss");
         let grads = tape.backward(&loss).expect("backward");
+        // The branches not drawn have no gradient.
         let grad_bits: Vec<Vec<u32>> = net
             .parameters()
             .iter()
-            .map(|p| {
-                grads
-                    .get(p)
-                    .expect("grad")
-                    .to_vec(&gpu)
-                    .expect("grad")
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect()
+            .filter_map(|p| grads.get(p))
+            .map(|g| {
+                let values = g.to_vec(gpu).expect("grad");
+                values.iter().map(|v| v.to_bits()).collect()
             })
             .collect();
         grad_bits
     };
+    let first = run();
+    assert!(first.len() >= 8, "{} gradients", first.len());
     assert!(
-        run() == run(),
-        "two identical GPU backward passes gave different gradient bits"
+        first == run(),
+        "two identical GPU backward passes gave different gradient bits ({masks:?})"
     );
+}
+
+/// `conv_relu_pool` against the ops it replaces, each on a tape of its own: conv2d, relu,
+/// maxpool2 (a Sum block), with masked_concat first when x is one slot of the weight's
+/// channels (a Concat block's mix). The output and the gradients of x, weight and bias, for a
+/// random upstream gradient. The CPU twin runs the chain's own kernels, so there they agree
+/// bit for bit on any values; the GPU runs other kernels, compared within the kernel tolerance
+/// on values whose convolutions are exact (so both take the same maxima).
+fn fused_block_is_the_chain<B: Backend>(backend: &B, exact: bool) {
+    let (n, c, o, h, w) = (3, 4, 5, 7, 6);
+    // (weight channels, x's first, kernel): a 3x3 block conv; a 1x1 mix reading slot 2 of 3.
+    for (weight_channels, first, kernel) in [(c, 0, 3), (3 * c, c, 1)] {
+        let mut r = rng(11);
+        let mut draw = |len: usize| match exact {
+            true => common::random(&mut r, len),
+            false => common::quarters(&mut r, len),
+        };
+        let x = common::param(backend, &draw(n * c * h * w), &[n, c, h, w]);
+        let weight_shape = [o, weight_channels, kernel, kernel];
+        let weight = common::param(backend, &draw(weight_shape.iter().product()), &weight_shape);
+        let bias = common::param(backend, &draw(o), &[o]);
+        let upstream = common::random(&mut r, n * o * (h / 2) * (w / 2));
+        let run = |fused: bool| -> Vec<Vec<f32>> {
+            let tape = Tape::new(backend);
+            let out = if fused {
+                tape.conv_relu_pool(&x, &weight, &bias, first)
+            } else {
+                let slots: Vec<Option<(&Tensor<B>, f32)>> = (0..weight_channels / c)
+                    .map(|s| (s * c == first).then_some((&x, 1.0)))
+                    .collect();
+                let input = match weight_channels == c {
+                    true => x.clone(),
+                    false => tape.masked_concat(&slots).expect("concat"),
+                };
+                let conv = tape.conv2d(&input, &weight, &bias).expect("conv");
+                tape.maxpool2(&tape.relu(&conv).expect("relu"))
+            }
+            .expect("forward");
+            let upstream = common::tensor(backend, &upstream, out.shape());
+            let grads = tape.backward_from(&out, upstream).expect("backward");
+            let mut all = vec![common::values(backend, &out)];
+            for t in [&x, &weight, &bias] {
+                all.push(common::values(backend, grads.get(t).expect("a gradient")));
+            }
+            all
+        };
+        let (fused, chain) = (run(true), run(false));
+        let names = ["output", "x gradient", "weight gradient", "bias gradient"];
+        for ((name, fused), chain) in names.iter().zip(&fused).zip(&chain) {
+            let what = format!(
+                "{}: x at {first} of {weight_channels}: {name}",
+                backend.name()
+            );
+            if exact {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(fused), bits(chain), "{what}: fused and chain differ");
+            } else {
+                assert_close(&what, fused, chain, 1e-5, 1e-4);
+            }
+        }
+    }
+}
+
+#[test]
+fn cpu_fused_block_is_the_chain_bit_for_bit() {
+    fused_block_is_the_chain(&CpuBackend::new(), true);
+}
+
+#[test]
+fn gpu_fused_block_is_the_chain() {
+    let Some(gpu) = gpu() else { return };
+    fused_block_is_the_chain(&gpu, false);
 }

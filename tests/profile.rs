@@ -59,8 +59,8 @@ fn bench_profile_times_every_kernel_of_a_step() {
     let rows = rows(&stdout);
     let kernels: Vec<&str> = rows.iter().map(|(name, _, _)| name.as_str()).collect();
     for kernel in [
-        "conv2d.forward",
-        "conv2d.weight_partials",
+        "conv_relu_pool.forward",
+        "conv_relu_pool.param_grads",
         "softmax_xent.backward",
         "adadelta.step",
     ] {

@@ -75,6 +75,29 @@ fn gpu_training_step_submits_once() {
     assert_eq!(gpu.submit_count() - before, steps as u64 + 1);
 }
 
+/// The dispatches of a one-shot step in the study's space (every subnet the same count).
+/// Sum: gather; each block one fused conv_relu_pool; fc1, ReLU, fc2; the loss (one workgroup:
+/// the rows and their mean) and its gradient; backward fc2 (input, parameters), ReLU, fc1
+/// (input, parameters), block 2 (input, parameters), block 1 (parameters: its input is the
+/// images); one Adadelta step for every parameter. Concat adds, per block, the chosen conv
+/// before the fused mix and its parameter gradient, block 2's conv input gradient, and the
+/// input gradient of block 1's fused mix (its input is the chosen conv's output).
+#[test]
+fn gpu_training_step_dispatches() {
+    let Some(gpu) = gpu() else { return };
+    for (variant, expected) in [(Variant::Sum, 17), (Variant::Concat, 23)] {
+        let mut trainer = Trainer::new(&gpu, mnist(), oneshot_config(variant)).expect("trainer");
+        trainer.train_steps(1).expect("warm-up step");
+        let (before, steps) = (gpu.dispatch_count(), 8);
+        trainer.train_steps(steps).expect("steps");
+        let per_step = (gpu.dispatch_count() - before) as f64 / steps as f64;
+        assert_eq!(
+            per_step, expected as f64,
+            "{variant:?}: dispatches per step"
+        );
+    }
+}
+
 /// One-shot steps on the real data: after each step, the branches the step's subnet did not
 /// use have exactly the bits they had before; the ones it used have moved.
 fn oneshot_step_leaves_other_branches<B: Backend>(backend: &B, config: TrainConfig, steps: usize) {

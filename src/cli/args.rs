@@ -206,6 +206,25 @@ fn parse_standalone(text: &str) -> Result<Standalone, String> {
     }
 }
 
+/// `--parallel`: `auto` or a count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parallel {
+    Auto,
+    Trainings(usize),
+}
+
+fn parse_parallel(text: &str) -> Result<Parallel, String> {
+    match text {
+        "auto" => Ok(Parallel::Auto),
+        count => match count.parse() {
+            Ok(0) | Err(_) => Err(format!(
+                "'{count}' is neither auto nor a count of trainings (1 or more)"
+            )),
+            Ok(n) => Ok(Parallel::Trainings(n)),
+        },
+    }
+}
+
 fn parse_space(text: &str) -> Result<SearchSpace, String> {
     SearchSpace::parse(text).map_err(|e| e.to_string())
 }
@@ -344,6 +363,12 @@ pub struct ExperimentArgs {
     /// Start this many local workers on the folder (processes of this command).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Trainings each worker runs at once, each on a thread of its own: on a GPU they share
+    /// the device (each with its own command encoders), so one training's gaps (reading back,
+    /// evaluating, a small batch's short kernels) are filled by the others' work. `auto`: 4 on
+    /// a hardware GPU, else 1 (the CPU path already keeps every core busy).
+    #[arg(long, default_value = "auto", value_parser = parse_parallel)]
+    pub parallel: Parallel,
     /// Seconds after its last heartbeat that another worker's claim counts as dead and is
     /// taken over (keep it well above the clock skew between hosts).
     #[arg(long, default_value_t = 600)]

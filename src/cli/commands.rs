@@ -87,15 +87,28 @@ pub fn load_data(device: &DeviceArgs) -> Result<Dataset> {
 
 /// Refuses a training larger than `--max-memory` (before anything is allocated or written).
 pub fn check_memory(config: &TrainConfig, data: &Dataset, device: &DeviceArgs) -> Result<()> {
+    check_memory_of(config, data, device, 1)
+}
+
+/// `trainings` at once share `--max-memory`.
+pub fn check_memory_of(
+    config: &TrainConfig,
+    data: &Dataset,
+    device: &DeviceArgs,
+    trainings: usize,
+) -> Result<()> {
     if !(device.max_memory.is_finite() && device.max_memory > 0.0) {
         anyhow::bail!(
             "--max-memory must be a positive number of GiB, got {}",
             device.max_memory
         );
     }
-    let limit = device.max_memory * (1u64 << 30) as f64;
-    config.check_memory(data.train.rows, limit)?;
-    Ok(())
+    let limit = device.max_memory * (1u64 << 30) as f64 / trainings as f64;
+    let checked = config.check_memory(data.train.rows, limit);
+    if trainings > 1 {
+        return checked.with_context(|| format!("{trainings} trainings at once (--parallel)"));
+    }
+    Ok(checked?)
 }
 
 /// The data, checked to fit the space and the hold-out, before anything is written.

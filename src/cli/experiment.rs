@@ -1,11 +1,12 @@
 //! `experiment` and `report`: the whole study, resumable, then its report.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use supernet::data::Dataset;
-use supernet::engine::Backend;
+use supernet::engine::{Backend, CpuBackend, GpuBackend};
 use supernet::model::Variant;
 use supernet::report::summary::{Predictor, Summary};
 use supernet::report::{self, clear_run, write_atomically, RunDir, Start};
@@ -16,12 +17,12 @@ use supernet::training::experiment::{
 use supernet::training::resume::STATE_FILE;
 use supernet::training::{Mode, Trainer};
 
-use crate::cli::args::{ExperimentArgs, VariantsArg};
+use crate::cli::args::{ExperimentArgs, Parallel, VariantsArg};
 use crate::cli::backend::{select, Selected};
 use crate::cli::commands::{
-    check_memory, host_name, load_data_for, protocol_config, sampling, train_one,
+    check_memory_of, host_name, load_data_for, protocol_config, sampling, train_one,
 };
-use crate::cli::output::{say, show};
+use crate::cli::output::{self, say, show};
 use crate::cli::signals;
 
 pub fn experiment(args: &ExperimentArgs) -> Result<()> {
@@ -54,21 +55,27 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
     }
     let protocol = &experiment.protocol;
     let data = load_data_for(&args.device, &protocol.space, protocol.validation)?;
-    check_memory(protocol, &data, &args.device)?;
     let backend = select(args.device.backend)?;
+    let parallel = trainings_at_once(args.parallel, &backend).min(pending);
+    check_memory_of(protocol, &data, &args.device, parallel)?;
     say!("backend: {}", backend.describe());
     RunDir::create(out).context("cannot write the output directory")?;
     let plan = serde_json::to_string_pretty(&experiment.plan())?;
     write_atomically(&out.join(PLAN_FILE), format!("{plan}\n").as_bytes())?;
     signals::install()?;
     let others = spawn_workers(args.workers - 1)?;
-    let session = Session {
+    let shared = Shared {
         experiment: &experiment,
         data: &data,
-        backend: &backend,
         args,
+        failed: AtomicBool::new(false),
     };
-    session.work(&jobs)?;
+    if parallel == 1 {
+        shared.session(&backend).work(&jobs)?;
+    } else {
+        say!("{parallel} trainings at once");
+        work_in_parallel(&shared, &backend, &jobs, parallel)?;
+    }
     for mut worker in others {
         let status = worker.wait().context("a worker")?;
         if !status.success() {
@@ -154,12 +161,86 @@ fn plan(args: &ExperimentArgs) -> Experiment {
     }
 }
 
-/// What every training of one `experiment` invocation shares.
+/// `--parallel`'s trainings at once; `auto`: several on a hardware GPU, one on the CPU (whose
+/// kernels already use every core) or a software adapter (the same cores).
+fn trainings_at_once(parallel: Parallel, backend: &Selected) -> usize {
+    match (parallel, backend) {
+        (Parallel::Trainings(n), _) => n,
+        (Parallel::Auto, Selected::Gpu(gpu)) if !gpu.context().is_software() => 4,
+        (Parallel::Auto, _) => 1,
+    }
+}
+
+/// `parallel` threads work the plan at once, each with its own backend: on the GPU a backend
+/// of its own (buffers, command encoders) on the one shared device. A thread that fails stops
+/// the others from claiming more; the first error is returned.
+fn work_in_parallel(
+    shared: &Shared,
+    backend: &Selected,
+    jobs: &[Job],
+    parallel: usize,
+) -> Result<()> {
+    let device = match backend {
+        Selected::Cpu(_) => None,
+        Selected::Gpu(gpu) => Some(gpu.shared_context()),
+    };
+    let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (1..=parallel)
+            .map(|worker| {
+                let device = device.clone();
+                scope.spawn(move || {
+                    output::set_tag(&format!("[{worker}] "));
+                    let backend = match device {
+                        None => Selected::Cpu(CpuBackend::new()),
+                        Some(ctx) => Selected::Gpu(GpuBackend::with_context(ctx)),
+                    };
+                    let outcome = shared.session(&backend).work(jobs);
+                    if outcome.is_err() {
+                        shared.failed.store(true, Ordering::SeqCst);
+                    }
+                    outcome
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
+            })
+            .collect()
+    });
+    outcomes.into_iter().collect()
+}
+
+/// What every training of one `experiment` invocation shares, across its threads.
+struct Shared<'a> {
+    experiment: &'a Experiment,
+    data: &'a Dataset,
+    args: &'a ExperimentArgs,
+    /// Set by a thread that failed: the others claim nothing more.
+    failed: AtomicBool,
+}
+
+impl<'a> Shared<'a> {
+    fn session<'s>(&'s self, backend: &'s Selected) -> Session<'s> {
+        Session {
+            experiment: self.experiment,
+            data: self.data,
+            backend,
+            args: self.args,
+            failed: &self.failed,
+        }
+    }
+}
+
+/// One thread's view: the shared plan and data, and its backend.
 struct Session<'a> {
     experiment: &'a Experiment,
     data: &'a Dataset,
     backend: &'a Selected,
     args: &'a ExperimentArgs,
+    failed: &'a AtomicBool,
 }
 
 impl Session<'_> {
@@ -173,6 +254,9 @@ impl Session<'_> {
         loop {
             let mut trained = 0;
             for job in jobs {
+                if self.failed.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
                 let dir = self.args.out.join(job.dir());
                 if dir.join(RESULT_FILE).is_file() {
                     continue;

@@ -26,12 +26,29 @@ pub fn level() -> Level {
     }
 }
 
+thread_local! {
+    /// The tag of this thread's lines: a `--parallel` worker's, else empty.
+    static TAG: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// From now on, this thread's `say!` and `detail!` lines start with `tag` (`"[2] "`: trainings
+/// in flight at once tell theirs apart), and it draws no progress bars (several threads'
+/// bars would overwrite each other).
+pub fn set_tag(tag: &str) {
+    TAG.with(|t| *t.borrow_mut() = tag.to_string());
+}
+
+pub fn tag() -> String {
+    TAG.with(|t| t.borrow().clone())
+}
+
 /// Progress and notes, on stderr (which never panics on a closed reader either).
 macro_rules! say {
     ($($arg:tt)*) => {
         if $crate::cli::output::level() >= $crate::cli::output::Level::Normal {
             use std::io::Write as _;
-            let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+            let tag = $crate::cli::output::tag();
+            let _ = writeln!(std::io::stderr().lock(), "{tag}{}", format_args!($($arg)*));
         }
     };
 }
@@ -52,7 +69,8 @@ macro_rules! detail {
     ($($arg:tt)*) => {
         if $crate::cli::output::level() >= $crate::cli::output::Level::Verbose {
             use std::io::Write as _;
-            let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+            let tag = $crate::cli::output::tag();
+            let _ = writeln!(std::io::stderr().lock(), "{tag}{}", format_args!($($arg)*));
         }
     };
 }

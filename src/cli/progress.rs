@@ -73,12 +73,13 @@ impl<'a> Progress<'a> {
         } else {
             tables::accuracy_items(&entries)
         };
-        wrap(lead, &items, WIDTH)
+        // A tag starts every line.
+        wrap(lead, &items, WIDTH - output::tag().chars().count())
     }
 }
 
 fn bar(steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
-    if output::level() == Level::Quiet {
+    if output::level() == Level::Quiet || !output::tag().is_empty() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());

@@ -6,9 +6,9 @@
 
 use crate::engine::ops::{
     accuracy::AccuracyKernel, adadelta::AdadeltaKernel, add::AddKernel, conv2d::Conv2dKernel,
-    gather::GatherKernel, linear::LinearKernel, masked_concat::MaskedConcatKernel,
-    masked_sum::MaskedSumKernel, maxpool2::MaxPool2Kernel, reduce::ReduceKernel, relu::ReluKernel,
-    softmax_xent::SoftmaxXentKernel,
+    conv_relu_pool::ConvReluPoolKernel, gather::GatherKernel, linear::LinearKernel,
+    masked_concat::MaskedConcatKernel, masked_sum::MaskedSumKernel, maxpool2::MaxPool2Kernel,
+    reduce::ReduceKernel, relu::ReluKernel, softmax_xent::SoftmaxXentKernel,
 };
 use crate::error::Result;
 
@@ -85,6 +85,7 @@ pub trait Backend:
     + AddKernel
     + AdadeltaKernel
     + Conv2dKernel
+    + ConvReluPoolKernel
     + GatherKernel
     + LinearKernel
     + MaskedConcatKernel
@@ -102,6 +103,7 @@ impl<T> Backend for T where
         + AddKernel
         + AdadeltaKernel
         + Conv2dKernel
+        + ConvReluPoolKernel
         + GatherKernel
         + LinearKernel
         + MaskedConcatKernel

@@ -9,7 +9,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::engine::backend::{Backend, GradInto};
 use crate::engine::ops::{
-    conv2d, linear, masked_concat, masked_sum, maxpool2, relu, reshape, softmax_xent,
+    conv2d, conv_relu_pool, linear, masked_concat, masked_sum, maxpool2, relu, reshape,
+    softmax_xent,
 };
 use crate::engine::tensor::{Tensor, TensorId};
 use crate::error::{Error, Result};
@@ -17,6 +18,7 @@ use crate::error::{Error, Result};
 /// What one recorded op saved for its backward pass.
 pub(crate) enum Op<B: Backend> {
     Conv2d(conv2d::Saved<B>),
+    ConvReluPool(conv_relu_pool::Saved<B>),
     Linear(linear::Saved<B>),
     MaskedConcat(masked_concat::Saved),
     MaskedSum(masked_sum::Saved),
@@ -71,6 +73,7 @@ impl<B: Backend> Op<B> {
     ) -> Result<Vec<InputGrad<B>>> {
         match self {
             Op::Conv2d(saved) => conv2d::backward(backend, saved, targets, grad_out),
+            Op::ConvReluPool(saved) => conv_relu_pool::backward(backend, saved, targets, grad_out),
             Op::Linear(saved) => linear::backward(backend, saved, targets, grad_out),
             Op::MaskedConcat(saved) => masked_concat::backward(backend, saved, grad_out),
             Op::MaskedSum(saved) => masked_sum::backward(backend, saved, grad_out),

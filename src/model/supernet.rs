@@ -331,6 +331,13 @@ impl<B: Backend> SuperNet<B> {
                 ),
             ));
         }
+        let mut active = (params.branches.iter().zip(mask.factors()).enumerate())
+            .filter(|(_, (_, &factor))| factor != 0.0);
+        if let (Some((slot, (branch, &1.0))), None) = (active.next(), active.next()) {
+            if let Some(out) = one_choice_block(tape, params, x, slot, branch)? {
+                return Ok(out);
+            }
+        }
         let outputs = params
             .branches
             .iter()
@@ -366,6 +373,35 @@ impl<B: Backend> SuperNet<B> {
         let x = tape.relu(&tape.linear(&x, &self.fc1.weight, &self.fc1.bias)?)?;
         tape.linear(&x, &self.fc2.weight, &self.fc2.bias)
     }
+}
+
+/// A block whose one active choice has factor 1, with ReLU and pool fused into the conv before
+/// them (`conv_relu_pool`): the choice's conv (Sum), or the mix reading the choice's slot
+/// (Concat: the other slots would hold zeros). `None` for a Sum block's identity, which has
+/// no conv to fuse into.
+fn one_choice_block<B: Backend>(
+    tape: &Tape<'_, B>,
+    block: &Block<B>,
+    x: &Tensor<B>,
+    slot: usize,
+    branch: &Branch<B>,
+) -> Result<Option<Tensor<B>>> {
+    let Some(mix) = &block.mix else {
+        return match branch {
+            Branch::Conv(conv) => tape
+                .conv_relu_pool(x, &conv.weight, &conv.bias, 0)
+                .map(Some),
+            Branch::Identity => Ok(None),
+        };
+    };
+    let chosen = match branch {
+        Branch::Conv(conv) => tape.conv2d(x, &conv.weight, &conv.bias)?,
+        Branch::Identity => x.clone(),
+    };
+    // [N, C, H, W]; conv_relu_pool refuses another shape.
+    let channels = chosen.shape().get(1).copied().unwrap_or(0);
+    tape.conv_relu_pool(&chosen, &mix.weight, &mix.bias, slot * channels)
+        .map(Some)
 }
 
 /// The typed view of `params`, which are in `config.parameter_shapes()` order.

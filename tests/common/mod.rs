@@ -82,6 +82,16 @@ pub fn random(rng: &mut StdRng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
+/// Multiples of 1/4 in [-1, 1]: every product a multiple of 1/16 and every sum of them exact
+/// in f32, so a convolution of them is the same on every backend, in any order, and what
+/// follows it (which maximum of a pooling window, whether it is positive) compares exactly,
+/// ties and zeros included.
+pub fn quarters(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|_| rng.random_range(-4i32..=4) as f32 / 4.0)
+        .collect()
+}
+
 pub fn tensor<B: Backend>(backend: &B, data: &[f32], shape: &[usize]) -> Tensor<B> {
     Tensor::from_slice(backend, data, shape).expect("upload")
 }

@@ -25,6 +25,7 @@ use crate::engine::ops::accuracy::AccuracyKernel;
 use crate::engine::ops::adadelta::{AdadeltaConfig, AdadeltaKernel};
 use crate::engine::ops::add::AddKernel;
 use crate::engine::ops::conv2d::{Conv2dDims, Conv2dKernel};
+use crate::engine::ops::conv_relu_pool::{ConvReluPoolDims, ConvReluPoolKernel, NO_ROUTE};
 use crate::engine::ops::gather::{GatherDims, GatherKernel};
 use crate::engine::ops::linear::{LinearDims, LinearKernel};
 use crate::engine::ops::masked_concat::{ConcatDims, MaskedConcatKernel};
@@ -367,6 +368,112 @@ impl Conv2dKernel for ReferenceBackend {
         let (grad_weight, grad_bias) = conv2d_backward_params(d, &x.borrow(), &grad_out.borrow());
         Ok((
             stored_into(into.weight, grad_weight),
+            stored_into(into.bias, grad_bias),
+        ))
+    }
+}
+
+// ---- conv_relu_pool: conv2d, relu, maxpool2 in turn ----------------------------------------
+
+// weight [out][weight_channels][k][k] -> the part that reads x: [out][in][k][k], input
+// channels first_channel .. first_channel + in
+fn weight_for_x(d: &ConvReluPoolDims, weight: &[f32]) -> Vec<f32> {
+    let c = &d.conv;
+    let mut part = vec![0.0; c.weight_len()];
+    for o in 0..c.out_channels {
+        for i in 0..c.in_channels {
+            for tap in 0..c.kernel * c.kernel {
+                let from = (o * d.weight_channels + d.first_channel + i) * c.kernel * c.kernel;
+                part[weight_at(c, o, i, 0, 0) + tap] = weight[from + tap];
+            }
+        }
+    }
+    part
+}
+
+// the inverse placement for a gradient: zeros in the channels x does not reach
+fn weight_grad_from_x(d: &ConvReluPoolDims, grad: &[f32]) -> Vec<f32> {
+    let c = &d.conv;
+    let mut full = vec![0.0; d.weight_len()];
+    for o in 0..c.out_channels {
+        for i in 0..c.in_channels {
+            for tap in 0..c.kernel * c.kernel {
+                let to = (o * d.weight_channels + d.first_channel + i) * c.kernel * c.kernel;
+                full[to + tap] = grad[weight_at(c, o, i, 0, 0) + tap];
+            }
+        }
+    }
+    full
+}
+
+// x -> (maxpool2(relu(conv2d(x))), route): per window, the flat index of its first maximum
+// in the conv output, where that maximum is positive; NO_ROUTE where it is not
+fn conv_relu_pool_forward(
+    d: &ConvReluPoolDims,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+) -> (Vec<f32>, Vec<u32>) {
+    let conv = conv2d_forward(&d.conv, x, &weight_for_x(d, weight), bias);
+    let activated = relu_forward(&conv, conv.len());
+    let (out, argmax) = maxpool2_forward(&d.pool(), &activated);
+    let mut route = vec![NO_ROUTE; out.len()];
+    for i in 0..out.len() {
+        if out[i] > 0.0 {
+            route[i] = argmax[i];
+        }
+    }
+    (out, route)
+}
+
+// grad_out [batch][out][h / 2][w / 2] -> the conv output's gradient [batch][out][h][w]: each
+// window's gradient at its route, 0 everywhere else
+fn routed_grad(d: &ConvReluPoolDims, route: &[u32], grad_out: &[f32]) -> Vec<f32> {
+    let mut grad = vec![0.0; d.conv.output_len()];
+    for i in 0..d.output_len() {
+        if route[i] != NO_ROUTE {
+            grad[route[i] as usize] = grad_out[i];
+        }
+    }
+    grad
+}
+
+impl ConvReluPoolKernel for ReferenceBackend {
+    fn conv_relu_pool_forward(
+        &self,
+        d: &ConvReluPoolDims,
+        x: &Self::Storage,
+        weight: &Self::Storage,
+        bias: &Self::Storage,
+    ) -> Result<(Self::Storage, Self::Indices)> {
+        let (out, route) = conv_relu_pool_forward(d, &x.borrow(), &weight.borrow(), &bias.borrow());
+        Ok((storage(out), shared(route)))
+    }
+
+    fn conv_relu_pool_backward_input(
+        &self,
+        d: &ConvReluPoolDims,
+        weight: &Self::Storage,
+        route: &Self::Indices,
+        grad_out: &Self::Storage,
+    ) -> Result<Self::Storage> {
+        let grad_conv = routed_grad(d, &route.borrow(), &grad_out.borrow());
+        let weight = weight_for_x(d, &weight.borrow());
+        Ok(storage(conv2d_backward_input(&d.conv, &weight, &grad_conv)))
+    }
+
+    fn conv_relu_pool_backward_params(
+        &self,
+        d: &ConvReluPoolDims,
+        x: &Self::Storage,
+        route: &Self::Indices,
+        grad_out: &Self::Storage,
+        into: GradInto<'_, Self::Storage>,
+    ) -> Result<(Self::Storage, Self::Storage)> {
+        let grad_conv = routed_grad(d, &route.borrow(), &grad_out.borrow());
+        let (grad_weight, grad_bias) = conv2d_backward_params(&d.conv, &x.borrow(), &grad_conv);
+        Ok((
+            stored_into(into.weight, weight_grad_from_x(d, &grad_weight)),
             stored_into(into.bias, grad_bias),
         ))
     }

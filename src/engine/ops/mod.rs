@@ -5,6 +5,7 @@ pub mod accuracy;
 pub mod adadelta;
 pub mod add;
 pub mod conv2d;
+pub mod conv_relu_pool;
 pub mod gather;
 pub mod linear;
 pub mod masked_concat;

@@ -8,7 +8,7 @@
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{output, storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
-use crate::engine::backends::gpu::{bound, GpuBackend};
+use crate::engine::backends::gpu::{bound, GpuBackend, WORKGROUP_SIZE};
 use crate::engine::tape::{InputGrad, Op, Tape};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
@@ -197,15 +197,14 @@ kernel_params! {
     pub(crate) struct XentParams { batch: u32, classes: u32 }
 }
 
-const ROW_LOSS: Entry = Entry::new("row_loss", &[1, 2, 3]);
-const MEAN: Entry = Entry::new("mean", &[4, 5]);
+const LOSS: Entry = Entry::new("loss", &[1, 2, 3]);
 const BACKWARD: Entry = Entry::new("backward", &[6, 7, 8, 9]);
 
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/softmax_xent.wgsl"),
     params: XentParams::FIELDS,
-    entries: &[ROW_LOSS, MEAN, BACKWARD],
+    entries: &[LOSS, BACKWARD],
 };
 
 impl SoftmaxXentKernel for GpuBackend {
@@ -217,14 +216,15 @@ impl SoftmaxXentKernel for GpuBackend {
         logits: &Self::Storage,
         labels: &Self::Indices,
     ) -> Result<Self::Storage> {
-        let row_loss = self.launch_into(
+        // One workgroup: its invocations take the rows, the first adds them in order.
+        self.launch_with_output(
             &SHADER,
-            &ROW_LOSS,
+            &LOSS,
             &d.params(),
             &[bound(logits, d.batch * d.classes), bound(labels, d.batch)],
-            d.batch,
-        )?;
-        self.launch_into(&SHADER, &MEAN, &d.params(), &[bound(&row_loss, d.batch)], 1)
+            1,
+            WORKGROUP_SIZE as usize,
+        )
     }
 
     fn softmax_xent_backward(

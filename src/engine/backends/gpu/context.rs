@@ -63,7 +63,7 @@ impl GpuContext {
         let adapter = wgpu::util::initialize_adapter_from_env_or_default(&instance, None)
             .await
             .map_err(|e| Error::NoAdapter(e.to_string()))?;
-        let limits = required_limits(&adapter.limits());
+        let limits = required_limits(&adapter.limits())?;
         // Asked for where offered: `bench --profile` times kernels with it.
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
@@ -165,16 +165,32 @@ pub fn enumerate_adapters() -> Vec<wgpu::AdapterInfo> {
         .collect()
 }
 
+/// The most storage buffers one entry point binds (the fused kernels' five).
+fn storage_buffers_needed() -> u32 {
+    let entries = ALL_SHADERS.iter().flat_map(|s| s.entries);
+    entries.map(|e| e.bindings.len() as u32).max().unwrap_or(0)
+}
+
 /// Downlevel defaults (so laptops and lavapipe qualify), with the buffer sizes raised to what
-/// the adapter offers: the resident MNIST training set is 47 MB of packed bytes.
-fn required_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
+/// the adapter offers (the resident MNIST training set is 47 MB of packed bytes) and the
+/// storage buffers per stage to what the kernels bind: more than the downlevel 4, within
+/// WebGPU's default 8, which every Vulkan, Metal and DX12 laptop GPU offers.
+fn required_limits(adapter: &wgpu::Limits) -> Result<wgpu::Limits> {
     let base = wgpu::Limits::downlevel_defaults();
-    wgpu::Limits {
+    let storage_buffers = storage_buffers_needed().max(base.max_storage_buffers_per_shader_stage);
+    if adapter.max_storage_buffers_per_shader_stage < storage_buffers {
+        return Err(Error::NoAdapter(format!(
+            "the adapter binds {} storage buffers per shader stage; the kernels need {storage_buffers}",
+            adapter.max_storage_buffers_per_shader_stage
+        )));
+    }
+    Ok(wgpu::Limits {
         max_storage_buffer_binding_size: adapter.max_storage_buffer_binding_size,
         max_buffer_size: adapter.max_buffer_size,
         max_compute_workgroups_per_dimension: adapter.max_compute_workgroups_per_dimension,
+        max_storage_buffers_per_shader_stage: storage_buffers,
         ..base
-    }
+    })
 }
 
 /// wgpu's default handler panics; we record errors and surface them as `Error::Gpu`.

@@ -225,6 +225,11 @@ impl GpuBackend {
         &self.ctx
     }
 
+    /// The device this backend runs on, for another backend on it (another thread's).
+    pub fn shared_context(&self) -> Arc<GpuContext> {
+        self.ctx.clone()
+    }
+
     /// Compute dispatches recorded since this backend was created.
     pub fn dispatch_count(&self) -> u64 {
         self.dispatches.get()

@@ -1,0 +1,302 @@
+// conv_relu_pool: maxpool2(relu(conv2d(x, weight, bias))) as one op: a block with one active
+// convolution (Sum), or a Concat block's 1x1 mix reading the one active slot.
+//   x: [N, C, H, W]   weight: [O, CW, K, K], x being its channels first_channel .. + C
+//   bias: [O]   out, route: [N, O, H/2, W/2]
+// route holds, per window, the flat index into the convolution's [N, O, H, W] output of the
+// window's first maximum after ReLU, or NO_ROUTE where that maximum is not positive: the one
+// place the window's gradient goes, if any (what maxpool2's argmax and relu's mask were).
+// The convolution's terms are added in conv2d.wgsl's order: bias, then channel by channel,
+// kernel row by kernel row.
+// The two backward entries share the read-only route and grad_out bindings.
+
+struct Params {
+    batch: u32,
+    in_channels: u32,
+    out_channels: u32,
+    height: u32,
+    width: u32,
+    kernel: u32,
+    weight_channels: u32,
+    first_channel: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+const LANES: u32 = 8u;
+const NO_ROUTE: u32 = 0xffffffffu;
+
+// Index of weight (o, x's channel c, tap) in [O, CW, K, K].
+fn weight_at(o: u32, c: u32, tap: u32) -> u32 {
+    return (o * p.weight_channels + p.first_channel + c) * p.kernel * p.kernel + tap;
+}
+
+// ---- forward: one invocation per window (n, oy, ox) and block of 8 output channels ---------
+@group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
+@group(0) @binding(2) var<storage, read> fwd_weight: array<f32>;
+@group(0) @binding(3) var<storage, read> fwd_bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> fwd_out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> fwd_route: array<u32>;
+
+// The convolution at pixel (py, px) of image n for output channels first .. first + 8 (lanes
+// past the last channel repeat it and are never stored).
+fn conv_at(n: u32, first: u32, py: i32, px: i32) -> array<f32, 8> {
+    let pad = i32(p.kernel / 2u);
+    let hw = p.height * p.width;
+    var acc: array<f32, 8>;
+    for (var lane = 0u; lane < LANES; lane++) {
+        acc[lane] = fwd_bias[min(first + lane, p.out_channels - 1u)];
+    }
+    for (var c = 0u; c < p.in_channels; c++) {
+        let x_base = (n * p.in_channels + c) * hw;
+        for (var ky = 0u; ky < p.kernel; ky++) {
+            let iy = py + i32(ky) - pad;
+            if (iy < 0 || iy >= i32(p.height)) {
+                continue;
+            }
+            for (var kx = 0u; kx < p.kernel; kx++) {
+                let ix = px + i32(kx) - pad;
+                if (ix < 0 || ix >= i32(p.width)) {
+                    continue;
+                }
+                let value = fwd_x[x_base + u32(iy) * p.width + u32(ix)];
+                let tap = ky * p.kernel + kx;
+                for (var lane = 0u; lane < LANES; lane++) {
+                    let o = min(first + lane, p.out_channels - 1u);
+                    acc[lane] += value * fwd_weight[weight_at(o, c, tap)];
+                }
+            }
+        }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    let oh = p.height / 2u;
+    let ow = p.width / 2u;
+    let windows = oh * ow;
+    let blocks = (p.out_channels + LANES - 1u) / LANES;
+    if (i >= p.batch * blocks * windows) {
+        return;
+    }
+    let window = i % windows;
+    let oy = window / ow;
+    let ox = window % ow;
+    let first = ((i / windows) % blocks) * LANES;
+    let n = i / (windows * blocks);
+    // The window's pixels in maxpool2's row-major order; strict > keeps the first maximum.
+    var best: array<f32, 8>;
+    var winner: array<u32, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        let py = 2u * oy + k / 2u;
+        let px = 2u * ox + k % 2u;
+        let z = conv_at(n, first, i32(py), i32(px));
+        for (var lane = 0u; lane < LANES; lane++) {
+            let activated = max(z[lane], 0.0);
+            if (k == 0u || activated > best[lane]) {
+                best[lane] = activated;
+                winner[lane] = py * p.width + px;
+            }
+        }
+    }
+    for (var lane = 0u; lane < LANES; lane++) {
+        let o = first + lane;
+        if (o < p.out_channels) {
+            let plane = n * p.out_channels + o;
+            fwd_out[plane * windows + window] = best[lane];
+            let routed = plane * p.height * p.width + winner[lane];
+            fwd_route[plane * windows + window] = select(NO_ROUTE, routed, best[lane] > 0.0);
+        }
+    }
+}
+
+// ---- the convolution's output gradient, recomputed where it is read ------------------------
+@group(0) @binding(6) var<storage, read> bwd_route: array<u32>;
+@group(0) @binding(7) var<storage, read> bwd_grad_out: array<f32>;
+
+// d loss / d conv output at (n, o, y, x): its window's gradient if it is the window's route,
+// else 0 (not the maximum, not positive, or in no window: an odd last row or column).
+fn routed_grad(n: u32, o: u32, y: u32, x: u32) -> f32 {
+    let oh = p.height / 2u;
+    let ow = p.width / 2u;
+    if (y / 2u >= oh || x / 2u >= ow) {
+        return 0.0;
+    }
+    let plane = n * p.out_channels + o;
+    let window = plane * oh * ow + (y / 2u) * ow + x / 2u;
+    let here = plane * p.height * p.width + y * p.width + x;
+    return select(0.0, bwd_grad_out[window], bwd_route[window] == here);
+}
+
+// ---- backward_input: one invocation per input pixel (n, iy, ix) and block of 8 channels -----
+// conv2d's backward_input over the routed gradient; terms that are zero are skipped (4 in 5 or
+// more of them, which changes no sum but the sign of a zero).
+@group(0) @binding(8) var<storage, read> bin_weight: array<f32>;
+@group(0) @binding(9) var<storage, read_write> bin_grad_x: array<f32>;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    let hw = p.height * p.width;
+    let blocks = (p.in_channels + LANES - 1u) / LANES;
+    if (i >= p.batch * blocks * hw) {
+        return;
+    }
+    let pixel = i % hw;
+    let ix = i32(pixel % p.width);
+    let iy = i32(pixel / p.width);
+    let first = ((i / hw) % blocks) * LANES;
+    let n = i / (hw * blocks);
+    let pad = i32(p.kernel / 2u);
+    var acc: array<f32, 8>;
+    // Kernel taps in reverse order, as conv2d's backward_input (and its CPU twin).
+    for (var o = 0u; o < p.out_channels; o++) {
+        for (var kyr = 0u; kyr < p.kernel; kyr++) {
+            let ky = p.kernel - 1u - kyr;
+            let y = iy - i32(ky) + pad;
+            if (y < 0 || y >= i32(p.height)) {
+                continue;
+            }
+            for (var kxr = 0u; kxr < p.kernel; kxr++) {
+                let kx = p.kernel - 1u - kxr;
+                let x = ix - i32(kx) + pad;
+                if (x < 0 || x >= i32(p.width)) {
+                    continue;
+                }
+                let grad = routed_grad(n, o, u32(y), u32(x));
+                if (grad == 0.0) {
+                    continue;
+                }
+                let tap = ky * p.kernel + kx;
+                for (var lane = 0u; lane < LANES; lane++) {
+                    let c = min(first + lane, p.in_channels - 1u);
+                    acc[lane] += grad * bin_weight[weight_at(o, c, tap)];
+                }
+            }
+        }
+    }
+    for (var lane = 0u; lane < LANES; lane++) {
+        if (first + lane < p.in_channels) {
+            bin_grad_x[(n * p.in_channels + first + lane) * hw + pixel] = acc[lane];
+        }
+    }
+}
+
+// ---- param_grads: the weight and bias gradients, as conv2d's ------------------------------
+//   grad_weight: [O, CW, K, K] (zero outside x's channels)   grad_bias: [O]
+//   A block of 8 output channels has CW * K * K weight items and one bias item; workgroup g
+//   takes ITEMS consecutive items of one block, invocation t the item t % ITEMS and the images
+//   t / ITEMS, t / ITEMS + IMAGES, ... (each image's pixels in row-major order); one
+//   invocation per item then adds the images' partials in image order.
+const ITEMS: u32 = 8u;
+const IMAGES: u32 = WORKGROUP_SIZE / ITEMS;
+const GROUP_PARTIALS: u32 = WORKGROUP_SIZE * LANES;
+
+@group(0) @binding(10) var<storage, read> pg_x: array<f32>;
+@group(0) @binding(11) var<storage, read_write> pg_grad_weight: array<f32>;
+@group(0) @binding(12) var<storage, read_write> pg_grad_bias: array<f32>;
+
+var<workgroup> partials: array<f32, GROUP_PARTIALS>;
+
+// One image's partial sums of the 8 weights (first + lane, x's channel c, ky, kx).
+fn weight_partial(n: u32, first: u32, c: u32, ky: u32, kx: u32) -> array<f32, 8> {
+    let hw = p.height * p.width;
+    let x_base = (n * p.in_channels + c) * hw;
+    let pad = i32(p.kernel / 2u);
+    var acc: array<f32, 8>;
+    for (var y = 0u; y < p.height; y++) {
+        let iy = i32(y) + i32(ky) - pad;
+        if (iy < 0 || iy >= i32(p.height)) {
+            continue;
+        }
+        for (var px = 0u; px < p.width; px++) {
+            let ix = i32(px) + i32(kx) - pad;
+            if (ix < 0 || ix >= i32(p.width)) {
+                continue;
+            }
+            let value = pg_x[x_base + u32(iy) * p.width + u32(ix)];
+            for (var lane = 0u; lane < LANES; lane++) {
+                let o = min(first + lane, p.out_channels - 1u);
+                acc[lane] += routed_grad(n, o, y, px) * value;
+            }
+        }
+    }
+    return acc;
+}
+
+// One image's partial sums of the 8 biases first + lane.
+fn bias_partial(n: u32, first: u32) -> array<f32, 8> {
+    var acc: array<f32, 8>;
+    for (var lane = 0u; lane < LANES; lane++) {
+        let o = min(first + lane, p.out_channels - 1u);
+        for (var y = 0u; y < p.height; y++) {
+            for (var x = 0u; x < p.width; x++) {
+                acc[lane] += routed_grad(n, o, y, x);
+            }
+        }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn param_grads(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+) {
+    let taps = p.kernel * p.kernel;
+    let blocks = (p.out_channels + LANES - 1u) / LANES;
+    let items = p.weight_channels * taps + 1u;
+    let groups_per_block = (items + ITEMS - 1u) / ITEMS;
+    let g = wid.x + wid.y * groups.x;
+    if (g >= blocks * groups_per_block) {
+        return;
+    }
+    let first = (g / groups_per_block) * LANES;
+    let item = (g % groups_per_block) * ITEMS + t % ITEMS;
+    let image = t / ITEMS;
+    let is_bias = item == items - 1u;
+    let tap = item % taps;
+    let wc = item / taps;
+    // Weight channels outside x's read nothing: their gradient is 0.
+    let reads_x = is_bias || (wc >= p.first_channel && wc < p.first_channel + p.in_channels);
+    var sums: array<f32, 8>;
+    for (var n0 = 0u; n0 < p.batch; n0 += IMAGES) {
+        let n = n0 + image;
+        var part: array<f32, 8>;
+        if (n < p.batch && item < items && reads_x) {
+            if (is_bias) {
+                part = bias_partial(n, first);
+            } else {
+                part = weight_partial(n, first, wc - p.first_channel, tap / p.kernel, tap % p.kernel);
+            }
+        }
+        for (var lane = 0u; lane < LANES; lane++) {
+            partials[t * LANES + lane] = part[lane];
+        }
+        workgroupBarrier();
+        if (image == 0u) {
+            for (var j = 0u; j < min(IMAGES, p.batch - n0); j++) {
+                for (var lane = 0u; lane < LANES; lane++) {
+                    sums[lane] += partials[(j * ITEMS + t) * LANES + lane];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (image != 0u || item >= items) {
+        return;
+    }
+    for (var lane = 0u; lane < LANES; lane++) {
+        let o = first + lane;
+        if (o >= p.out_channels) {
+            continue;
+        }
+        if (is_bias) {
+            pg_grad_bias[o] = sums[lane];
+        } else {
+            pg_grad_weight[(o * p.weight_channels + wc) * taps + tap] = sums[lane];
+        }
+    }
+}
