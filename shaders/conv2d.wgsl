@@ -129,14 +129,11 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 // ---- param_grads: the weight and bias gradients; every image's partial sums, added in order --
 //   grad_weight: [O, C, K, K]   grad_bias: [O]
 //   A block of 8 output channels has C * K * K weight items (c, ky, kx) and one bias item;
-//   workgroup g takes 8 consecutive items of one block (ITEMS), its invocation t the item
-//   t % ITEMS and the images t / ITEMS, t / ITEMS + IMAGES, ... Each image's partial sum goes
-//   over its pixels in row-major order, as in the CPU twin; the first IMAGES-th of the
-//   invocations (one per item) then adds the images' partials in image order. Neighbouring
-//   invocations read neighbouring pixels of one image; the order is the same every run, and
-//   there are no float atomics.
-const ITEMS: u32 = 8u;
-const IMAGES: u32 = WORKGROUP_SIZE / ITEMS;
+//   workgroup g takes one item of one block, its invocation t the images t, t + WORKGROUP_SIZE,
+//   ...: each image's partial sum over its pixels in row-major order, as in the CPU twin;
+//   invocation 0 then adds the images' partials in image order. The most parallel layout
+//   that keeps the CPU's order (an invocation per item and image); the same order every run,
+//   and no float atomics.
 const GROUP_PARTIALS: u32 = WORKGROUP_SIZE * LANES;
 
 @group(0) @binding(8) var<storage, read> pg_x: array<f32>;
@@ -195,22 +192,20 @@ fn param_grads(
     let taps = p.kernel * p.kernel;
     let blocks = (p.out_channels + LANES - 1u) / LANES;
     let items = p.in_channels * taps + 1u;
-    let groups_per_block = (items + ITEMS - 1u) / ITEMS;
     let g = wid.x + wid.y * groups.x;
-    if (g >= blocks * groups_per_block) {
+    if (g >= blocks * items) {
         return;
     }
-    let first = (g / groups_per_block) * LANES;
-    let item = (g % groups_per_block) * ITEMS + t % ITEMS;
-    let image = t / ITEMS;
+    let first = (g / items) * LANES;
+    let item = g % items;
     let is_bias = item == items - 1u;
     let tap = item % taps;
     let c = item / taps;
     var sums: array<f32, 8>;
-    for (var n0 = 0u; n0 < p.batch; n0 += IMAGES) {
-        let n = n0 + image;
+    for (var n0 = 0u; n0 < p.batch; n0 += WORKGROUP_SIZE) {
+        let n = n0 + t;
         var part: array<f32, 8>;
-        if (n < p.batch && item < items) {
+        if (n < p.batch) {
             if (is_bias) {
                 part = bias_partial(n, first);
             } else {
@@ -221,16 +216,16 @@ fn param_grads(
             partials[t * LANES + lane] = part[lane];
         }
         workgroupBarrier();
-        if (image == 0u) {
-            for (var j = 0u; j < min(IMAGES, p.batch - n0); j++) {
+        if (t == 0u) {
+            for (var j = 0u; j < min(WORKGROUP_SIZE, p.batch - n0); j++) {
                 for (var lane = 0u; lane < LANES; lane++) {
-                    sums[lane] += partials[(j * ITEMS + t) * LANES + lane];
+                    sums[lane] += partials[j * LANES + lane];
                 }
             }
         }
         workgroupBarrier();
     }
-    if (image != 0u || item >= items) {
+    if (t != 0u) {
         return;
     }
     for (var lane = 0u; lane < LANES; lane++) {

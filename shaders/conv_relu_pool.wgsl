@@ -186,11 +186,8 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 // ---- param_grads: the weight and bias gradients, as conv2d's ------------------------------
 //   grad_weight: [O, CW, K, K] (zero outside x's channels)   grad_bias: [O]
 //   A block of 8 output channels has CW * K * K weight items and one bias item; workgroup g
-//   takes ITEMS consecutive items of one block, invocation t the item t % ITEMS and the images
-//   t / ITEMS, t / ITEMS + IMAGES, ... (each image's pixels in row-major order); one
-//   invocation per item then adds the images' partials in image order.
-const ITEMS: u32 = 8u;
-const IMAGES: u32 = WORKGROUP_SIZE / ITEMS;
+//   takes one item of one block, invocation t the images t, t + WORKGROUP_SIZE, ... (each
+//   image's pixels in row-major order); invocation 0 then adds their partials in image order.
 const GROUP_PARTIALS: u32 = WORKGROUP_SIZE * LANES;
 
 @group(0) @binding(10) var<storage, read> pg_x: array<f32>;
@@ -248,24 +245,22 @@ fn param_grads(
     let taps = p.kernel * p.kernel;
     let blocks = (p.out_channels + LANES - 1u) / LANES;
     let items = p.weight_channels * taps + 1u;
-    let groups_per_block = (items + ITEMS - 1u) / ITEMS;
     let g = wid.x + wid.y * groups.x;
-    if (g >= blocks * groups_per_block) {
+    if (g >= blocks * items) {
         return;
     }
-    let first = (g / groups_per_block) * LANES;
-    let item = (g % groups_per_block) * ITEMS + t % ITEMS;
-    let image = t / ITEMS;
+    let first = (g / items) * LANES;
+    let item = g % items;
     let is_bias = item == items - 1u;
     let tap = item % taps;
     let wc = item / taps;
     // Weight channels outside x's read nothing: their gradient is 0.
     let reads_x = is_bias || (wc >= p.first_channel && wc < p.first_channel + p.in_channels);
     var sums: array<f32, 8>;
-    for (var n0 = 0u; n0 < p.batch; n0 += IMAGES) {
-        let n = n0 + image;
+    for (var n0 = 0u; n0 < p.batch; n0 += WORKGROUP_SIZE) {
+        let n = n0 + t;
         var part: array<f32, 8>;
-        if (n < p.batch && item < items && reads_x) {
+        if (n < p.batch && reads_x) {
             if (is_bias) {
                 part = bias_partial(n, first);
             } else {
@@ -276,16 +271,16 @@ fn param_grads(
             partials[t * LANES + lane] = part[lane];
         }
         workgroupBarrier();
-        if (image == 0u) {
-            for (var j = 0u; j < min(IMAGES, p.batch - n0); j++) {
+        if (t == 0u) {
+            for (var j = 0u; j < min(WORKGROUP_SIZE, p.batch - n0); j++) {
                 for (var lane = 0u; lane < LANES; lane++) {
-                    sums[lane] += partials[(j * ITEMS + t) * LANES + lane];
+                    sums[lane] += partials[j * LANES + lane];
                 }
             }
         }
         workgroupBarrier();
     }
-    if (image != 0u || item >= items) {
+    if (t != 0u) {
         return;
     }
     for (var lane = 0u; lane < LANES; lane++) {

@@ -451,8 +451,6 @@ impl CpuBackend {
 
 /// Channels one invocation handles (`LANES` in shaders/conv_relu_pool.wgsl).
 const SHADER_LANES: usize = 8;
-/// Weight items one `param_grads` workgroup takes (`ITEMS`).
-const SHADER_ITEMS: usize = 8;
 
 kernel_params! {
     pub(crate) struct ConvReluPoolParams {
@@ -540,9 +538,9 @@ impl ConvReluPoolKernel for GpuBackend {
             bound(&grad_weight, d.weight_len()),
             bound(&grad_bias, c.out_channels),
         ];
-        // Per block of 8 outputs, a workgroup per 8 of its items (weight taps, then the bias).
+        // Per block of 8 outputs, a workgroup per item (each weight tap, then the bias).
         let items = d.weight_channels * c.kernel * c.kernel + 1;
-        let groups = c.out_channels.div_ceil(SHADER_LANES) * items.div_ceil(SHADER_ITEMS);
+        let groups = c.out_channels.div_ceil(SHADER_LANES) * items;
         let invocations = groups * WORKGROUP_SIZE as usize;
         self.launch(&SHADER, &PARAM_GRADS, &d.params(), &buffers, invocations)?;
         Ok((grad_weight, grad_bias))

@@ -240,8 +240,6 @@ impl Conv2dKernel for CpuBackend {
 
 /// Channels one invocation of the conv2d kernels handles (`LANES` in shaders/conv2d.wgsl).
 const SHADER_LANES: usize = 8;
-/// Weight items one `param_grads` workgroup takes (`ITEMS`).
-const SHADER_ITEMS: usize = 8;
 
 kernel_params! {
     pub(crate) struct Conv2dParams {
@@ -315,9 +313,9 @@ impl Conv2dKernel for GpuBackend {
     ) -> Result<(Self::Storage, Self::Storage)> {
         let grad_weight = self.output_into(OP, into.weight, d.weight_len())?;
         let grad_bias = self.output_into(OP, into.bias, d.out_channels)?;
-        // Per block of 8 outputs, a workgroup per 8 of its items (weight taps, then the bias).
+        // Per block of 8 outputs, a workgroup per item (each weight tap, then the bias).
         let items = d.in_channels * d.kernel * d.kernel + 1;
-        let groups = d.out_channels.div_ceil(SHADER_LANES) * items.div_ceil(SHADER_ITEMS);
+        let groups = d.out_channels.div_ceil(SHADER_LANES) * items;
         let buffers = [
             bound(x, d.input_len()),
             bound(grad_out, d.output_len()),
