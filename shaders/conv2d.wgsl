@@ -126,22 +126,16 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     }
 }
 
-// ---- param_grads: the weight and bias gradients; every image's partial sums, added in order --
+// ---- param_grads (shaders/include/param_grads.wgsl): per image, its partial sums ----------
 //   grad_weight: [O, C, K, K]   grad_bias: [O]
-//   A block of 8 output channels has C * K * K weight items (c, ky, kx) and one bias item;
-//   workgroup g takes one item of one block, its invocation t the images t, t + WORKGROUP_SIZE,
-//   ...: each image's partial sum over its pixels in row-major order, as in the CPU twin;
-//   invocation 0 then adds the images' partials in image order. The most parallel layout
-//   that keeps the CPU's order (an invocation per item and image); the same order every run,
-//   and no float atomics.
-const GROUP_PARTIALS: u32 = WORKGROUP_SIZE * LANES;
-
 @group(0) @binding(8) var<storage, read> pg_x: array<f32>;
 @group(0) @binding(9) var<storage, read> pg_grad_out: array<f32>;
 @group(0) @binding(10) var<storage, read_write> pg_grad_weight: array<f32>;
 @group(0) @binding(11) var<storage, read_write> pg_grad_bias: array<f32>;
 
-var<workgroup> partials: array<f32, GROUP_PARTIALS>;
+fn weight_channels() -> u32 {
+    return p.in_channels;
+}
 
 // One image's partial sums of the 8 weights (first + lane, c, ky, kx).
 fn weight_partial(n: u32, first: u32, c: u32, ky: u32, kx: u32) -> array<f32, 8> {
@@ -181,62 +175,4 @@ fn bias_partial(n: u32, first: u32) -> array<f32, 8> {
         }
     }
     return acc;
-}
-
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn param_grads(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) t: u32,
-) {
-    let taps = p.kernel * p.kernel;
-    let blocks = (p.out_channels + LANES - 1u) / LANES;
-    let items = p.in_channels * taps + 1u;
-    let g = wid.x + wid.y * groups.x;
-    if (g >= blocks * items) {
-        return;
-    }
-    let first = (g / items) * LANES;
-    let item = g % items;
-    let is_bias = item == items - 1u;
-    let tap = item % taps;
-    let c = item / taps;
-    var sums: array<f32, 8>;
-    for (var n0 = 0u; n0 < p.batch; n0 += WORKGROUP_SIZE) {
-        let n = n0 + t;
-        var part: array<f32, 8>;
-        if (n < p.batch) {
-            if (is_bias) {
-                part = bias_partial(n, first);
-            } else {
-                part = weight_partial(n, first, c, tap / p.kernel, tap % p.kernel);
-            }
-        }
-        for (var lane = 0u; lane < LANES; lane++) {
-            partials[t * LANES + lane] = part[lane];
-        }
-        workgroupBarrier();
-        if (t == 0u) {
-            for (var j = 0u; j < min(WORKGROUP_SIZE, p.batch - n0); j++) {
-                for (var lane = 0u; lane < LANES; lane++) {
-                    sums[lane] += partials[j * LANES + lane];
-                }
-            }
-        }
-        workgroupBarrier();
-    }
-    if (t != 0u) {
-        return;
-    }
-    for (var lane = 0u; lane < LANES; lane++) {
-        let o = first + lane;
-        if (o >= p.out_channels) {
-            continue;
-        }
-        if (is_bias) {
-            pg_grad_bias[o] = sums[lane];
-        } else {
-            pg_grad_weight[(o * p.in_channels + c) * taps + tap] = sums[lane];
-        }
-    }
 }

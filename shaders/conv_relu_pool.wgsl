@@ -183,25 +183,27 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     }
 }
 
-// ---- param_grads: the weight and bias gradients, as conv2d's ------------------------------
+// ---- param_grads (shaders/include/param_grads.wgsl): per image, its partial sums ----------
 //   grad_weight: [O, CW, K, K] (zero outside x's channels)   grad_bias: [O]
-//   A block of 8 output channels has CW * K * K weight items and one bias item; workgroup g
-//   takes one item of one block, invocation t the images t, t + WORKGROUP_SIZE, ... (each
-//   image's pixels in row-major order); invocation 0 then adds their partials in image order.
-const GROUP_PARTIALS: u32 = WORKGROUP_SIZE * LANES;
-
 @group(0) @binding(10) var<storage, read> pg_x: array<f32>;
 @group(0) @binding(11) var<storage, read_write> pg_grad_weight: array<f32>;
 @group(0) @binding(12) var<storage, read_write> pg_grad_bias: array<f32>;
 
-var<workgroup> partials: array<f32, GROUP_PARTIALS>;
+fn weight_channels() -> u32 {
+    return p.weight_channels;
+}
 
-// One image's partial sums of the 8 weights (first + lane, x's channel c, ky, kx).
-fn weight_partial(n: u32, first: u32, c: u32, ky: u32, kx: u32) -> array<f32, 8> {
+// One image's partial sums of the 8 weights (first + lane, weight channel wc, ky, kx): zeros
+// for a channel outside x's, which reads nothing.
+fn weight_partial(n: u32, first: u32, wc: u32, ky: u32, kx: u32) -> array<f32, 8> {
+    var acc: array<f32, 8>;
+    if (wc < p.first_channel || wc >= p.first_channel + p.in_channels) {
+        return acc;
+    }
+    let c = wc - p.first_channel;
     let hw = p.height * p.width;
     let x_base = (n * p.in_channels + c) * hw;
     let pad = i32(p.kernel / 2u);
-    var acc: array<f32, 8>;
     for (var y = 0u; y < p.height; y++) {
         let iy = i32(y) + i32(ky) - pad;
         if (iy < 0 || iy >= i32(p.height)) {
@@ -234,64 +236,4 @@ fn bias_partial(n: u32, first: u32) -> array<f32, 8> {
         }
     }
     return acc;
-}
-
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn param_grads(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) t: u32,
-) {
-    let taps = p.kernel * p.kernel;
-    let blocks = (p.out_channels + LANES - 1u) / LANES;
-    let items = p.weight_channels * taps + 1u;
-    let g = wid.x + wid.y * groups.x;
-    if (g >= blocks * items) {
-        return;
-    }
-    let first = (g / items) * LANES;
-    let item = g % items;
-    let is_bias = item == items - 1u;
-    let tap = item % taps;
-    let wc = item / taps;
-    // Weight channels outside x's read nothing: their gradient is 0.
-    let reads_x = is_bias || (wc >= p.first_channel && wc < p.first_channel + p.in_channels);
-    var sums: array<f32, 8>;
-    for (var n0 = 0u; n0 < p.batch; n0 += WORKGROUP_SIZE) {
-        let n = n0 + t;
-        var part: array<f32, 8>;
-        if (n < p.batch && reads_x) {
-            if (is_bias) {
-                part = bias_partial(n, first);
-            } else {
-                part = weight_partial(n, first, wc - p.first_channel, tap / p.kernel, tap % p.kernel);
-            }
-        }
-        for (var lane = 0u; lane < LANES; lane++) {
-            partials[t * LANES + lane] = part[lane];
-        }
-        workgroupBarrier();
-        if (t == 0u) {
-            for (var j = 0u; j < min(WORKGROUP_SIZE, p.batch - n0); j++) {
-                for (var lane = 0u; lane < LANES; lane++) {
-                    sums[lane] += partials[j * LANES + lane];
-                }
-            }
-        }
-        workgroupBarrier();
-    }
-    if (t != 0u) {
-        return;
-    }
-    for (var lane = 0u; lane < LANES; lane++) {
-        let o = first + lane;
-        if (o >= p.out_channels) {
-            continue;
-        }
-        if (is_bias) {
-            pg_grad_bias[o] = sums[lane];
-        } else {
-            pg_grad_weight[(o * p.weight_channels + wc) * taps + tap] = sums[lane];
-        }
-    }
 }

@@ -2,10 +2,11 @@
 //! resuming (finished trainings skipped, an interrupted one trained again), settings that do
 //! not match refused, and the report rebuilt from saved results alone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
+
 use common::{small_mnist, supernet};
 
 fn stderr(output: &Output) -> String {
@@ -432,58 +433,74 @@ fn experiment_on_a_sample_of_the_space() {
     );
 }
 
+/// A one-epoch experiment on the small slice (`args` name the backend, seeds and samplings),
+/// run into `one` with `flag 1` and into `many` with `flag n`; returns the second's log, both
+/// having succeeded.
+fn run_alone_and_shared(args: &[&str], flag: &str, n: &str, one: &Path, many: &Path) -> String {
+    let data = small_mnist();
+    let run = |out: &Path, count: &str| {
+        let mut all = vec!["experiment", "--supernet", "sum", "--epochs", "1"];
+        all.extend(args);
+        all.extend(["--kl-images", "16", flag, count]);
+        all.extend(["--data", data.path().to_str().unwrap()]);
+        all.extend(["--out", out.to_str().unwrap()]);
+        supernet(&all)
+    };
+    let single = run(one, "1");
+    assert!(single.status.success(), "{}", stderr(&single));
+    let shared = run(many, n);
+    let log = stderr(&shared);
+    assert!(shared.status.success(), "{log}");
+    log
+}
+
+/// Every job of the experiment in `many`: its one "finished" line in `log` (returned, each),
+/// and the same numbers as in `one`; and the report written.
+fn each_job_once_and_alike(log: &str, one: &Path, many: &Path) -> Vec<String> {
+    let plan = supernet::training::experiment::read_plan(many).expect("plan");
+    let mut finished_lines = Vec::new();
+    for job in &plan.jobs {
+        let finished = format!("{}: finished", job.display());
+        let lines: Vec<&str> = log.lines().filter(|l| l.ends_with(&finished)).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{} finished {} times:\n{log}",
+            job.display(),
+            lines.len()
+        );
+        finished_lines.push(lines[0].to_string());
+        let read = |root: &Path| -> serde_json::Value {
+            let r = job_result(root, job);
+            serde_json::json!([epochs(&r), r["kl_proxy"], r["zero_cost"]])
+        };
+        assert_eq!(read(many), read(one), "{}", job.display());
+        assert!(
+            !many.join(job).join("claim.json").exists(),
+            "a claim was left"
+        );
+    }
+    assert!(many.join("report.md").is_file());
+    finished_lines
+}
+
 /// Three workers on one folder: every job runs exactly once, and the results are those of a
 /// single worker.
 #[test]
 fn three_workers_share_one_experiment() {
-    let data = small_mnist();
-    let run = |out: &std::path::Path, workers: &str| {
-        supernet(&[
-            "experiment",
-            "--backend",
-            "cpu",
-            "--supernet",
-            "sum",
-            "--seeds",
-            "1,2",
-            "--sampling",
-            "uniform,fair",
-            "--epochs",
-            "1",
-            "--kl-images",
-            "16",
-            "--workers",
-            workers,
-            "--data",
-            data.path().to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-    };
     let dir = tempfile::tempdir().expect("temp dir");
     let (one, three) = (dir.path().join("one"), dir.path().join("three"));
-    let single = run(&one, "1");
-    assert!(single.status.success(), "{}", stderr(&single));
-    let shared = run(&three, "3");
-    let log = stderr(&shared);
-    assert!(shared.status.success(), "{log}");
-    let plan = supernet::training::experiment::read_plan(&three).expect("plan");
-    assert_eq!(plan.jobs.len(), 14);
-    for job in &plan.jobs {
-        let line = format!("{}: finished", job.display());
-        let times = log.lines().filter(|l| *l == line).count();
-        assert_eq!(times, 1, "{} ran {times} times:\n{log}", job.display());
-        let read = |root: &std::path::Path| -> serde_json::Value {
-            let r = job_result(root, job);
-            serde_json::json!([epochs(&r), r["kl_proxy"], r["zero_cost"]])
-        };
-        assert_eq!(read(&three), read(&one), "{}", job.display());
-        assert!(
-            !three.join(job).join("claim.json").exists(),
-            "a claim was left"
-        );
-    }
-    assert!(three.join("report.md").is_file());
+    let args = [
+        "--backend",
+        "cpu",
+        "--seeds",
+        "1,2",
+        "--sampling",
+        "uniform,fair",
+    ];
+    let log = run_alone_and_shared(&args, "--workers", "3", &one, &three);
+    let finished = each_job_once_and_alike(&log, &one, &three);
+    assert_eq!(finished.len(), 14);
 }
 
 /// Trainings in flight at once on one GPU (`--parallel 3`: threads, each with a backend of its
@@ -494,57 +511,20 @@ fn trainings_in_flight_at_once_on_one_gpu() {
     if common::gpu().is_none() {
         return;
     }
-    let data = small_mnist();
-    let run = |out: &std::path::Path, parallel: &str| {
-        supernet(&[
-            "experiment",
-            "--backend",
-            "gpu",
-            "--supernet",
-            "sum",
-            "--seeds",
-            "1",
-            "--epochs",
-            "1",
-            "--kl-images",
-            "16",
-            "--parallel",
-            parallel,
-            "--data",
-            data.path().to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-    };
     let dir = tempfile::tempdir().expect("temp dir");
     let (one, three) = (dir.path().join("one"), dir.path().join("three"));
-    let single = run(&one, "1");
-    assert!(single.status.success(), "{}", stderr(&single));
-    let shared = run(&three, "3");
-    let log = stderr(&shared);
-    assert!(shared.status.success(), "{log}");
+    let args = ["--backend", "gpu", "--seeds", "1"];
+    let log = run_alone_and_shared(&args, "--parallel", "3", &one, &three);
     assert!(log.contains("3 trainings at once"), "{log}");
-    let plan = supernet::training::experiment::read_plan(&three).expect("plan");
-    let mut threads = std::collections::BTreeSet::new();
-    for job in &plan.jobs {
-        let finished = format!("] {}: finished", job.display());
-        let lines: Vec<&str> = log.lines().filter(|l| l.ends_with(&finished)).collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "{} finished {} times:\n{log}",
-            job.display(),
-            lines.len()
-        );
-        threads.insert(lines[0].split(']').next().unwrap_or_default().to_string());
-        let read = |root: &std::path::Path| -> serde_json::Value {
-            let r = job_result(root, job);
-            serde_json::json!([epochs(&r), r["kl_proxy"], r["zero_cost"]])
-        };
-        assert_eq!(read(&three), read(&one), "{}", job.display());
-    }
-    assert!(threads.len() > 1, "one thread did every job:\n{log}");
-    assert!(three.join("report.md").is_file());
+    let finished = each_job_once_and_alike(&log, &one, &three);
+    let threads: std::collections::BTreeSet<&str> = finished
+        .iter()
+        .map(|line| line.split(']').next().unwrap_or_default())
+        .collect();
+    assert!(
+        threads.len() > 1 && threads.iter().all(|t| t.starts_with('[')),
+        "not several tagged threads:\n{log}"
+    );
 }
 
 /// An experiment killed inside a training: the rerun resumes that training from its state

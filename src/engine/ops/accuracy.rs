@@ -59,6 +59,7 @@ const CORRECT_ROWS: Entry = Entry::new("correct_rows", &[1, 2, 3]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/accuracy.wgsl"),
+    includes: &[],
     params: XentParams::FIELDS,
     entries: &[CORRECT_ROWS],
 };

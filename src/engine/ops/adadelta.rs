@@ -232,6 +232,7 @@ const STEP_ZERO_GRAD: Entry = Entry::new("step_zero_grad", &[5, 6]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/adadelta.wgsl"),
+    includes: &[],
     params: AdadeltaParams::FIELDS,
     entries: &[STEP, STEP_ZERO_GRAD],
 };

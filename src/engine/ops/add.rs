@@ -53,6 +53,7 @@ const ADD: Entry = Entry::new("add", &[1, 2, 3]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/add.wgsl"),
+    includes: &[],
     params: LenParams::FIELDS,
     entries: &[ADD],
 };

@@ -318,10 +318,15 @@ pub mod cpu {
 
     use crate::engine::backends::cpu::{output, storage, CpuStorage};
 
-    /// A window's route: its first maximum where the maximum (after ReLU) is positive.
-    pub fn routes(pooled: &[f32], argmax: &[u32]) -> Vec<u32> {
-        let route = |(&value, &at): (&f32, &u32)| if value > 0.0 { at } else { NO_ROUTE };
-        pooled.iter().zip(argmax).map(route).collect()
+    /// max-pool's argmax made the windows' routes, in place: a window whose maximum (after
+    /// ReLU) is not positive (nor a NaN's) routes nowhere, as on the GPU.
+    pub fn route(pooled: &[f32], argmax: &mut [u32]) {
+        for (at, &value) in argmax.iter_mut().zip(pooled) {
+            if value > 0.0 {
+                continue;
+            }
+            *at = NO_ROUTE;
+        }
     }
 
     /// The convolution's output gradient, `[N, O, H, W]`: each window's gradient at its route.
@@ -367,8 +372,8 @@ impl ConvReluPoolKernel for CpuBackend {
         let out = computed(d.output_len(), |out| {
             maxpool2::cpu::forward(&d.pool(), &activated.borrow(), out, &mut argmax)
         });
-        let route = cpu::routes(&out.borrow(), &argmax);
-        Ok((out, shared(route)))
+        cpu::route(&out.borrow(), &mut argmax);
+        Ok((out, shared(argmax)))
     }
 
     fn conv_relu_pool_backward_input(
@@ -466,6 +471,7 @@ const PARAM_GRADS: Entry = Entry::new("param_grads", &[10, 6, 7, 11, 12]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/conv_relu_pool.wgsl"),
+    includes: &[include_str!("../../../shaders/include/param_grads.wgsl")],
     params: ConvReluPoolParams::FIELDS,
     entries: &[FORWARD, BACKWARD_INPUT, PARAM_GRADS],
 };

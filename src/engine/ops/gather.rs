@@ -116,6 +116,7 @@ const GATHER: Entry = Entry::new("gather", &[1, 2, 3]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/gather.wgsl"),
+    includes: &[],
     params: GatherParams::FIELDS,
     entries: &[GATHER],
 };

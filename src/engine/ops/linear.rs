@@ -296,6 +296,7 @@ const BACKWARD_PARAMS: Entry = Entry::new("backward_params", &[8, 9, 10, 11]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/linear.wgsl"),
+    includes: &[],
     params: LinearParams::FIELDS,
     entries: &[FORWARD, BACKWARD_INPUT, BACKWARD_PARAMS],
 };

@@ -221,6 +221,7 @@ const READ_SLOT: Entry = Entry::new("read_slot", &[3, 4]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/masked_concat.wgsl"),
+    includes: &[],
     params: ConcatParams::FIELDS,
     entries: &[WRITE_SLOT, READ_SLOT],
 };

@@ -133,6 +133,7 @@ const AXPY: Entry = Entry::new("axpy", &[3, 4]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/masked_sum.wgsl"),
+    includes: &[],
     params: ScaleParams::FIELDS,
     entries: &[SCALE, AXPY],
 };

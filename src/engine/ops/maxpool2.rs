@@ -402,6 +402,7 @@ const BACKWARD: Entry = Entry::new("backward", &[4, 5, 6]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/maxpool2.wgsl"),
+    includes: &[],
     params: Pool2Params::FIELDS,
     entries: &[FORWARD, BACKWARD],
 };

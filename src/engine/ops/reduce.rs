@@ -47,6 +47,7 @@ const REDUCE_ROWS: Entry = Entry::new("reduce_rows", &[1, 2]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/reduce.wgsl"),
+    includes: &[],
     params: ReduceParams::FIELDS,
     entries: &[REDUCE_ROWS],
 };

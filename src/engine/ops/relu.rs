@@ -114,6 +114,7 @@ const BACKWARD: Entry = Entry::new("backward", &[3, 4, 5]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/relu.wgsl"),
+    includes: &[],
     params: LenParams::FIELDS,
     entries: &[FORWARD, BACKWARD],
 };

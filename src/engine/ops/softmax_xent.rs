@@ -203,6 +203,7 @@ const BACKWARD: Entry = Entry::new("backward", &[6, 7, 8, 9]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/softmax_xent.wgsl"),
+    includes: &[],
     params: XentParams::FIELDS,
     entries: &[LOSS, BACKWARD],
 };

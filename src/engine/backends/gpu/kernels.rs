@@ -8,6 +8,9 @@ use crate::engine::ops;
 pub(crate) struct ShaderSpec {
     pub name: &'static str,
     pub source: &'static str,
+    /// Shared WGSL (`shaders/include/`) the module needs: an entry point the file's own
+    /// functions and buffers complete, written once for the ops that have it.
+    pub includes: &'static [&'static str],
     /// `KernelParams::FIELDS` of the Rust struct launchers pass: checked against the WGSL
     /// `Params` struct, field by field, in this module's tests; `launch` refuses parameters of
     /// another type.
@@ -77,10 +80,11 @@ fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
 ";
 
 /// The WGSL module of a shader as the device compiles it: the workgroup size, stated once in
-/// Rust, then the prelude, then the file.
+/// Rust, then the prelude, the file and its includes.
 pub(crate) fn module_source(spec: &ShaderSpec) -> String {
+    let includes = spec.includes.concat();
     format!(
-        "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n{PRELUDE}\n{}",
+        "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n{PRELUDE}\n{}\n{includes}",
         spec.source
     )
 }
@@ -333,10 +337,11 @@ mod tests {
                 "{}: entries and declarations disagree",
                 spec.name
             );
+            let module = module_source(spec);
             for entry in spec.entries {
                 let declaration = format!("fn {}(", entry.name);
                 assert!(
-                    spec.source.contains(&declaration),
+                    module.contains(&declaration),
                     "{}: no entry point {}",
                     spec.name,
                     entry.name
