@@ -18,7 +18,8 @@
 //!
 //! Names: the group is `<op>_<shape>/<kernel>` and the backend (`cpu` or `gpu`) is the
 //! parameter, e.g. `conv2d_k5_8x14x14/forward/gpu`. For conv2d the shape is the kernel size and
-//! the input's channels x height x width (every conv has 8 output channels); for linear it is
+//! the input's channels x height x width (every conv has 8 output channels; conv_relu_pool's
+//! names x's channels "of" the weight's); for linear it is
 //! in x out features. Throughput (`Throughput::Elements`) counts multiply-adds for conv2d and
 //! linear (the same count for all three of their kernels), and output elements otherwise.
 //!
@@ -37,6 +38,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use supernet::engine::backend::GradInto;
 use supernet::engine::ops::conv2d::Conv2dDims;
+use supernet::engine::ops::conv_relu_pool::ConvReluPoolDims;
 use supernet::engine::ops::gather::GatherDims;
 use supernet::engine::ops::linear::LinearDims;
 use supernet::engine::ops::masked_concat::ConcatDims;
@@ -168,6 +170,57 @@ fn conv2d_cases<B: Backend>(
         .kernel("backward_params", macs, |b, i| {
             let into = GradInto::new_buffers();
             let (_, grad_bias) = b.conv2d_backward_params(&i.dims, &i.x, &i.grad_out, into)?;
+            Ok(grad_bias)
+        })
+        .done())
+}
+
+struct ConvReluPoolInputs<B: Memory> {
+    dims: ConvReluPoolDims,
+    x: B::Storage,
+    weight: B::Storage,
+    bias: B::Storage,
+    route: B::Indices,
+    grad_out: B::Storage,
+}
+
+/// The fused block: x's `in_channels` at `first_channel` of the weight's `weight_channels`
+/// (a Concat mix's slot when they differ).
+fn conv_relu_pool_cases<B: Backend>(
+    backend: &B,
+    [in_channels, size, kernel]: [usize; 3],
+    [weight_channels, first_channel]: [usize; 2],
+) -> Result<Vec<Case<'_>>> {
+    let x_shape = [BATCH, in_channels, size, size];
+    let weight_shape = [CONV_OUT_CHANNELS, weight_channels, kernel, kernel];
+    let bias_shape = [CONV_OUT_CHANNELS];
+    let dims = ConvReluPoolDims::from_shapes(&x_shape, &weight_shape, &bias_shape, first_channel)?;
+    let x = upload_random(backend, dims.conv.input_len())?;
+    let weight = upload_random(backend, dims.weight_len())?;
+    let bias = upload_random(backend, CONV_OUT_CHANNELS)?;
+    let (_, route) = backend.conv_relu_pool_forward(&dims, &x, &weight, &bias)?;
+    let inputs = ConvReluPoolInputs::<B> {
+        dims,
+        grad_out: upload_random(backend, dims.output_len())?,
+        x,
+        weight,
+        bias,
+        route,
+    };
+    let op = format!("conv_relu_pool_k{kernel}_{in_channels}of{weight_channels}x{size}x{size}");
+    let macs = Some(dims.conv.output_len() * in_channels * kernel * kernel);
+    Ok(OpCases::new(backend, op, inputs)
+        .kernel("forward", macs, |b, i| {
+            Ok(b.conv_relu_pool_forward(&i.dims, &i.x, &i.weight, &i.bias)?
+                .0)
+        })
+        .kernel("backward_input", macs, |b, i| {
+            b.conv_relu_pool_backward_input(&i.dims, &i.weight, &i.route, &i.grad_out)
+        })
+        .kernel("backward_params", macs, |b, i| {
+            let into = GradInto::new_buffers();
+            let (_, grad_bias) =
+                b.conv_relu_pool_backward_params(&i.dims, &i.x, &i.route, &i.grad_out, into)?;
             Ok(grad_bias)
         })
         .done())
@@ -452,6 +505,14 @@ fn all_cases<B: Backend>(backend: &B) -> Result<Vec<Case<'_>>> {
     cases.extend(gather_cases(backend)?);
     for (in_channels, size, kernel) in conv_shapes {
         cases.extend(conv2d_cases(backend, in_channels, size, kernel)?);
+    }
+    // The Sum blocks' convolutions, and the Concat mix reading its second slot.
+    for (shape, slot) in [
+        ([1, 28, 5], [1, 0]),
+        ([8, 14, 5], [8, 0]),
+        ([8, 14, 1], [16, 8]),
+    ] {
+        cases.extend(conv_relu_pool_cases(backend, shape, slot)?);
     }
     for size in [28, 14] {
         cases.extend(relu_cases(backend, size)?);

@@ -137,6 +137,10 @@ fn weight_channels() -> u32 {
     return p.in_channels;
 }
 
+fn reads_input(c: u32) -> bool {
+    return true;
+}
+
 // One image's partial sums of the 8 weights (first + lane, c, ky, kx).
 fn weight_partial(n: u32, first: u32, c: u32, ky: u32, kx: u32) -> array<f32, 8> {
     let k = p.kernel;

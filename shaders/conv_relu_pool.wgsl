@@ -193,13 +193,15 @@ fn weight_channels() -> u32 {
     return p.weight_channels;
 }
 
-// One image's partial sums of the 8 weights (first + lane, weight channel wc, ky, kx): zeros
-// for a channel outside x's, which reads nothing.
+// x is the weight's channels first_channel .. first_channel + in_channels.
+fn reads_input(wc: u32) -> bool {
+    return wc >= p.first_channel && wc < p.first_channel + p.in_channels;
+}
+
+// One image's partial sums of the 8 weights (first + lane, weight channel wc, ky, kx), wc one
+// of x's.
 fn weight_partial(n: u32, first: u32, wc: u32, ky: u32, kx: u32) -> array<f32, 8> {
     var acc: array<f32, 8>;
-    if (wc < p.first_channel || wc >= p.first_channel + p.in_channels) {
-        return acc;
-    }
     let c = wc - p.first_channel;
     let hw = p.height * p.width;
     let x_base = (n * p.in_channels + c) * hw;

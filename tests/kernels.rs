@@ -23,7 +23,7 @@ use supernet::engine::ops::masked_concat::ConcatDims;
 use supernet::engine::ops::maxpool2::Pool2Dims;
 use supernet::engine::ops::softmax_xent::XentDims;
 use supernet::engine::{
-    AdadeltaConfig, Backend, CpuBackend, Memory, ReferenceBackend, Tape, Tensor,
+    Adadelta, AdadeltaConfig, Backend, CpuBackend, Memory, ReferenceBackend, Tape, Tensor,
 };
 use supernet::Result;
 
@@ -178,13 +178,20 @@ fn indices<B: Memory>(
     ))
 }
 
-/// A layer's gradient slots as a network's parameters have them (on the GPU, views at offsets
-/// of one buffer), so the parameter-gradient kernels are checked writing where training has
-/// them write; a backend without slots writes new buffers.
-fn grad_into<B: Backend>(slots: &Option<Vec<B::Storage>>) -> GradInto<'_, B::Storage> {
+/// A layer's gradient slots as a network's parameters have them on the GPU (views at offsets
+/// of one buffer), or plain buffers on a backend without slots, so every parameter-gradient
+/// kernel is checked writing into the slots given.
+fn slots_for<B: Backend>(backend: &B, lens: &[usize]) -> Result<Vec<B::Storage>> {
+    match backend.gradient_slots(lens)? {
+        Some(slots) => Ok(slots),
+        None => lens.iter().map(|&len| backend.zeros(len)).collect(),
+    }
+}
+
+fn grad_into<B: Backend>(slots: &[B::Storage]) -> GradInto<'_, B::Storage> {
     GradInto {
-        weight: slots.as_ref().map(|s| &s[0]),
-        bias: slots.as_ref().map(|s| &s[1]),
+        weight: Some(&slots[0]),
+        bias: Some(&slots[1]),
     }
 }
 
@@ -226,7 +233,7 @@ impl KernelCase for ConvCase {
         let grad_out = upload_random(backend, rng, d.output_len())?;
         let out = backend.conv2d_forward(d, &x, &weight, &bias)?;
         let grad_x = backend.conv2d_backward_input(d, &weight, &grad_out)?;
-        let slots = backend.gradient_slots(&[d.weight_len(), out_channels])?;
+        let slots = slots_for(backend, &[d.weight_len(), out_channels])?;
         let into = grad_into::<B>(&slots);
         let (grad_weight, grad_bias) = backend.conv2d_backward_params(d, &x, &grad_out, into)?;
         Ok(vec![
@@ -379,7 +386,7 @@ impl KernelCase for CrpCase {
         let grad_out = upload_random(backend, rng, d.output_len())?;
         let (out, route) = backend.conv_relu_pool_forward(d, &x, &weight, &bias)?;
         let grad_x = backend.conv_relu_pool_backward_input(d, &weight, &route, &grad_out)?;
-        let slots = backend.gradient_slots(&[d.weight_len(), out_channels])?;
+        let slots = slots_for(backend, &[d.weight_len(), out_channels])?;
         let into = grad_into::<B>(&slots);
         let (grad_weight, grad_bias) =
             backend.conv_relu_pool_backward_params(d, &x, &route, &grad_out, into)?;
@@ -537,7 +544,7 @@ impl KernelCase for LinearCase {
         let grad_out = upload_random(backend, rng, batch * out_features)?;
         let out = backend.linear_forward(d, &x, &weight, &bias)?;
         let grad_x = backend.linear_backward_input(d, &weight, &grad_out)?;
-        let slots = backend.gradient_slots(&[out_features * in_features, out_features])?;
+        let slots = slots_for(backend, &[out_features * in_features, out_features])?;
         let into = grad_into::<B>(&slots);
         let (grad_weight, grad_bias) = backend.linear_backward_params(d, &x, &grad_out, into)?;
         Ok(vec![
@@ -1032,6 +1039,76 @@ fn tape_step<B: Backend>(backend: &B, after_op: &mut dyn FnMut()) -> Vec<(String
         ("fc weight grad".into(), grad(&fc_w)),
         ("fc bias grad".into(), grad(&fc_b)),
     ]
+}
+
+/// The gradient slots and the one-dispatch Adadelta where the SuperNet never takes them: a
+/// parameter used by two ops (its gradient summed in new buffers, then copied into its slot
+/// by the optimizer), and one no op uses (its slot, dirtied first, cleared: the zero-gradient
+/// step). Two steps, against the CPU, which has no slots and steps parameter by parameter.
+#[test]
+fn shared_and_unused_parameters_in_gradient_slots() {
+    let Some(gpu) = common::gpu() else { return };
+    let on_gpu = shared_and_unused_parameters(&gpu).expect("gpu");
+    let on_cpu = shared_and_unused_parameters(&CpuBackend::new()).expect("cpu");
+    let names = [
+        "weight grad",
+        "bias 1 grad",
+        "bias 2 grad",
+        "weight",
+        "bias 1",
+        "bias 2",
+    ];
+    let names = names.iter().chain(&["unused"]);
+    for ((name, gpu), cpu) in names.zip(&on_gpu).zip(&on_cpu) {
+        common::assert_close(name, gpu, cpu, ATOL, RTOL);
+    }
+}
+
+/// `weight` in two linear layers (biases 1 and 2), `unused` in none; the three gradients,
+/// then every parameter after two Adadelta steps.
+fn shared_and_unused_parameters<B: Backend>(backend: &B) -> Result<Vec<Vec<f32>>> {
+    let mut rng = common::rng(5);
+    let (n, i, o) = (4, 6, 3);
+    let shapes: [&[usize]; 4] = [&[o, i], &[o], &[o], &[7]];
+    let values: Vec<Vec<f32>> = (shapes.iter())
+        .map(|s| common::random(&mut rng, s.iter().product()))
+        .collect();
+    let refs: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
+    let lens: Vec<usize> = values.iter().map(Vec::len).collect();
+    let storages = backend.upload_group(&refs)?;
+    let slots = backend.gradient_slots(&lens)?;
+    let dirt = backend.upload(&common::random(&mut rng, 7))?;
+    if let Some(slots) = &slots {
+        backend.copy_into(&dirt, &slots[3], 0, 7)?;
+    }
+    let params: Vec<Tensor<B>> = (storages.into_iter().zip(shapes).enumerate())
+        .map(|(k, (storage, shape))| {
+            let slot = slots.as_ref().map(|s| s[k].clone());
+            Tensor::parameter_in(storage, shape, slot)
+        })
+        .collect();
+    let x = Tensor::from_slice(backend, &common::random(&mut rng, n * i), &[n, i])?;
+    let upstream = common::random(&mut rng, n * o);
+    let mut optimizer = Adadelta::new(backend, &params, AdadeltaConfig::default())?;
+    let mut read = Vec::new();
+    for step in 0..2 {
+        let tape = Tape::new(backend);
+        let first = tape.linear(&x, &params[0], &params[1])?;
+        let second = tape.linear(&x, &params[0], &params[2])?;
+        let out = tape.masked_sum(&[(&first, 1.0), (&second, 0.5)])?;
+        let grads = tape.backward_from(&out, Tensor::from_slice(backend, &upstream, &[n, o])?)?;
+        assert!(grads.get(&params[3]).is_none(), "a gradient for the unused");
+        if step == 0 {
+            for p in &params[..3] {
+                read.push(grads.get(p).expect("a gradient").to_vec(backend)?);
+            }
+        }
+        optimizer.step(backend, &params, &grads)?;
+    }
+    for p in &params {
+        read.push(p.to_vec(backend)?);
+    }
+    Ok(read)
 }
 
 /// A buffer shorter than its kernel's shapes say is refused at launch, naming the kernel,

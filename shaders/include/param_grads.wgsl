@@ -2,9 +2,10 @@
 // Included by the shaders of the ops with a convolution's parameters (conv2d, conv_relu_pool),
 // which define what differs:
 //   LANES (8), the uniform `p` (batch, out_channels, kernel), `weight_channels()` (the weight's
-//   input channels), `weight_partial(n, first, c, ky, kx)` (image n's partial sums of weights
-//   (first + lane, c, ky, kx), zeros for a channel that reads nothing), `bias_partial(n, first)`,
-//   and the storage arrays `pg_grad_weight` ([O, weight_channels, K, K]) and `pg_grad_bias`.
+//   input channels), `reads_input(c)` (whether weight channel c reads the layer's input: its
+//   gradient is zero where not), `weight_partial(n, first, c, ky, kx)` (image n's partial
+//   sums of weights (first + lane, c, ky, kx)), `bias_partial(n, first)`, and the storage
+//   arrays `pg_grad_weight` ([O, weight_channels, K, K]) and `pg_grad_bias`.
 // A block of 8 output channels has weight_channels * K * K weight items and one bias item;
 // workgroup g takes one item of one block, its invocation t the images t, t + WORKGROUP_SIZE,
 // ... (each image's partial sum over its pixels in row-major order, as in the CPU twin), and
@@ -33,7 +34,10 @@ fn param_grads(
     let tap = item % taps;
     let c = item / taps;
     var sums: array<f32, 8>;
-    for (var n0 = 0u; n0 < p.batch; n0 += WORKGROUP_SIZE) {
+    // A weight channel that reads nothing (a Concat mix's other slots) skips the images: its
+    // sums stay zero. The same for the whole workgroup, so no barrier is left half-reached.
+    let images = select(0u, p.batch, is_bias || reads_input(c));
+    for (var n0 = 0u; n0 < images; n0 += WORKGROUP_SIZE) {
         let n = n0 + t;
         var part: array<f32, 8>;
         if (n < p.batch) {

@@ -15,7 +15,7 @@ use supernet::training::experiment::{
     job_state, Experiment, Job, JobKind, JobResult, JobState, PLAN_FILE, RESULT_FILE,
 };
 use supernet::training::resume::STATE_FILE;
-use supernet::training::{Mode, Trainer};
+use supernet::training::{Mode, TrainConfig, Trainer};
 
 use crate::cli::args::{ExperimentArgs, Parallel, VariantsArg};
 use crate::cli::backend::{select, Selected};
@@ -56,7 +56,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
     let protocol = &experiment.protocol;
     let data = load_data_for(&args.device, &protocol.space, protocol.validation)?;
     let backend = select(args.device.backend)?;
-    let parallel = trainings_at_once(args.parallel, &backend).min(pending);
+    let parallel = trainings_at_once(args, protocol, &data, &backend).min(pending);
     check_memory_of(protocol, &data, &args.device, parallel)?;
     say!("backend: {}", backend.describe());
     RunDir::create(out).context("cannot write the output directory")?;
@@ -161,13 +161,24 @@ fn plan(args: &ExperimentArgs) -> Experiment {
     }
 }
 
-/// `--parallel`'s trainings at once; `auto`: several on a hardware GPU, one on the CPU (whose
-/// kernels already use every core) or a software adapter (the same cores).
-fn trainings_at_once(parallel: Parallel, backend: &Selected) -> usize {
-    match (parallel, backend) {
-        (Parallel::Trainings(n), _) => n,
-        (Parallel::Auto, Selected::Gpu(gpu)) if !gpu.context().is_software() => 4,
-        (Parallel::Auto, _) => 1,
+/// `--parallel`'s trainings at once. `auto`: on a hardware GPU up to 4, as many as fit in
+/// `--max-memory` together (at least 1, which `check_memory_of` then judges alone); on the
+/// CPU (whose kernels already use every core) or a software adapter (the same cores), 1.
+fn trainings_at_once(
+    args: &ExperimentArgs,
+    protocol: &TrainConfig,
+    data: &Dataset,
+    backend: &Selected,
+) -> usize {
+    let hardware_gpu = matches!(backend, Selected::Gpu(gpu) if !gpu.context().is_software());
+    match args.parallel {
+        Parallel::Trainings(n) => n,
+        Parallel::Auto if hardware_gpu => {
+            let limit = args.device.max_memory * (1u64 << 30) as f64;
+            let fit = limit / protocol.estimated_bytes(data.train.rows);
+            (fit.floor() as usize).clamp(1, 4)
+        }
+        Parallel::Auto => 1,
     }
 }
 
@@ -184,33 +195,45 @@ fn work_in_parallel(
         Selected::Cpu(_) => None,
         Selected::Gpu(gpu) => Some(gpu.shared_context()),
     };
+    let work = |worker: usize| -> Result<()> {
+        // A thread that fails, or panics, stops the others claiming more.
+        let _on_panic = StopOnPanic(&shared.failed);
+        output::set_tag(&format!("[{worker}] "));
+        let backend = match &device {
+            None => Selected::Cpu(CpuBackend::new()),
+            Some(ctx) => Selected::Gpu(GpuBackend::with_context(ctx.clone())),
+        };
+        let outcome = shared.session(&backend).work(jobs);
+        if outcome.is_err() {
+            shared.failed.store(true, Ordering::SeqCst);
+        }
+        outcome
+    };
     let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (1..=parallel)
-            .map(|worker| {
-                let device = device.clone();
-                scope.spawn(move || {
-                    output::set_tag(&format!("[{worker}] "));
-                    let backend = match device {
-                        None => Selected::Cpu(CpuBackend::new()),
-                        Some(ctx) => Selected::Gpu(GpuBackend::with_context(ctx)),
-                    };
-                    let outcome = shared.session(&backend).work(jobs);
-                    if outcome.is_err() {
-                        shared.failed.store(true, Ordering::SeqCst);
-                    }
-                    outcome
-                })
-            })
+        let others: Vec<_> = (2..=parallel)
+            .map(|worker| scope.spawn(move || work(worker)))
             .collect();
-        workers
+        // Worker 1 is this thread, which on the CPU is one of rayon's workers (see `main`).
+        let first = work(1);
+        output::set_tag("");
+        let panicked = || Err(anyhow::anyhow!("a training thread panicked"));
+        let rest = others
             .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
-            })
-            .collect()
+            .map(|w| w.join().unwrap_or_else(|_| panicked()));
+        std::iter::once(first).chain(rest).collect()
     });
     outcomes.into_iter().collect()
+}
+
+/// Sets the flag when dropped by a panic's unwinding.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// What every training of one `experiment` invocation shares, across its threads.

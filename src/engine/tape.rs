@@ -131,7 +131,8 @@ impl<'b, B: Backend> Tape<'b, B> {
     }
 
     /// Whether an op over `inputs` must be recorded (and its output track gradients).
-    /// Every op records through this, so it also counts the uses of leaves with slots.
+    /// Every op whose backward writes parameter gradients (conv2d, conv_relu_pool, linear)
+    /// asks this first, so it also counts the uses of leaves with slots.
     pub(crate) fn tracks(&self, inputs: &[&Tensor<B>]) -> bool {
         let tracked = self.recording && inputs.iter().any(|t| t.requires_grad());
         if tracked {
@@ -155,6 +156,10 @@ impl<'b, B: Backend> Tape<'b, B> {
 
     /// Back-propagates from a scalar `loss`: walks the tape in reverse, summing gradients where
     /// a tensor fed several ops. Returns the gradients of the leaves (the parameters).
+    ///
+    /// On a backend with gradient slots (the GPU), a parameter's gradient is its slot: the next
+    /// backward pass over that parameter, on any tape, overwrites it. Read the gradients (or
+    /// step the optimizer) before the next backward pass; copy one to keep it.
     pub fn backward(&self, loss: &Tensor<B>) -> Result<Gradients<B>> {
         if loss.numel() != 1 {
             return Err(Error::shape(

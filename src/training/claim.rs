@@ -12,7 +12,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -93,12 +93,26 @@ pub fn claim(dir: &Path, me: &ClaimRecord, timeout: Duration) -> Result<Found> {
         if fresh && !died_here(&other, me) {
             return Ok(Found::Held(other));
         }
-        // Stale: only the worker whose rename succeeds takes it over.
-        let aside = dir.join(format!(".{CLAIM_FILE}.stale.{}.{}", me.host, me.pid));
-        if std::fs::rename(&path, &aside).is_ok() {
-            let _ = std::fs::remove_file(&aside);
-        }
+        take_over(&path, dir, me, &other);
     }
+}
+
+/// Moves the stale claim `stale` out of `path` (only one worker's rename succeeds). Between
+/// reading it and renaming, another worker (or thread of this one) may have taken it over
+/// and claimed: a claim that is not `stale` is put back (a hard link, which never replaces
+/// a file), so a fresh claim is never removed.
+fn take_over(path: &Path, dir: &Path, me: &ClaimRecord, stale: &ClaimRecord) {
+    static ASIDE: AtomicU64 = AtomicU64::new(0);
+    let unique = ASIDE.fetch_add(1, Ordering::Relaxed);
+    let name = format!(".{CLAIM_FILE}.stale.{}.{}.{unique}", me.host, me.pid);
+    let aside = dir.join(name);
+    if std::fs::rename(path, &aside).is_err() {
+        return;
+    }
+    if read(&aside).is_some_and(|moved| moved != *stale) {
+        let _ = std::fs::hard_link(&aside, path);
+    }
+    let _ = std::fs::remove_file(&aside);
 }
 
 /// Whether `other` is a process of this host that no longer runs (where the system can

@@ -139,15 +139,15 @@ impl GpuContext {
             .clone()
     }
 
-    /// Turns any error wgpu reported since the last check into ours.
+    /// Turns any error wgpu reported into ours. The errors stay: the device is shared by every
+    /// backend on it (`--parallel` threads), and wgpu does not say whose commands failed, so
+    /// every backend's next check fails, and no training on a failed device reports results.
     pub(crate) fn check(&self) -> Result<()> {
-        let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         if errors.is_empty() {
             return Ok(());
         }
-        let message = errors.join("; ");
-        errors.clear();
-        Err(Error::Gpu(message))
+        Err(Error::Gpu(errors.join("; ")))
     }
 }
 

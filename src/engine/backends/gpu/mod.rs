@@ -51,7 +51,7 @@ impl Drop for GpuBuffer {
 #[derive(Clone)]
 pub struct GpuStorage {
     buffer: Rc<GpuBuffer>,
-    /// Bytes from the buffer's start, a multiple of the adapter's storage offset alignment.
+    /// Bytes from the buffer's start, a multiple of the device's storage offset alignment.
     offset: u64,
     /// Bytes of the view, a multiple of 4.
     size: u64,
@@ -290,9 +290,10 @@ impl GpuBackend {
         }))
     }
 
-    /// One buffer holding tensors of `lens` values, each a view starting at the adapter's
-    /// storage offset alignment; the gaps between them hold zeros (`zeroed` clears the whole
-    /// buffer, or the caller writes every byte).
+    /// One buffer holding tensors of `lens` values, each a view starting at a multiple of the
+    /// device's storage offset alignment (the limit asked for, 256 bytes); the caller fills the
+    /// gaps between them with zeros (`zeros_group` clears the whole buffer, `upload_group`
+    /// writes every byte).
     fn alloc_group(&self, op: &'static str, lens: &[usize]) -> Result<Vec<GpuStorage>> {
         let align = u64::from(self.ctx.limits.min_storage_buffer_offset_alignment).max(16);
         let mut offsets = Vec::with_capacity(lens.len());
@@ -300,16 +301,17 @@ impl GpuBackend {
         for &len in lens {
             let offset = end.next_multiple_of(align);
             offsets.push(offset);
-            end = offset + 4 * len as u64;
+            end = offset + 4 * len.max(1) as u64;
         }
         let whole = self.alloc(op, end)?;
         Ok(offsets
             .into_iter()
             .zip(lens)
+            // A view binds its own range: never 0 bytes, which would bind the rest.
             .map(|(offset, &len)| GpuStorage {
                 buffer: whole.buffer.clone(),
                 offset,
-                size: 4 * len as u64,
+                size: 4 * len.max(1) as u64,
             })
             .collect())
     }
