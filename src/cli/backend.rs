@@ -39,7 +39,7 @@ pub fn select(arg: BackendArg) -> Result<Selected> {
             let gpu = GpuBackend::new().context("--backend gpu")?;
             if !is_hardware(gpu.context()) {
                 say!(
-                    "warning: {} is software: far slower than --backend cpu",
+                    "warning: {} is software,\n  far slower than --backend cpu",
                     gpu.context().adapter_name()
                 );
             }

@@ -382,7 +382,7 @@ fn rerun_line() -> String {
 /// One-shot accuracy's rank statistics on the terminal; the rest is in `report.md`.
 fn print_summary(summary: &Summary) {
     show!(
-        "one-shot accuracy vs stand-alone test accuracy: {} subnets, {} seed{}, ranked on the {} set",
+        "one-shot accuracy vs stand-alone test accuracy\n  {} subnets, {} seed{}, ranked on the {} set",
         summary.subnets.len(),
         summary.plan.seeds.len(),
         if summary.plan.seeds.len() == 1 { "" } else { "s" },
