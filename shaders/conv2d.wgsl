@@ -15,14 +15,17 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 // ---- forward: one invocation per pixel (n, y, x) and block of 8 output channels -------------
-// Each input value is read once for the 8 outputs it feeds (LANES accumulators); every output
-// still adds bias, then its terms channel by channel, kernel row by kernel row.
+// The sums are shaders/include/conv_at.wgsl's.
 const LANES: u32 = 8u;
 
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
 @group(0) @binding(2) var<storage, read> fwd_weight: array<f32>;
 @group(0) @binding(3) var<storage, read> fwd_bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> fwd_out: array<f32>;
+
+fn forward_weight(o: u32, c: u32, tap: u32) -> f32 {
+    return fwd_weight[(o * p.in_channels + c) * p.kernel * p.kernel + tap];
+}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -37,34 +40,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let py = i32(pixel / p.width);
     let first = ((i / hw) % blocks) * LANES;
     let n = i / (hw * blocks);
-    let pad = i32(p.kernel / 2u);
-    let taps = p.kernel * p.kernel;
-    // Lanes past the last output channel read that channel's weights and are never stored.
-    var acc: array<f32, 8>;
-    for (var lane = 0u; lane < LANES; lane++) {
-        acc[lane] = fwd_bias[min(first + lane, p.out_channels - 1u)];
-    }
-    for (var c = 0u; c < p.in_channels; c++) {
-        let x_base = (n * p.in_channels + c) * hw;
-        for (var ky = 0u; ky < p.kernel; ky++) {
-            let iy = py + i32(ky) - pad;
-            if (iy < 0 || iy >= i32(p.height)) {
-                continue;
-            }
-            for (var kx = 0u; kx < p.kernel; kx++) {
-                let ix = px + i32(kx) - pad;
-                if (ix < 0 || ix >= i32(p.width)) {
-                    continue;
-                }
-                let value = fwd_x[x_base + u32(iy) * p.width + u32(ix)];
-                let tap = ky * p.kernel + kx;
-                for (var lane = 0u; lane < LANES; lane++) {
-                    let o = min(first + lane, p.out_channels - 1u);
-                    acc[lane] += value * fwd_weight[(o * p.in_channels + c) * taps + tap];
-                }
-            }
-        }
-    }
+    let acc = conv_at(n, first, py, px);
     for (var lane = 0u; lane < LANES; lane++) {
         if (first + lane < p.out_channels) {
             fwd_out[(n * p.out_channels + first + lane) * hw + pixel] = acc[lane];

@@ -37,37 +37,9 @@ fn weight_at(o: u32, c: u32, tap: u32) -> u32 {
 @group(0) @binding(4) var<storage, read_write> fwd_out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> fwd_route: array<u32>;
 
-// The convolution at pixel (py, px) of image n for output channels first .. first + 8 (lanes
-// past the last channel repeat it and are never stored).
-fn conv_at(n: u32, first: u32, py: i32, px: i32) -> array<f32, 8> {
-    let pad = i32(p.kernel / 2u);
-    let hw = p.height * p.width;
-    var acc: array<f32, 8>;
-    for (var lane = 0u; lane < LANES; lane++) {
-        acc[lane] = fwd_bias[min(first + lane, p.out_channels - 1u)];
-    }
-    for (var c = 0u; c < p.in_channels; c++) {
-        let x_base = (n * p.in_channels + c) * hw;
-        for (var ky = 0u; ky < p.kernel; ky++) {
-            let iy = py + i32(ky) - pad;
-            if (iy < 0 || iy >= i32(p.height)) {
-                continue;
-            }
-            for (var kx = 0u; kx < p.kernel; kx++) {
-                let ix = px + i32(kx) - pad;
-                if (ix < 0 || ix >= i32(p.width)) {
-                    continue;
-                }
-                let value = fwd_x[x_base + u32(iy) * p.width + u32(ix)];
-                let tap = ky * p.kernel + kx;
-                for (var lane = 0u; lane < LANES; lane++) {
-                    let o = min(first + lane, p.out_channels - 1u);
-                    acc[lane] += value * fwd_weight[weight_at(o, c, tap)];
-                }
-            }
-        }
-    }
-    return acc;
+// The convolution's sums: shaders/include/conv_at.wgsl's, reading x's channels of the weight.
+fn forward_weight(o: u32, c: u32, tap: u32) -> f32 {
+    return fwd_weight[weight_at(o, c, tap)];
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

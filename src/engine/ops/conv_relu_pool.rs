@@ -471,7 +471,10 @@ const PARAM_GRADS: Entry = Entry::new("param_grads", &[10, 6, 7, 11, 12]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../shaders/conv_relu_pool.wgsl"),
-    includes: &[include_str!("../../../shaders/include/param_grads.wgsl")],
+    includes: &[
+        include_str!("../../../shaders/include/conv_at.wgsl"),
+        include_str!("../../../shaders/include/param_grads.wgsl"),
+    ],
     params: ConvReluPoolParams::FIELDS,
     entries: &[FORWARD, BACKWARD_INPUT, PARAM_GRADS],
 };

@@ -254,7 +254,10 @@ const PARAM_GRADS: Entry = Entry::new("param_grads", &[8, 9, 10, 11]);
 pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     name: OP,
     source: include_str!("../../../../shaders/conv2d.wgsl"),
-    includes: &[include_str!("../../../../shaders/include/param_grads.wgsl")],
+    includes: &[
+        include_str!("../../../../shaders/include/conv_at.wgsl"),
+        include_str!("../../../../shaders/include/param_grads.wgsl"),
+    ],
     params: Conv2dParams::FIELDS,
     entries: &[FORWARD, BACKWARD_INPUT, PARAM_GRADS],
 };
