@@ -49,10 +49,18 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 }
 
 // ---- backward_input: one invocation per input pixel (n, iy, ix) and block of 8 channels -----
-// A gather (a transposed convolution): each output gradient is read once for 8 input channels.
+// The sums are shaders/include/grad_input_at.wgsl's.
 @group(0) @binding(5) var<storage, read> bin_weight: array<f32>;
 @group(0) @binding(6) var<storage, read> bin_grad_out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> bin_grad_x: array<f32>;
+
+fn output_grad(n: u32, o: u32, y: u32, x: u32) -> f32 {
+    return bin_grad_out[((n * p.out_channels + o) * p.height + y) * p.width + x];
+}
+
+fn input_weight(o: u32, c: u32, tap: u32) -> f32 {
+    return bin_weight[(o * p.in_channels + c) * p.kernel * p.kernel + tap];
+}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -67,34 +75,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let iy = i32(pixel / p.width);
     let first = ((i / hw) % blocks) * LANES;
     let n = i / (hw * blocks);
-    let pad = i32(p.kernel / 2u);
-    let taps = p.kernel * p.kernel;
-    var acc: array<f32, 8>;
-    // Kernel taps in reverse order: the CPU twin computes this as a forward pass with the
-    // kernel flipped, and the same order gives the same rounding.
-    for (var o = 0u; o < p.out_channels; o++) {
-        let dy_base = (n * p.out_channels + o) * hw;
-        for (var kyr = 0u; kyr < p.kernel; kyr++) {
-            let ky = p.kernel - 1u - kyr;
-            let y = iy - i32(ky) + pad;
-            if (y < 0 || y >= i32(p.height)) {
-                continue;
-            }
-            for (var kxr = 0u; kxr < p.kernel; kxr++) {
-                let kx = p.kernel - 1u - kxr;
-                let x = ix - i32(kx) + pad;
-                if (x < 0 || x >= i32(p.width)) {
-                    continue;
-                }
-                let grad = bin_grad_out[dy_base + u32(y) * p.width + u32(x)];
-                let tap = ky * p.kernel + kx;
-                for (var lane = 0u; lane < LANES; lane++) {
-                    let c = min(first + lane, p.in_channels - 1u);
-                    acc[lane] += grad * bin_weight[(o * p.in_channels + c) * taps + tap];
-                }
-            }
-        }
-    }
+    let acc = grad_input_at(n, first, iy, ix);
     for (var lane = 0u; lane < LANES; lane++) {
         if (first + lane < p.in_channels) {
             bin_grad_x[(n * p.in_channels + first + lane) * hw + pixel] = acc[lane];

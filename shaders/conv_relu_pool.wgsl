@@ -102,10 +102,18 @@ fn routed_grad(n: u32, o: u32, y: u32, x: u32) -> f32 {
 }
 
 // ---- backward_input: one invocation per input pixel (n, iy, ix) and block of 8 channels -----
-// conv2d's backward_input over the routed gradient; terms that are zero are skipped (4 in 5 or
-// more of them, which changes no sum but the sign of a zero).
+// shaders/include/grad_input_at.wgsl's sums over the routed gradient (4 in 5 or more of its
+// terms zero, and skipped).
 @group(0) @binding(8) var<storage, read> bin_weight: array<f32>;
 @group(0) @binding(9) var<storage, read_write> bin_grad_x: array<f32>;
+
+fn output_grad(n: u32, o: u32, y: u32, x: u32) -> f32 {
+    return routed_grad(n, o, y, x);
+}
+
+fn input_weight(o: u32, c: u32, tap: u32) -> f32 {
+    return bin_weight[weight_at(o, c, tap)];
+}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -120,34 +128,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let iy = i32(pixel / p.width);
     let first = ((i / hw) % blocks) * LANES;
     let n = i / (hw * blocks);
-    let pad = i32(p.kernel / 2u);
-    var acc: array<f32, 8>;
-    // Kernel taps in reverse order, as conv2d's backward_input (and its CPU twin).
-    for (var o = 0u; o < p.out_channels; o++) {
-        for (var kyr = 0u; kyr < p.kernel; kyr++) {
-            let ky = p.kernel - 1u - kyr;
-            let y = iy - i32(ky) + pad;
-            if (y < 0 || y >= i32(p.height)) {
-                continue;
-            }
-            for (var kxr = 0u; kxr < p.kernel; kxr++) {
-                let kx = p.kernel - 1u - kxr;
-                let x = ix - i32(kx) + pad;
-                if (x < 0 || x >= i32(p.width)) {
-                    continue;
-                }
-                let grad = routed_grad(n, o, u32(y), u32(x));
-                if (grad == 0.0) {
-                    continue;
-                }
-                let tap = ky * p.kernel + kx;
-                for (var lane = 0u; lane < LANES; lane++) {
-                    let c = min(first + lane, p.in_channels - 1u);
-                    acc[lane] += grad * bin_weight[weight_at(o, c, tap)];
-                }
-            }
-        }
-    }
+    let acc = grad_input_at(n, first, iy, ix);
     for (var lane = 0u; lane < LANES; lane++) {
         if (first + lane < p.in_channels) {
             bin_grad_x[(n * p.in_channels + first + lane) * hw + pixel] = acc[lane];

@@ -473,6 +473,7 @@ pub(crate) const SHADER: ShaderSpec = ShaderSpec {
     source: include_str!("../../../shaders/conv_relu_pool.wgsl"),
     includes: &[
         include_str!("../../../shaders/include/conv_at.wgsl"),
+        include_str!("../../../shaders/include/grad_input_at.wgsl"),
         include_str!("../../../shaders/include/param_grads.wgsl"),
     ],
     params: ConvReluPoolParams::FIELDS,
