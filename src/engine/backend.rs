@@ -1,15 +1,11 @@
 //! The `Backend` trait: memory management (`Memory`) plus one kernel trait per op.
 //!
 //! Each op module (`engine::ops::*`) declares the kernels it needs as a trait and implements it
-//! for both backends beside its CPU twin, so one file holds everything about one op.
-//! `Backend` is simply "all of them"; model, tape and training are written against it once.
+//! for the backends beside its CPU twin, so one file holds everything about one op.
+//! `Backend` is simply "all of them" (`ops::OpKernels`, made from the one list of ops); model,
+//! tape and training are written against it once.
 
-use crate::engine::ops::{
-    accuracy::AccuracyKernel, adadelta::AdadeltaKernel, add::AddKernel, conv2d::Conv2dKernel,
-    conv_relu_pool::ConvReluPoolKernel, gather::GatherKernel, linear::LinearKernel,
-    masked_concat::MaskedConcatKernel, masked_sum::MaskedSumKernel, maxpool2::MaxPool2Kernel,
-    reduce::ReduceKernel, relu::ReluKernel, softmax_xent::SoftmaxXentKernel,
-};
+use crate::engine::ops::OpKernels;
 use crate::error::Result;
 
 /// Where a kernel writes a layer's parameter gradients: each parameter's gradient slot (see
@@ -78,39 +74,7 @@ pub trait Memory: Sized {
     }
 }
 
-/// A backend that can run every op of the engine.
-pub trait Backend:
-    Memory
-    + AccuracyKernel
-    + AddKernel
-    + AdadeltaKernel
-    + Conv2dKernel
-    + ConvReluPoolKernel
-    + GatherKernel
-    + LinearKernel
-    + MaskedConcatKernel
-    + MaskedSumKernel
-    + MaxPool2Kernel
-    + ReduceKernel
-    + ReluKernel
-    + SoftmaxXentKernel
-{
-}
+/// A backend that can run every op of the engine (the op list is `engine::ops`'s `ops!`).
+pub trait Backend: Memory + OpKernels {}
 
-impl<T> Backend for T where
-    T: Memory
-        + AccuracyKernel
-        + AddKernel
-        + AdadeltaKernel
-        + Conv2dKernel
-        + ConvReluPoolKernel
-        + GatherKernel
-        + LinearKernel
-        + MaskedConcatKernel
-        + MaskedSumKernel
-        + MaxPool2Kernel
-        + ReduceKernel
-        + ReluKernel
-        + SoftmaxXentKernel
-{
-}
+impl<T: Memory + OpKernels> Backend for T {}

@@ -1,31 +1,26 @@
 //! The autograd tape: ops are recorded in execution order and walked in reverse.
 //!
 //! Each op module adds its method to `Tape` (`tape.conv2d(..)`, `tape.relu(..)`) that runs the
-//! forward kernel and records an `Op` with what its backward needs. `Op::backward` only routes
-//! to that module's short backward function.
+//! forward kernel and records the op's `Saved` values, whose `Backward` implementation (in the
+//! same module) is the op's backward pass.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use crate::engine::backend::{Backend, GradInto};
-use crate::engine::ops::{
-    conv2d, conv_relu_pool, linear, masked_concat, masked_sum, maxpool2, relu, reshape,
-    softmax_xent,
-};
 use crate::engine::tensor::{Tensor, TensorId};
 use crate::error::{Error, Result};
 
-/// What one recorded op saved for its backward pass.
-pub(crate) enum Op<B: Backend> {
-    Conv2d(conv2d::Saved<B>),
-    ConvReluPool(conv_relu_pool::Saved<B>),
-    Linear(linear::Saved<B>),
-    MaskedConcat(masked_concat::Saved),
-    MaskedSum(masked_sum::Saved),
-    MaxPool2(maxpool2::Saved<B>),
-    Relu(relu::Saved<B>),
-    Reshape(reshape::Saved),
-    SoftmaxXent(softmax_xent::Saved<B>),
+/// What one recorded op saved for its backward pass, and that pass: each op module implements
+/// it for its own `Saved`, so the tape names no op.
+pub(crate) trait Backward<B: Backend> {
+    /// The gradients of the op's inputs, given the gradient of its output.
+    fn backward(
+        &self,
+        backend: &B,
+        targets: &GradTargets,
+        grad_out: &Tensor<B>,
+    ) -> Result<Vec<InputGrad<B>>>;
 }
 
 /// A gradient for the tensor `id`, as an op's backward hands it upstream.
@@ -64,36 +59,15 @@ impl GradTargets {
     }
 }
 
-impl<B: Backend> Op<B> {
-    fn backward(
-        &self,
-        backend: &B,
-        targets: &GradTargets,
-        grad_out: &Tensor<B>,
-    ) -> Result<Vec<InputGrad<B>>> {
-        match self {
-            Op::Conv2d(saved) => conv2d::backward(backend, saved, targets, grad_out),
-            Op::ConvReluPool(saved) => conv_relu_pool::backward(backend, saved, targets, grad_out),
-            Op::Linear(saved) => linear::backward(backend, saved, targets, grad_out),
-            Op::MaskedConcat(saved) => masked_concat::backward(backend, saved, grad_out),
-            Op::MaskedSum(saved) => masked_sum::backward(backend, saved, grad_out),
-            Op::MaxPool2(saved) => maxpool2::backward(backend, saved, grad_out),
-            Op::Relu(saved) => relu::backward(backend, saved, grad_out),
-            Op::Reshape(saved) => reshape::backward(saved, grad_out),
-            Op::SoftmaxXent(saved) => softmax_xent::backward(backend, saved, grad_out),
-        }
-    }
-}
-
-struct Node<B: Backend> {
+struct Node<'b, B: Backend> {
     output: TensorId,
-    op: Op<B>,
+    op: Box<dyn Backward<B> + 'b>,
 }
 
 /// Records ops run on `backend`. A tape made with `inference` records nothing.
 pub struct Tape<'b, B: Backend> {
     backend: &'b B,
-    nodes: RefCell<Vec<Node<B>>>,
+    nodes: RefCell<Vec<Node<'b, B>>>,
     recording: bool,
     /// How many recorded ops used each leaf that has a gradient slot.
     slot_uses: RefCell<HashMap<TensorId, usize>>,
@@ -144,12 +118,16 @@ impl<'b, B: Backend> Tape<'b, B> {
         tracked
     }
 
-    /// Keeps `op` for the backward pass of `output` when the tape tracks it.
-    pub(crate) fn record(&self, output: &Tensor<B>, op: impl FnOnce() -> Op<B>) {
+    /// Keeps what `saved` makes for the backward pass of `output` when the tape tracks it.
+    pub(crate) fn record<S: Backward<B> + 'b>(
+        &self,
+        output: &Tensor<B>,
+        saved: impl FnOnce() -> S,
+    ) {
         if self.recording && output.requires_grad() {
             self.nodes.borrow_mut().push(Node {
                 output: output.id(),
-                op: op(),
+                op: Box::new(saved()),
             });
         }
     }

@@ -22,7 +22,7 @@ use crate::engine::backends::gpu::{bound, GpuBackend, WORKGROUP_SIZE};
 use crate::engine::ops::conv2d::{self, Conv2dDims, Conv2dKernel};
 use crate::engine::ops::maxpool2::{self, Pool2Dims};
 use crate::engine::ops::relu;
-use crate::engine::tape::{push_if_required, GradTargets, InputGrad, Op, Tape};
+use crate::engine::tape::{Backward, GradTargets, InputGrad, Tape, push_if_required};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 
@@ -268,24 +268,21 @@ impl<B: Backend> Tape<'_, B> {
         )?;
         let out = Tensor::from_storage(out, &dims.output_shape(), self.tracks(&[x, weight, bias]));
         self.record(&out, || {
-            Op::ConvReluPool(Saved {
+            Saved {
                 dims,
                 x: x.clone(),
                 weight: weight.clone(),
                 bias: bias.clone(),
                 route,
-            })
+            }
         });
         Ok(out)
     }
 }
 
-pub(crate) fn backward<B: Backend>(
-    backend: &B,
-    saved: &Saved<B>,
-    targets: &GradTargets,
-    grad_out: &Tensor<B>,
-) -> Result<Vec<InputGrad<B>>> {
+impl<B: Backend> Backward<B> for Saved<B> {
+    fn backward(&self, backend: &B, targets: &GradTargets, grad_out: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
+        let saved = self;
     let Saved {
         dims,
         x,
@@ -310,6 +307,7 @@ pub(crate) fn backward<B: Backend>(
         push_if_required(&mut grads, bias, grad_bias);
     }
     Ok(grads)
+}
 }
 
 pub mod cpu {

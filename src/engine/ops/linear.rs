@@ -9,7 +9,7 @@ use crate::engine::backends::cpu::{computed, output, stored_into, CpuBackend};
 use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
 use crate::engine::backends::gpu::{bound, GpuBackend};
 use crate::engine::ops::reduce::cpu::reduce_rows;
-use crate::engine::tape::{push_if_required, GradTargets, InputGrad, Op, Tape};
+use crate::engine::tape::{Backward, GradTargets, InputGrad, Tape, push_if_required};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 
@@ -106,23 +106,20 @@ impl<B: Backend> Tape<'_, B> {
             self.tracks(&[x, weight, bias]),
         );
         self.record(&out, || {
-            Op::Linear(Saved {
+            Saved {
                 dims,
                 x: x.clone(),
                 weight: weight.clone(),
                 bias: bias.clone(),
-            })
+            }
         });
         Ok(out)
     }
 }
 
-pub(crate) fn backward<B: Backend>(
-    backend: &B,
-    saved: &Saved<B>,
-    targets: &GradTargets,
-    grad_out: &Tensor<B>,
-) -> Result<Vec<InputGrad<B>>> {
+impl<B: Backend> Backward<B> for Saved<B> {
+    fn backward(&self, backend: &B, targets: &GradTargets, grad_out: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
+        let saved = self;
     let Saved {
         dims,
         x,
@@ -142,6 +139,7 @@ pub(crate) fn backward<B: Backend>(
         push_if_required(&mut grads, bias, grad_bias);
     }
     Ok(grads)
+}
 }
 
 /// The CPU twin. Each output row is a sum of scaled rows (`acc += x[i] * row_i`), so the

@@ -8,7 +8,7 @@ use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
 use crate::engine::backends::gpu::{bound, GpuBackend};
-use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tape::{Backward, GradTargets, InputGrad, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
 use crate::error::{Error, Result};
 
@@ -117,17 +117,15 @@ impl<B: Backend> Tape<'_, B> {
                 .filter(|(_, t, _)| t.requires_grad())
                 .map(|&(s, t, f)| (s, t.id(), f))
                 .collect();
-            Op::MaskedConcat(Saved { dims, parts })
+            Saved { dims, parts }
         });
         Ok(out)
     }
 }
 
-pub(crate) fn backward<B: Backend>(
-    backend: &B,
-    saved: &Saved,
-    grad_out: &Tensor<B>,
-) -> Result<Vec<InputGrad<B>>> {
+impl<B: Backend> Backward<B> for Saved {
+    fn backward(&self, backend: &B, _targets: &GradTargets, grad_out: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
+        let saved = self;
     let d = &saved.dims;
     saved
         .parts
@@ -143,6 +141,7 @@ pub(crate) fn backward<B: Backend>(
             Ok((id, Tensor::from_storage(grad, &shape, false)))
         })
         .collect()
+}
 }
 
 /// The CPU twin: an image's part is one contiguous run of `C * H * W` values, copied (scaled)

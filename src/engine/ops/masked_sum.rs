@@ -8,7 +8,7 @@ use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
 use crate::engine::backends::gpu::{bound, GpuBackend};
-use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tape::{Backward, GradTargets, InputGrad, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
 use crate::error::{Error, Result};
 
@@ -54,23 +54,21 @@ impl<B: Backend> Tape<'_, B> {
         let inputs: Vec<&Tensor<B>> = parts.iter().map(|(t, _)| *t).collect();
         let out = Tensor::from_storage(sum, first.shape(), self.tracks(&inputs));
         self.record(&out, || {
-            Op::MaskedSum(Saved {
+            Saved {
                 parts: parts
                     .iter()
                     .filter(|(t, _)| t.requires_grad())
                     .map(|(t, f)| (t.id(), *f))
                     .collect(),
-            })
+            }
         });
         Ok(out)
     }
 }
 
-pub(crate) fn backward<B: Backend>(
-    backend: &B,
-    saved: &Saved,
-    grad_out: &Tensor<B>,
-) -> Result<Vec<InputGrad<B>>> {
+impl<B: Backend> Backward<B> for Saved {
+    fn backward(&self, backend: &B, _targets: &GradTargets, grad_out: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
+        let saved = self;
     saved
         .parts
         .iter()
@@ -84,6 +82,7 @@ pub(crate) fn backward<B: Backend>(
             Ok((id, grad))
         })
         .collect()
+}
 }
 
 pub mod cpu {

@@ -8,7 +8,7 @@ use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, output, shared, storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
 use crate::engine::backends::gpu::{bound, GpuBackend};
-use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tape::{Backward, GradTargets, InputGrad, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
 use crate::error::{Error, Result};
 
@@ -106,21 +106,19 @@ impl<B: Backend> Tape<'_, B> {
         let (out, argmax) = self.backend().maxpool2_forward(&dims, x.storage())?;
         let out = Tensor::from_storage(out, &dims.output_shape(), self.tracks(&[x]));
         self.record(&out, || {
-            Op::MaxPool2(Saved {
+            Saved {
                 dims,
                 input: x.id(),
                 argmax,
-            })
+            }
         });
         Ok(out)
     }
 }
 
-pub(crate) fn backward<B: Backend>(
-    backend: &B,
-    saved: &Saved<B>,
-    grad_out: &Tensor<B>,
-) -> Result<Vec<InputGrad<B>>> {
+impl<B: Backend> Backward<B> for Saved<B> {
+    fn backward(&self, backend: &B, _targets: &GradTargets, grad_out: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
+        let saved = self;
     let d = &saved.dims;
     let grad_x = backend.maxpool2_backward(d, &saved.argmax, grad_out.storage())?;
     let shape = [d.batch, d.channels, d.height, d.width];
@@ -128,6 +126,7 @@ pub(crate) fn backward<B: Backend>(
         saved.input,
         Tensor::from_storage(grad_x, &shape, false),
     )])
+}
 }
 
 pub mod cpu {

@@ -5,7 +5,7 @@ use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, CpuBackend};
 use crate::engine::backends::gpu::kernels::{Entry, KernelParams, LenParams, ShaderSpec};
 use crate::engine::backends::gpu::{bound, GpuBackend};
-use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tape::{Backward, GradTargets, InputGrad, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
 use crate::error::Result;
 
@@ -31,26 +31,25 @@ impl<B: Backend> Tape<'_, B> {
         let out = self.backend().relu_forward(x.storage(), x.numel())?;
         let out = Tensor::from_storage(out, x.shape(), self.tracks(&[x]));
         self.record(&out, || {
-            Op::Relu(Saved {
+            Saved {
                 input: x.id(),
                 out: out.clone(),
-            })
+            }
         });
         Ok(out)
     }
 }
 
-pub(crate) fn backward<B: Backend>(
-    backend: &B,
-    saved: &Saved<B>,
-    grad_out: &Tensor<B>,
-) -> Result<Vec<InputGrad<B>>> {
+impl<B: Backend> Backward<B> for Saved<B> {
+    fn backward(&self, backend: &B, _targets: &GradTargets, grad_out: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
+        let saved = self;
     let out = &saved.out;
     let grad_x = backend.relu_backward(out.storage(), grad_out.storage(), out.numel())?;
     Ok(vec![(
         saved.input,
         Tensor::from_storage(grad_x, out.shape(), false),
     )])
+}
 }
 
 pub mod cpu {

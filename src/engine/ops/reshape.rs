@@ -2,7 +2,7 @@
 //! back. The SuperNet uses it to flatten `[N, C, H, W]` to `[N, C*H*W]` for `fc1`.
 
 use crate::engine::backend::Backend;
-use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tape::{Backward, GradTargets, InputGrad, Tape};
 use crate::engine::tensor::{Tensor, TensorId};
 use crate::error::{Error, Result};
 
@@ -21,10 +21,10 @@ impl<B: Backend> Tape<'_, B> {
         }
         let out = x.with_shape(shape);
         self.record(&out, || {
-            Op::Reshape(Saved {
+            Saved {
                 input: x.id(),
                 input_shape: x.shape().to_vec(),
-            })
+            }
         });
         Ok(out)
     }
@@ -36,9 +36,9 @@ impl<B: Backend> Tape<'_, B> {
     }
 }
 
-pub(crate) fn backward<B: Backend>(
-    saved: &Saved,
-    grad_out: &Tensor<B>,
-) -> Result<Vec<InputGrad<B>>> {
+impl<B: Backend> Backward<B> for Saved {
+    fn backward(&self, _backend: &B, _targets: &GradTargets, grad_out: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
+        let saved = self;
     Ok(vec![(saved.input, grad_out.with_shape(&saved.input_shape))])
+}
 }

@@ -9,7 +9,7 @@ use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{output, storage, CpuBackend};
 use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
 use crate::engine::backends::gpu::{bound, GpuBackend, WORKGROUP_SIZE};
-use crate::engine::tape::{InputGrad, Op, Tape};
+use crate::engine::tape::{Backward, GradTargets, InputGrad, Tape};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 
@@ -76,21 +76,19 @@ impl<B: Backend> Tape<'_, B> {
             .softmax_xent_forward(&dims, logits.storage(), labels)?;
         let loss = Tensor::from_storage(loss, &[1], self.tracks(&[logits]));
         self.record(&loss, || {
-            Op::SoftmaxXent(Saved {
+            Saved {
                 dims,
                 logits: logits.clone(),
                 labels: labels.clone(),
-            })
+            }
         });
         Ok(loss)
     }
 }
 
-pub(crate) fn backward<B: Backend>(
-    backend: &B,
-    saved: &Saved<B>,
-    grad_loss: &Tensor<B>,
-) -> Result<Vec<InputGrad<B>>> {
+impl<B: Backend> Backward<B> for Saved<B> {
+    fn backward(&self, backend: &B, _targets: &GradTargets, grad_loss: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
+        let saved = self;
     let Saved {
         dims,
         logits,
@@ -102,6 +100,7 @@ pub(crate) fn backward<B: Backend>(
         logits.id(),
         Tensor::from_storage(grad, logits.shape(), false),
     )])
+}
 }
 
 pub mod cpu {

@@ -2,7 +2,6 @@
 //! Every pipeline is built once, when the device context opens.
 
 use crate::engine::backends::gpu::context::WORKGROUP_SIZE;
-use crate::engine::ops;
 
 /// A shader file, the fields of its `Params` uniform, and the entry points the launchers use.
 pub(crate) struct ShaderSpec {
@@ -89,21 +88,7 @@ pub(crate) fn module_source(spec: &ShaderSpec) -> String {
     )
 }
 
-pub(crate) const ALL_SHADERS: &[&ShaderSpec] = &[
-    &ops::accuracy::SHADER,
-    &ops::add::SHADER,
-    &ops::adadelta::SHADER,
-    &ops::conv2d::SHADER,
-    &ops::conv_relu_pool::SHADER,
-    &ops::gather::SHADER,
-    &ops::linear::SHADER,
-    &ops::masked_concat::SHADER,
-    &ops::masked_sum::SHADER,
-    &ops::maxpool2::SHADER,
-    &ops::reduce::SHADER,
-    &ops::relu::SHADER,
-    &ops::softmax_xent::SHADER,
-];
+pub(crate) const ALL_SHADERS: &[&ShaderSpec] = crate::engine::ops::SHADERS;
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use crate::engine::backends::cpu::{computed, output, stored_into, CpuBackend};
 use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
 use crate::engine::backends::gpu::{bound, GpuBackend, WORKGROUP_SIZE};
 use crate::engine::ops::reduce::cpu::reduce_rows;
-use crate::engine::tape::{push_if_required, GradTargets, InputGrad, Op, Tape};
+use crate::engine::tape::{Backward, GradTargets, InputGrad, Tape, push_if_required};
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 
@@ -149,23 +149,20 @@ impl<B: Backend> Tape<'_, B> {
                 .conv2d_forward(&dims, x.storage(), weight.storage(), bias.storage())?;
         let out = Tensor::from_storage(out, &dims.output_shape(), self.tracks(&[x, weight, bias]));
         self.record(&out, || {
-            Op::Conv2d(Saved {
+            Saved {
                 dims,
                 x: x.clone(),
                 weight: weight.clone(),
                 bias: bias.clone(),
-            })
+            }
         });
         Ok(out)
     }
 }
 
-pub(crate) fn backward<B: Backend>(
-    backend: &B,
-    saved: &Saved<B>,
-    targets: &GradTargets,
-    grad_out: &Tensor<B>,
-) -> Result<Vec<InputGrad<B>>> {
+impl<B: Backend> Backward<B> for Saved<B> {
+    fn backward(&self, backend: &B, targets: &GradTargets, grad_out: &Tensor<B>) -> Result<Vec<InputGrad<B>>> {
+        let saved = self;
     let Saved {
         dims,
         x,
@@ -185,6 +182,7 @@ pub(crate) fn backward<B: Backend>(
         push_if_required(&mut grads, bias, grad_bias);
     }
     Ok(grads)
+}
 }
 
 pub mod cpu;
