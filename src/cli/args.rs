@@ -13,7 +13,8 @@ use supernet::training::experiment::Standalone;
     about = "Does one-shot accuracy predict stand-alone accuracy? SuperNets on MNIST",
     long_about = "Train a weight-sharing SuperNet on MNIST and ask whether one-shot accuracy predicts \
 stand-alone accuracy.\n\nThe search space is data (--space): blocks separated by '/', each block's choices by \
-',', a choice an odd kernel size k (a k x k conv) or 'skip' (the identity). The default, 3,5/3,5, is the \
+',', a choice an odd kernel size k (a k x k conv), kdD (dilated by D), sepK (depthwise-separable), maxK or \
+avgK (stride-1 pools) or 'skip' (the identity). The default, 3,5/3,5, is the \
 original study: two blocks, each a 3x3 or a 5x5 conv with 8 filters, so 4 subnets named by their choices: \
 00, 10, 01, 11 (one digit per block, block 1 first, the index of the choice in its block).\n\n\
 Start with `supernet oneshot` (the study's protocol: 14 epochs, batch 64, Adadelta), then \
@@ -190,8 +191,10 @@ pub enum StrategyArg {
 #[derive(Args, Clone, Debug)]
 pub struct SpaceArgs {
     /// The search space: blocks separated by '/', a block's choices by ',', a choice an odd
-    /// kernel size or 'skip' (the identity; not in block 1). Or a preset: study (3,5/3,5,
-    /// 4 subnets), large (1,3,5,7/1,3,5,7/1,3,5,7, 64), fixture (3,5,7/1,3,5,skip/3,5, 24).
+    /// kernel size k, kdD (dilated by D), sepK (depthwise-separable), maxK, avgK (stride-1
+    /// pools) or 'skip' (the identity; pools and skip not in block 1). Or a preset: study
+    /// (3,5/3,5, 4 subnets), large (1,3,5,7/1,3,5,7/1,3,5,7, 64), fixture
+    /// (3,5,7/1,3,5,skip/3,5, 24), ops (3,5,3d2,sep3/3,5,3d2,sep3,max3,avg3,skip, 28).
     #[arg(long, default_value = "3,5/3,5", value_parser = parse_space)]
     pub space: SearchSpace,
 }

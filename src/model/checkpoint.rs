@@ -400,9 +400,8 @@ impl<'a> File<'a> {
             Some(space) => space.clone(),
             None => self.space_from_names(variant)?,
         };
-        let first_conv = space.choices(0).iter().find_map(Choice::module);
-        let first = match first_conv {
-            Some(module) => format!("block1.{module}.weight"),
+        let first = match space.choices(0).iter().find_map(output_tensor) {
+            Some(name) => format!("block1.{name}"),
             None => "block1.mix.weight".to_string(),
         };
         let channels = self.out_channels(&first)?;
@@ -442,48 +441,45 @@ impl<'a> File<'a> {
         })
     }
 
-    /// Every `block{i}.conv{k}.weight` gives block i the choice k (in increasing k); a Concat
-    /// mix with more slots than convs means an identity, whose place only `--space` can say.
+    /// Every `block{i}.{module}.*` of a kind with parameters (`conv5`, `conv3d2`, `sep3`) gives
+    /// block i that choice (in `Choice` order: convs by kernel, then separable convs); a Concat
+    /// mix with more slots than those means a choice without parameters, whose kind and place
+    /// only `--space` can say.
     fn space_from_names(&self, variant: Variant) -> Result<SearchSpace> {
-        let mut kernels: Vec<Vec<usize>> = Vec::new();
+        let mut blocks: Vec<Vec<Choice>> = Vec::new();
         for name in self.tensors.names() {
-            let Some((block, kernel)) = conv_weight(name) else {
+            let Some((block, choice)) = block_choice(name) else {
                 continue;
             };
-            if kernels.len() < block {
-                kernels.resize(block, Vec::new());
+            if blocks.len() < block {
+                blocks.resize(block, Vec::new());
             }
-            kernels[block - 1].push(kernel);
+            if !blocks[block - 1].contains(&choice) {
+                blocks[block - 1].push(choice);
+            }
         }
         let need_space = |why: String| {
             self.bad(format!(
                 "{why}; give the space with --space (a file without metadata cannot say it)"
             ))
         };
-        let mut blocks = Vec::new();
-        for (b, block_kernels) in kernels.iter_mut().enumerate() {
+        for (b, choices) in blocks.iter_mut().enumerate() {
             let block = b + 1;
-            if block_kernels.is_empty() {
+            if choices.is_empty() {
                 return Err(need_space(format!("block {block} has no conv tensors")));
             }
-            block_kernels.sort_unstable();
+            choices.sort_unstable();
             if variant == Variant::Concat {
                 let mix = self.shape(&format!("block{block}.mix.weight"))?;
-                let channels =
-                    self.out_channels(&format!("block{block}.conv{}.weight", block_kernels[0]))?;
-                if mix.get(1) != Some(&(block_kernels.len() * channels)) {
+                let first = output_tensor(&choices[0]).expect("a choice read from its tensors");
+                let channels = self.out_channels(&format!("block{block}.{first}"))?;
+                if mix.get(1) != Some(&(choices.len() * channels)) {
                     return Err(need_space(format!(
                         "block{block}.mix.weight {mix:?} has other slots than the block's {} convs (an identity?)",
-                        block_kernels.len()
+                        choices.len()
                     )));
                 }
             }
-            blocks.push(
-                block_kernels
-                    .iter()
-                    .map(|&kernel| Choice::Conv { kernel })
-                    .collect(),
-            );
         }
         if blocks.is_empty() {
             return Err(self.bad("no block{i}.conv{k}.weight tensors: not a SuperNet".into()));
@@ -557,13 +553,22 @@ impl<'a> File<'a> {
     }
 }
 
-/// `block2.conv5.weight` -> (2, 5).
-fn conv_weight(name: &str) -> Option<(usize, usize)> {
+/// `block2.conv5.weight` -> (2, the 5x5 conv): the block and the choice a parameter belongs to.
+fn block_choice(name: &str) -> Option<(usize, Choice)> {
     let rest = name.strip_prefix("block")?;
-    let (block, rest) = rest.split_once(".conv")?;
-    let kernel = rest.strip_suffix(".weight")?;
+    let (block, rest) = rest.split_once('.')?;
+    let (module, _) = rest.split_once('.')?;
     let block = block.parse().ok().filter(|&b| b > 0 && b <= MAX_BLOCKS)?;
-    Some((block, kernel.parse().ok()?))
+    Some((block, Choice::from_module(module)?))
+}
+
+/// `conv5.weight`: the tensor of a choice whose first dimension is the block's channels.
+fn output_tensor(choice: &Choice) -> Option<String> {
+    Some(format!(
+        "{}.{}",
+        choice.module()?,
+        choice.output_parameter()?
+    ))
 }
 
 fn format_error(path: &Path, e: impl std::fmt::Display) -> Error {

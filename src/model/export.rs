@@ -2,11 +2,14 @@
 //! names a plain PyTorch module loads with `strict=True` (the README shows the module):
 //!
 //! ```text
-//! block{i}.conv.{weight,bias}   the block's conv (none for an identity)
+//! block{i}.conv.{weight,bias}   the block's conv, dilated or not (`model::choices`)
+//! block{i}.sep.{depthwise,pointwise}.{weight,bias}   a separable conv
+//!                               (nothing for a choice without parameters: a pool, skip)
 //! block{i}.mix.{weight,bias}    Concat: the 1x1 mix cut to the subnet's slot, [C, C, 1, 1]
 //! fc1.{weight,bias}, fc2.{weight,bias}
 //! ```
-//! The `__metadata__` holds the architecture (`5/skip/5`, one choice per block), the space and
+//! Each kind names its module (`Choice::exported_module`). The `__metadata__` holds the
+//! architecture (`5/skip/5`, one choice per block: it says the dilation and the sizes), the space and
 //! subnet it came from, and the sizes. `checkpoint::read` reads such a file back as the
 //! SuperNet over that one path, whose forward pass is the subnet's.
 
@@ -16,7 +19,7 @@ use std::path::Path;
 use crate::engine::{Backend, Tensor};
 use crate::error::{Error, Result};
 use crate::model::checkpoint::{self, key};
-use crate::model::{Branch, Subnet, SuperNet};
+use crate::model::{Choice, Subnet, SuperNet};
 
 /// `format` of an exported subnet.
 pub const FORMAT: &str = "subnet";
@@ -42,13 +45,14 @@ pub fn export<B: Backend>(
     for (b, &choice) in subnet.choices().iter().enumerate() {
         let block = net.block(b);
         let prefix = format!("block{}", b + 1);
-        if let Branch::Conv(conv) = &block.branches[choice as usize] {
-            tensors.push(named(
-                backend,
-                &format!("{prefix}.conv.weight"),
-                &conv.weight,
-            )?);
-            tensors.push(named(backend, &format!("{prefix}.conv.bias"), &conv.bias)?);
+        let branch = &block.branches[choice as usize];
+        if let Some(module) = branch.choice.exported_module() {
+            let in_channels = net.config.in_channels(b);
+            let shapes = branch.choice.parameters(in_channels, net.config.channels);
+            for (p, tensor) in shapes.iter().zip(&branch.params) {
+                let name = format!("{prefix}.{module}.{}", p.name);
+                tensors.push(named(backend, &name, tensor)?);
+            }
         }
         if let Some(mix) = &block.mix {
             let channels = net.config.channels;
@@ -96,19 +100,17 @@ fn metadata<B: Backend>(net: &SuperNet<B>, subnet: &Subnet) -> HashMap<String, S
 }
 
 /// The name of a one-path SuperNet's parameter in an exported file: `block2.conv5.weight` ->
-/// `block2.conv.weight`; every other name is the same.
+/// `block2.conv.weight`, `block1.sep3.depthwise.bias` -> `block1.sep.depthwise.bias`; every
+/// other name is the same.
 pub fn exported_name(name: &str) -> String {
-    let Some((block, rest)) = name.split_once(".conv") else {
-        return name.to_string();
-    };
-    match rest.split_once('.') {
-        Some((kernel, tail))
-            if block.starts_with("block") && kernel.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            format!("{block}.conv.{tail}")
-        }
-        _ => name.to_string(),
-    }
+    let parts = name.split_once('.').and_then(|(block, rest)| {
+        let (module, tail) = rest.split_once('.')?;
+        let exported = Choice::from_module(module)?.exported_module()?;
+        block
+            .starts_with("block")
+            .then(|| format!("{block}.{exported}.{tail}"))
+    });
+    parts.unwrap_or_else(|| name.to_string())
 }
 
 #[cfg(test)]
@@ -119,6 +121,11 @@ mod tests {
     fn names_lose_the_kernel_size() {
         assert_eq!(exported_name("block2.conv5.weight"), "block2.conv.weight");
         assert_eq!(exported_name("block1.conv11.bias"), "block1.conv.bias");
+        assert_eq!(exported_name("block2.conv3d2.weight"), "block2.conv.weight");
+        assert_eq!(
+            exported_name("block1.sep3.pointwise.weight"),
+            "block1.sep.pointwise.weight"
+        );
         assert_eq!(exported_name("block3.mix.weight"), "block3.mix.weight");
         assert_eq!(exported_name("fc1.weight"), "fc1.weight");
     }

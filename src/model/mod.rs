@@ -3,6 +3,7 @@
 //! checkpoints, and the export of one subnet as a plain network.
 
 pub mod checkpoint;
+pub mod choices;
 pub mod export;
 pub mod space;
 mod subnet;

@@ -1,7 +1,9 @@
 //! Search spaces as data: the SuperNet's blocks and each block's choices.
 //!
-//! Spec syntax: blocks separated by `/`, a block's choices by `,`; a choice is an odd kernel
-//! size `k` (a k x k conv, padding k/2, with bias) or `skip` (the identity). `3,5/3,5` is the
+//! Spec syntax: blocks separated by `/`, a block's choices by `,`; a choice is a token of one of
+//! the kinds in `model::choices`: an odd kernel size `k` (a k x k conv, padding k/2, with bias),
+//! `kdD` (dilated), `sepK` (depthwise-separable), `maxK` / `avgK` (stride-1 pools) or `skip`
+//! (the identity). `3,5/3,5` is the
 //! original study (4 subnets); `1,3,5,7/1,3,5,7/1,3,5,7` has 64. A few spaces have names
 //! (`PRESETS`). A subnet is one choice per block, named by one digit per block, block 1 first,
 //! the index of its choice in the block (`131` in `3,5,7/1,3,5,skip/3,5` = 5x5, identity, 5x5).
@@ -10,6 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+pub use crate::model::choices::Choice;
 use crate::model::subnet::{BlockMask, Subnet};
 
 /// A subnet's name has one digit per block, so a block offers at most ten choices.
@@ -21,7 +24,7 @@ pub const MAX_BLOCKS: usize = 8;
 const FLAG: &str = "--space";
 
 /// Named spaces: (name, spec, what it is).
-pub const PRESETS: [(&str, &str, &str); 3] = [
+pub const PRESETS: [(&str, &str, &str); 4] = [
     (
         "study",
         "3,5/3,5",
@@ -37,36 +40,12 @@ pub const PRESETS: [(&str, &str, &str); 3] = [
         "3,5,7/1,3,5,skip/3,5",
         "the PyTorch reference space, with an identity: 24 subnets",
     ),
+    (
+        "ops",
+        "3,5,3d2,sep3/3,5,3d2,sep3,max3,avg3,skip",
+        "convs, a dilated and a separable conv, then also pools and an identity: 28 subnets",
+    ),
 ];
-
-/// One alternative of a block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Choice {
-    /// A `kernel x kernel` conv with padding `kernel / 2` and a bias.
-    Conv { kernel: usize },
-    /// The identity: the block's input passes unchanged (no parameters).
-    Skip,
-}
-
-impl Choice {
-    /// The state_dict module of the choice inside its block (`conv5`); none for the identity.
-    pub fn module(&self) -> Option<String> {
-        match self {
-            Choice::Conv { kernel } => Some(format!("conv{kernel}")),
-            Choice::Skip => None,
-        }
-    }
-}
-
-/// "5x5" or "skip", as tables show a choice.
-impl fmt::Display for Choice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Choice::Conv { kernel } => write!(f, "{kernel}x{kernel}"),
-            Choice::Skip => write!(f, "skip"),
-        }
-    }
-}
 
 /// The blocks of a SuperNet, each with its choices in order (the order names and slots follow).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -83,7 +62,7 @@ impl Default for SearchSpace {
 impl SearchSpace {
     /// `3,5/3,5`: two blocks, each a 3x3 or a 5x5 conv.
     pub fn study() -> Self {
-        let block = vec![Choice::Conv { kernel: 3 }, Choice::Conv { kernel: 5 }];
+        let block = vec![Choice::conv(3), Choice::conv(5)];
         SearchSpace {
             blocks: vec![block.clone(), block],
         }
@@ -102,7 +81,8 @@ impl SearchSpace {
         if let Some((_, spec, _)) = PRESETS.iter().find(|(name, _, _)| *name == text) {
             return Self::parse(spec);
         }
-        let invalid = |detail: String| Error::invalid(FLAG, format!("'{text}': {detail}"));
+        let quoted = shortened(text, 60);
+        let invalid = |detail: String| Error::invalid(FLAG, format!("'{quoted}': {detail}"));
         if text.is_empty() {
             return Err(invalid("no blocks; expected e.g. 3,5/3,5".into()));
         }
@@ -140,24 +120,19 @@ impl SearchSpace {
                 )));
             }
             for (i, choice) in choices.iter().enumerate() {
-                let token = token(choice);
+                let token = choice.token();
                 if choices[..i].contains(choice) {
                     return Err(invalid(format!(
                         "block {block} choice '{token}' appears twice"
                     )));
                 }
-                match choice {
-                    Choice::Conv { kernel } if kernel % 2 == 0 => {
-                        return Err(invalid(format!(
-                            "block {block} choice '{token}': a kernel size must be odd (same padding puts k/2 on each side)"
-                        )))
-                    }
-                    Choice::Skip if block == 1 => {
-                        return Err(invalid(
-                            "block 1 choice 'skip': an identity needs an input with the block's channels, and block 1's input is the 1-channel image".into(),
-                        ))
-                    }
-                    _ => {}
+                if let Err(why) = choice.check() {
+                    return Err(invalid(format!("block {block} choice '{token}': {why}")));
+                }
+                if choice.is_parameter_free() && block == 1 {
+                    return Err(invalid(format!(
+                        "block 1 choice '{token}': a choice without parameters needs an input with the block's channels, and block 1's input is the 1-channel image"
+                    )));
                 }
             }
         }
@@ -184,16 +159,14 @@ impl SearchSpace {
                 ));
             }
             let widest = 2 * input - 1;
-            let too_wide = choices
-                .iter()
-                .find(|c| matches!(c, Choice::Conv { kernel } if *kernel > widest));
+            let too_wide = choices.iter().find(|c| c.receptive_field() > widest);
             if let Some(choice) = too_wide {
                 return Err(Error::invalid(
                     FLAG,
                     format!(
                         "'{self}': block {} choice '{}' is wider than its {input}x{input} input allows (at most {widest})",
                         sides.len(),
-                        token(choice)
+                        choice.token()
                     ),
                 ));
             }
@@ -400,7 +373,10 @@ impl fmt::Display for SearchSpace {
         let blocks: Vec<String> = self
             .blocks
             .iter()
-            .map(|choices| choices.iter().map(token).collect::<Vec<_>>().join(","))
+            .map(|choices| {
+                let tokens: Vec<String> = choices.iter().map(Choice::token).collect();
+                tokens.join(",")
+            })
             .collect();
         write!(f, "{}", blocks.join("/"))
     }
@@ -420,14 +396,6 @@ impl serde::Serialize for SearchSpace {
     }
 }
 
-/// A choice as the spec writes it: `5` or `skip`.
-fn token(choice: &Choice) -> String {
-    match choice {
-        Choice::Conv { kernel } => kernel.to_string(),
-        Choice::Skip => "skip".to_string(),
-    }
-}
-
 /// One block of a spec (`1,3,5,skip`); errors say which block and token.
 fn parse_block(block: usize, text: &str) -> std::result::Result<Vec<Choice>, String> {
     if text.trim().is_empty() {
@@ -437,17 +405,20 @@ fn parse_block(block: usize, text: &str) -> std::result::Result<Vec<Choice>, Str
         .map(str::trim)
         .map(|token| match token {
             "" => Err(format!("block {block} has an empty choice")),
-            "skip" => Ok(Choice::Skip),
-            _ => token
-                .parse::<u16>()
-                .map(|kernel| Choice::Conv {
-                    kernel: kernel as usize,
-                })
-                .map_err(|_| {
-                    format!("block {block} choice '{token}' is neither an odd kernel size nor skip")
-                }),
+            _ => Choice::parse(token).map_err(|why| {
+                let token = shortened(token, 20);
+                format!("block {block} choice '{token}': {why}")
+            }),
         })
         .collect()
+}
+
+/// Text as an error quotes it: at most `longest` characters.
+fn shortened(token: &str, longest: usize) -> String {
+    match token.char_indices().nth(longest) {
+        Some((end, _)) => format!("{}...", &token[..end]),
+        None => token.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -474,7 +445,7 @@ mod tests {
             .iter()
             .map(|(name, _, _)| SearchSpace::parse(name).expect(name).subnet_count())
             .collect();
-        assert_eq!(sizes, [4, 64, 24]);
+        assert_eq!(sizes, [4, 64, 24, 28]);
     }
 
     #[test]
@@ -530,6 +501,58 @@ mod tests {
                 assert!(message.contains(word), "{spec}: '{message}' lacks '{word}'");
             }
         }
+    }
+
+    #[test]
+    fn every_choice_kind_error_names_the_token_and_the_reason() {
+        let cases: [(&str, &[&str]); 9] = [
+            ("3,sep4/3", &["block 1 choice 'sep4'", "odd"]),
+            ("3,max3/3", &["block 1 choice 'max3'", "1-channel image"]),
+            ("3/3,avg5", &[]),
+            ("3d0/3", &["block 1 choice '3d0'", "at least 2"]),
+            ("3d1/3", &["block 1 choice '3d1'", "write '3'"]),
+            ("2d2/3", &["block 1 choice '2d2'", "odd"]),
+            ("3/avg", &["block 2 choice 'avg'", "needs a window size"]),
+            ("3,3d2/3d2,5,3d2", &["block 2 choice '3d2' appears twice"]),
+            ("3/sepx", &["block 2 choice 'sepx'", "not a size"]),
+        ];
+        for (spec, words) in cases {
+            if words.is_empty() {
+                assert!(SearchSpace::parse(spec).is_ok(), "{spec}");
+                continue;
+            }
+            let message = error(spec);
+            assert!(message.starts_with("--space"), "{message}");
+            for word in words {
+                assert!(message.contains(word), "{spec}: '{message}' lacks '{word}'");
+            }
+        }
+        let long = format!("3/{}", "9".repeat(100_000));
+        assert!(error(&long).len() < 300, "a long token is shortened");
+    }
+
+    #[test]
+    fn the_ops_space_holds_the_study_and_every_kind() {
+        let ops = SearchSpace::parse("ops").expect("ops");
+        assert_eq!(ops.subnet_count(), 28);
+        assert_eq!(ops.to_string(), "3,5,3d2,sep3/3,5,3d2,sep3,max3,avg3,skip");
+        for (name, described) in [
+            ("00", "3x3, 3x3"),
+            ("11", "5x5, 5x5"),
+            ("32", "sep 3x3, 3x3 d2"),
+            ("14", "5x5, max 3x3"),
+            ("25", "3x3 d2, avg 3x3"),
+            ("36", "sep 3x3, skip"),
+        ] {
+            let subnet = ops.parse_subnet(name).expect(name);
+            assert_eq!(ops.describe(&subnet), described);
+        }
+        let wide = SearchSpace::parse("3/3/7d3").expect("parses");
+        let message = wide.check_image_side(28).expect_err("too wide").to_string();
+        assert!(
+            message.contains("'7d3'") && message.contains("at most 13"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! block (Sum):    relu(sum_j m_j * op_j(x)) -> maxpool2
 //! block (Concat): relu(mix(cat_j(m_j * op_j(x)))) -> maxpool2   (mix: 1x1 conv, K*C -> C)
 //! ```
-//! `op_j` is a k x k conv (padding k/2) or the identity; `m` is one-hot for a subnet, all ones
-//! for the "all paths" network. With the study's space `3,5/3,5` this is exactly the study's
+//! `op_j` is the block's j-th choice, of any kind (`model::choices`: a conv, dilated or
+//! separable, a stride-1 pool, the identity); `m` is one-hot for a subnet, all ones for the
+//! "all paths" network. With the study's space `3,5/3,5` this is exactly the study's
 //! `SuperNetSum` / `SuperNetConcat`. Parameter names follow the PyTorch `state_dict`
-//! (`block1.conv3.weight`, `block2.mix.bias`, ..., `fc2.bias`); an identity has none.
+//! (`block1.conv3.weight`, `block1.sep3.depthwise.weight`, `block2.mix.bias`, ..., `fc2.bias`);
+//! a choice without parameters has none.
 
 use rand::Rng;
 
@@ -84,7 +86,7 @@ impl SuperNetConfig {
     }
 
     /// Channels entering block `block` (counted from 0): the image's one, then C.
-    fn in_channels(&self, block: usize) -> usize {
+    pub fn in_channels(&self, block: usize) -> usize {
         if block == 0 {
             1
         } else {
@@ -92,42 +94,49 @@ impl SuperNetConfig {
         }
     }
 
-    /// Every parameter's state_dict name and shape, in state_dict order: per block its convs
-    /// in choice order, then (Concat) its mix; then fc1 and fc2. A weight comes right before
-    /// its bias. `SuperNet::from_values` reads the tensors back in this order.
+    /// Every parameter's state_dict name and shape, in state_dict order: per block its
+    /// choices' parameters in choice order (as each kind lists them), then (Concat) its mix;
+    /// then fc1 and fc2. A weight comes right before its bias. `SuperNet::from_values` reads the tensors back in this order.
     pub fn parameter_shapes(&self) -> Vec<ParameterShape> {
         let c = self.channels;
         let mut shapes = Vec::new();
-        let mut layer = |name: String, weight: Vec<usize>| {
-            let out = weight[0];
-            shapes.push(ParameterShape {
-                name: format!("{name}.weight"),
-                shape: weight,
-            });
-            shapes.push(ParameterShape {
-                name: format!("{name}.bias"),
-                shape: vec![out],
-            });
-        };
         for (b, choices) in self.space.blocks().iter().enumerate() {
             let block = b + 1;
             for choice in choices {
-                if let Choice::Conv { kernel } = *choice {
-                    let shape = vec![c, self.in_channels(b), kernel, kernel];
-                    layer(format!("block{block}.conv{kernel}"), shape);
+                let Some(module) = choice.module() else {
+                    continue;
+                };
+                for p in choice.parameters(self.in_channels(b), c) {
+                    shapes.push(ParameterShape {
+                        name: format!("block{block}.{module}.{}", p.name),
+                        shape: p.shape,
+                    });
                 }
             }
             if self.variant == Variant::Concat {
-                layer(
-                    format!("block{block}.mix"),
-                    vec![c, choices.len() * c, 1, 1],
-                );
+                let mix = vec![c, choices.len() * c, 1, 1];
+                shapes.extend(layer_shapes(&format!("block{block}.mix"), mix));
             }
         }
-        layer("fc1".into(), vec![self.hidden, self.flat_features()]);
-        layer("fc2".into(), vec![self.classes, self.hidden]);
+        shapes.extend(layer_shapes("fc1", vec![self.hidden, self.flat_features()]));
+        shapes.extend(layer_shapes("fc2", vec![self.classes, self.hidden]));
         shapes
     }
+}
+
+/// `{name}.weight` of shape `weight` and its bias.
+fn layer_shapes(name: &str, weight: Vec<usize>) -> [ParameterShape; 2] {
+    let out = weight[0];
+    [
+        ParameterShape {
+            name: format!("{name}.weight"),
+            shape: weight,
+        },
+        ParameterShape {
+            name: format!("{name}.bias"),
+            shape: vec![out],
+        },
+    ]
 }
 
 /// A layer's weight and bias (a conv or a linear layer).
@@ -136,10 +145,16 @@ pub struct Layer<B: Backend> {
     pub bias: Tensor<B>,
 }
 
-/// One choice of a block, with its parameters.
-pub enum Branch<B: Backend> {
-    Conv(Layer<B>),
-    Identity,
+/// One choice of a block, with its parameters in `Choice::parameters` order.
+pub struct Branch<B: Backend> {
+    pub choice: Choice,
+    pub params: Vec<Tensor<B>>,
+}
+
+impl<B: Backend> Branch<B> {
+    fn forward(&self, tape: &Tape<'_, B>, x: &Tensor<B>) -> Result<Tensor<B>> {
+        self.choice.forward(tape, x, &self.params)
+    }
 }
 
 /// A block's choices in order and, for Concat, the 1x1 conv that mixes their slots.
@@ -346,11 +361,7 @@ impl<B: Backend> SuperNet<B> {
                 if factor == 0.0 {
                     return Ok(None);
                 }
-                let out = match branch {
-                    Branch::Conv(conv) => tape.conv2d(x, &conv.weight, &conv.bias)?,
-                    Branch::Identity => x.clone(),
-                };
-                Ok(Some((out, factor)))
+                Ok(Some((branch.forward(tape, x)?, factor)))
             })
             .collect::<Result<Vec<_>>>()?;
         let slots: Vec<Option<(&Tensor<B>, f32)>> = outputs
@@ -376,9 +387,9 @@ impl<B: Backend> SuperNet<B> {
 }
 
 /// A block whose one active choice has factor 1, with ReLU and pool fused into the conv before
-/// them (`conv_relu_pool`): the choice's conv (Sum), or the mix reading the choice's slot
-/// (Concat: the other slots would hold zeros). `None` for a Sum block's identity, which has
-/// no conv to fuse into.
+/// them (`conv_relu_pool`): the choice's last conv (Sum), or the mix reading the choice's slot
+/// (Concat: the other slots would hold zeros). `None` for a Sum block's choice that does not
+/// end in a conv (a pool, the identity).
 fn one_choice_block<B: Backend>(
     tape: &Tape<'_, B>,
     block: &Block<B>,
@@ -387,17 +398,9 @@ fn one_choice_block<B: Backend>(
     branch: &Branch<B>,
 ) -> Result<Option<Tensor<B>>> {
     let Some(mix) = &block.mix else {
-        return match branch {
-            Branch::Conv(conv) => tape
-                .conv_relu_pool(x, &conv.weight, &conv.bias, 0)
-                .map(Some),
-            Branch::Identity => Ok(None),
-        };
+        return branch.choice.forward_relu_pool(tape, x, &branch.params);
     };
-    let chosen = match branch {
-        Branch::Conv(conv) => tape.conv2d(x, &conv.weight, &conv.bias)?,
-        Branch::Identity => x.clone(),
-    };
+    let chosen = branch.forward(tape, x)?;
     // [N, C, H, W]; conv_relu_pool refuses another shape.
     let channels = chosen.shape().get(1).copied().unwrap_or(0);
     tape.conv_relu_pool(&chosen, &mix.weight, &mix.bias, slot * channels)
@@ -410,26 +413,27 @@ fn typed<B: Backend>(
     params: &[Tensor<B>],
 ) -> (Vec<Block<B>>, Layer<B>, Layer<B>) {
     let mut tensors = params.iter().cloned();
-    let mut layer = || Layer {
-        weight: tensors.next().expect("a weight per parameter shape"),
-        bias: tensors.next().expect("a bias per parameter shape"),
-    };
-    let blocks = config
-        .space
-        .blocks()
-        .iter()
-        .map(|choices| Block {
-            branches: choices
-                .iter()
-                .map(|choice| match choice {
-                    Choice::Conv { .. } => Branch::Conv(layer()),
-                    Choice::Skip => Branch::Identity,
-                })
-                .collect(),
-            mix: (config.variant == Variant::Concat).then(&mut layer),
-        })
-        .collect();
-    let fc1 = layer();
-    let fc2 = layer();
+    let mut take = |count: usize| -> Vec<Tensor<B>> { tensors.by_ref().take(count).collect() };
+    let mut blocks = Vec::new();
+    for (b, choices) in config.space.blocks().iter().enumerate() {
+        let in_channels = config.in_channels(b);
+        let branches = (choices.iter())
+            .map(|&choice| Branch {
+                choice,
+                params: take(choice.parameters(in_channels, config.channels).len()),
+            })
+            .collect();
+        let mix = (config.variant == Variant::Concat).then(|| layer(take(2)));
+        blocks.push(Block { branches, mix });
+    }
+    let fc1 = layer(take(2));
+    let fc2 = layer(take(2));
     (blocks, fc1, fc2)
+}
+
+/// A weight and its bias.
+fn layer<B: Backend>(tensors: Vec<Tensor<B>>) -> Layer<B> {
+    let [weight, bias] = <[Tensor<B>; 2]>::try_from(tensors)
+        .unwrap_or_else(|_| panic!("a weight and a bias per layer"));
+    Layer { weight, bias }
 }

@@ -168,9 +168,8 @@ impl TrainConfig {
             let c_in = if b == 0 { 1.0 } else { c };
             let k = choices.len() as f64;
             for choice in choices {
-                if let crate::model::Choice::Conv { kernel } = choice {
-                    params += c * c_in * (*kernel * *kernel) as f64 + c;
-                }
+                params += choice.parameter_count(c_in as usize, self.channels) as f64;
+                per_image += choice.hidden_activations(c_in as usize, side as usize);
             }
             if self.variant == crate::model::Variant::Concat {
                 params += c * k * c + c;

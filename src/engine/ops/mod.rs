@@ -41,6 +41,7 @@ ops! {
     masked_concat: MaskedConcatKernel,
     masked_sum: MaskedSumKernel,
     maxpool2: MaxPool2Kernel,
+    pending,
     reduce: ReduceKernel,
     relu: ReluKernel,
     reshape,
