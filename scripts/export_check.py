@@ -10,6 +10,7 @@ the test accuracy, correct count and mean loss as JSON, to compare with
 import argparse
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,47 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 
+class Sep(nn.Module):
+    """`sepK`: a depthwise K x K conv, then a pointwise 1x1 conv, nothing between."""
+
+    def __init__(self, cin, cout, k):
+        super().__init__()
+        self.depthwise = nn.Conv2d(cin, cin, k, padding=k // 2, groups=cin)
+        self.pointwise = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x):
+        return self.pointwise(self.depthwise(x))
+
+
+def choice_module(token, cin, cout):
+    """The module a choice's parameters live in, as (name, module); None for a choice without
+    parameters (a pool, skip)."""
+    if re.fullmatch(r"\d+", token):
+        k = int(token)
+        return "conv", nn.Conv2d(cin, cout, k, padding=k // 2)
+    if re.fullmatch(r"\d+d\d+", token):
+        k, d = map(int, token.split("d"))
+        return "conv", nn.Conv2d(cin, cout, k, padding=d * (k - 1) // 2, dilation=d)
+    if token.startswith("sep"):
+        return "sep", Sep(cin, cout, int(token[3:]))
+    return None
+
+
+def parameter_free(token, x):
+    """A choice without parameters: a stride-1 pool or the identity."""
+    if token.startswith("max"):
+        k = int(token[3:])
+        return F.max_pool2d(x, k, 1, k // 2)
+    if token.startswith("avg"):
+        k = int(token[3:])
+        return F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)
+    assert token == "skip", token
+    return x
+
+
 class Subnet(nn.Module):
-    """Per block a conv (none for `skip`), for Concat a 1x1 mix, then ReLU and 2x2 max-pool;
-    then fc1, ReLU, fc2."""
+    """Per block its choice (a conv, dilated or separable, a stride-1 pool or the identity),
+    for Concat a 1x1 mix, then ReLU and 2x2 max-pool; then fc1, ReLU, fc2."""
 
     def __init__(self, meta):
         super().__init__()
@@ -30,9 +69,9 @@ class Subnet(nn.Module):
         self.choices = meta["architecture"].split("/")
         for i, choice in enumerate(self.choices, start=1):
             block = nn.Module()
-            if choice != "skip":
-                k = int(choice)
-                block.conv = nn.Conv2d(1 if i == 1 else c, c, k, padding=k // 2)
+            module = choice_module(choice, 1 if i == 1 else c, c)
+            if module is not None:
+                setattr(block, *module)
             if meta["variant"] == "concat":
                 block.mix = nn.Conv2d(c, c, 1)
             setattr(self, f"block{i}", block)
@@ -41,10 +80,14 @@ class Subnet(nn.Module):
         self.fc2 = nn.Linear(hidden, int(meta["classes"]))
 
     def forward(self, x):
-        for i in range(1, len(self.choices) + 1):
+        for i, choice in enumerate(self.choices, start=1):
             block = getattr(self, f"block{i}")
             if hasattr(block, "conv"):
                 x = block.conv(x)
+            elif hasattr(block, "sep"):
+                x = block.sep(x)
+            else:
+                x = parameter_free(choice, x)
             if hasattr(block, "mix"):
                 x = block.mix(x)
             x = F.max_pool2d(F.relu(x), 2)

@@ -1,6 +1,7 @@
 //! Checks that need no oracle: a batch equals its images run one by one; parameters of the
 //! branches not drawn keep their values bit for bit through one-shot steps; the GPU weight
-//! gradients are deterministic. In the study's space and in a 3-block space with an identity.
+//! gradients are deterministic. In the study's space, in a 3-block space with an identity, and
+//! in the `ops` space (dilated and separable convs, stride-1 pools, an identity).
 //! And the fused block op equals the chain of ops it replaces.
 
 mod common;
@@ -10,8 +11,9 @@ use rand::Rng;
 use supernet::engine::{Adadelta, AdadeltaConfig, Backend, CpuBackend, Memory, Tape, Tensor};
 use supernet::model::{BlockMask, Choice, SearchSpace, Subnet, SuperNet, SuperNetConfig, Variant};
 
-/// The study's space and the fixture space `3,5,7/1,3,5,skip/3,5` (an identity in block 2).
-const SPACES: [&str; 2] = ["3,5/3,5", "3,5,7/1,3,5,skip/3,5"];
+/// The study's space, the fixture space `3,5,7/1,3,5,skip/3,5` (an identity in block 2) and
+/// the `ops` space (every choice kind).
+const SPACES: [&str; 3] = ["3,5/3,5", "3,5,7/1,3,5,skip/3,5", "ops"];
 
 /// A small SuperNet (4 channels, 12x12 images) keeps lavapipe fast.
 fn small_config(variant: Variant, space: &SearchSpace) -> SuperNetConfig {

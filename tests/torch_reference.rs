@@ -1,7 +1,9 @@
 //! Both backends against PyTorch (tests/fixtures/torch, copied from the study's reference set):
 //! every op file, the SuperNet's loss and gradients for all four subnets of both variants, and
 //! three Adadelta training steps; the same over the 24-subnet space `3,5,7/1,3,5,skip/3,5`
-//! (with an identity), for six of its subnets and the all-paths network.
+//! (with an identity), for six of its subnets and the all-paths network; and over the `ops`
+//! space `3,5,3d2,sep3/3,5,3d2,sep3,max3,avg3,skip` (every choice kind), for eight subnets and
+//! the all-paths network.
 //!
 //! Tolerances are the engine's contract: ops within atol 1e-5 + rtol 1e-4 of PyTorch's float64
 //! values; the float32 SuperNet within atol 1e-5 + rtol 1e-3.
@@ -374,11 +376,9 @@ struct SpaceStepFixture {
     loss: f64,
 }
 
-fn space_fixture(variant: Variant) -> SpaceFixture {
-    match variant {
-        Variant::Sum => load("space/space_sum.json"),
-        Variant::Concat => load("space/space_concat.json"),
-    }
+/// `space/` (plain convs and an identity) or `ops_space/` (every choice kind).
+fn space_fixture(folder: &str, variant: Variant) -> SpaceFixture {
+    load(&format!("{folder}/space_{}.json", variant.name()))
 }
 
 /// The fixture's network: its space, sizes and parameters.
@@ -418,8 +418,8 @@ fn space_batch<B: Backend>(
 
 /// Loss and every gradient for each listed subnet (identities among them) and the all-paths
 /// network; a parameter without a gradient must have PyTorch's all-zero one.
-fn space_gradients_match_torch<B: Backend>(backend: &B, variant: Variant) {
-    let fixture = space_fixture(variant);
+fn space_gradients_match_torch<B: Backend>(backend: &B, folder: &str, variant: Variant) {
+    let fixture = space_fixture(folder, variant);
     let net = build_space(backend, variant, &fixture);
     let (images, labels) = space_batch(backend, &fixture, [0, 16]);
     let mut names: Vec<&String> = fixture.subnets.keys().collect();
@@ -465,8 +465,8 @@ fn space_gradients_match_torch<B: Backend>(backend: &B, variant: Variant) {
 }
 
 /// The fixture's three Adadelta steps, every parameter stepped each time.
-fn space_training_matches_torch<B: Backend>(backend: &B, variant: Variant) {
-    let fixture = space_fixture(variant);
+fn space_training_matches_torch<B: Backend>(backend: &B, folder: &str, variant: Variant) {
+    let fixture = space_fixture(folder, variant);
     let net = build_space(backend, variant, &fixture);
     let mut optimizer =
         Adadelta::new(backend, net.parameters(), AdadeltaConfig::default()).expect("adadelta");
@@ -532,8 +532,12 @@ on_both_backends! {
     supernet_concat_gradients => |b| supernet_gradients_match_torch(b, Variant::Concat);
     supernet_sum_training => |b| supernet_training_matches_torch(b, Variant::Sum);
     supernet_concat_training => |b| supernet_training_matches_torch(b, Variant::Concat);
-    space_sum_gradients => |b| space_gradients_match_torch(b, Variant::Sum);
-    space_concat_gradients => |b| space_gradients_match_torch(b, Variant::Concat);
-    space_sum_training => |b| space_training_matches_torch(b, Variant::Sum);
-    space_concat_training => |b| space_training_matches_torch(b, Variant::Concat);
+    space_sum_gradients => |b| space_gradients_match_torch(b, "space", Variant::Sum);
+    space_concat_gradients => |b| space_gradients_match_torch(b, "space", Variant::Concat);
+    space_sum_training => |b| space_training_matches_torch(b, "space", Variant::Sum);
+    space_concat_training => |b| space_training_matches_torch(b, "space", Variant::Concat);
+    ops_space_sum_gradients => |b| space_gradients_match_torch(b, "ops_space", Variant::Sum);
+    ops_space_concat_gradients => |b| space_gradients_match_torch(b, "ops_space", Variant::Concat);
+    ops_space_sum_training => |b| space_training_matches_torch(b, "ops_space", Variant::Sum);
+    ops_space_concat_training => |b| space_training_matches_torch(b, "ops_space", Variant::Concat);
 }
