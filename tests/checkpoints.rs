@@ -379,3 +379,127 @@ fn export_then_eval_on_the_command_line() {
     );
     assert!(all["subnets"]["01"]["correct"].as_u64().expect("count") > 400);
 }
+
+// ---- the ops space: every choice kind --------------------------------------------------------
+
+/// A SuperNet over the `ops` space after 60 one-shot steps on the small MNIST.
+fn trained_ops_supernet<B: Backend>(backend: &B, variant: Variant) -> supernet::model::SuperNet<B> {
+    let config = TrainConfig {
+        space: SearchSpace::parse("ops").expect("ops"),
+        ..TrainConfig::study(variant, Mode::OneShot)
+    };
+    let mut trainer = Trainer::new(backend, &data().1, config).expect("trainer");
+    trainer.train_steps(60).expect("steps");
+    trainer.net
+}
+
+/// Subnets with a separable conv, a dilated conv, a max-pool and an average pool, exported:
+/// each evaluates exactly as inside the SuperNet, and holds its kind's plain names.
+fn ops_subnets_export_as_in_the_supernet<B: Backend>(backend: &B, variant: Variant) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let net = trained_ops_supernet(backend, variant);
+    let test = DeviceSplit::upload(backend, &data().1.test).expect("test set");
+    let space = &net.config.space;
+    // 32: sep3, 3d2; 14: 5x5, max3; 25: 3d2, avg3; 36: sep3, skip.
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "32",
+            &[
+                "block1.sep.depthwise.weight",
+                "block1.sep.pointwise.bias",
+                "block2.conv.weight",
+            ],
+        ),
+        ("14", &["block1.conv.weight"]),
+        ("25", &["block1.conv.weight"]),
+        ("36", &["block1.sep.pointwise.weight"]),
+    ];
+    for (name, names) in cases {
+        let subnet = space.parse_subnet(name).expect("subnet");
+        let exported = dir.path().join(format!("{name}.safetensors"));
+        export::export(backend, &net, &subnet, &exported).expect("export");
+        let inside = evaluate_subnets(backend, &net, &test, &[subnet], 100).expect("eval")[0];
+        let read = checkpoint::read(backend, &exported, &LoadOptions::default()).expect("read");
+        let own = read.net.config.space.subnets();
+        let alone = evaluate_subnets(backend, &read.net, &test, &own, 100).expect("eval")[0];
+        let what = format!("{} {variant:?} ops subnet {name}", backend.name());
+        assert_eq!(alone.correct, inside.correct, "{what}: correct count");
+        assert_eq!(alone.loss.to_bits(), inside.loss.to_bits(), "{what}: loss");
+        let (shapes, metadata) = tensors(&exported);
+        for expected in names {
+            assert!(
+                shapes.iter().any(|(n, _)| n == expected),
+                "{what}: no {expected} in {shapes:?}"
+            );
+        }
+        let convs = shapes.iter().filter(|(n, _)| n.starts_with("block2.")).count();
+        let block2_params = if name.ends_with(['4', '5', '6']) { 0 } else { 2 };
+        let mix = if variant == Variant::Concat { 2 } else { 0 };
+        assert_eq!(convs, block2_params + mix, "{what}: block 2's tensors {shapes:?}");
+        assert_eq!(metadata["architecture"], space.only(&subnet).to_string());
+    }
+}
+
+#[test]
+fn cpu_ops_subnets_export_as_in_the_supernet() {
+    let cpu = CpuBackend::new();
+    ops_subnets_export_as_in_the_supernet(&cpu, Variant::Sum);
+    ops_subnets_export_as_in_the_supernet(&cpu, Variant::Concat);
+}
+
+#[test]
+fn gpu_ops_subnets_export_as_in_the_supernet() {
+    let Some(gpu) = gpu() else { return };
+    ops_subnets_export_as_in_the_supernet(&gpu, Variant::Sum);
+}
+
+/// PyTorch's `ops` SuperNet saved without metadata: the kinds with parameters are read from
+/// the names (`conv3d2`, `sep3`); the pools and the identity only `--space` can give, so a
+/// Concat mix with their slots is refused without it and read with it.
+#[test]
+fn an_ops_file_without_metadata_is_read_by_its_names_or_its_space() {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        params: HashMap<String, common::Json>,
+    }
+    let cpu = CpuBackend::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    for variant in [Variant::Sum, Variant::Concat] {
+        let fixture: Params = common::load(&format!("ops_space/space_{}.json", variant.name()));
+        let path = dir.path().join(format!("torch_{}.safetensors", variant.name()));
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = (fixture.params.iter())
+            .map(|(name, t)| {
+                let data = t.f32().iter().flat_map(|v| v.to_le_bytes()).collect();
+                (name.clone(), t.shape.clone(), data)
+            })
+            .collect();
+        let views = bytes.iter().map(|(name, shape, data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .expect("view");
+            (name.clone(), view)
+        });
+        let serialized = safetensors::serialize(views, None).expect("serialize");
+        std::fs::write(&path, serialized).expect("write");
+        let inferred = checkpoint::read(&cpu, &path, &LoadOptions::default());
+        match variant {
+            Variant::Sum => {
+                let space = inferred.expect("the names give the kinds").net.config.space;
+                assert_eq!(space.to_string(), "3,3d2,5,sep3/3,3d2,5,sep3");
+            }
+            Variant::Concat => {
+                let error = inferred.err().expect("mix slots").to_string();
+                assert!(error.contains("--space"), "{error}");
+            }
+        }
+        let options = LoadOptions {
+            space: Some(SearchSpace::parse("ops").expect("ops")),
+            image_size: Some(28),
+        };
+        let read = checkpoint::read(&cpu, &path, &options).expect("with --space");
+        for name in ["block1.sep3.depthwise.weight", "block2.conv3d2.bias"] {
+            let values = read.net.parameter(name).expect(name).to_vec(&cpu).expect("values");
+            assert_eq!(values, fixture.params[name].f32(), "{name}");
+        }
+    }
+}

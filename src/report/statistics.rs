@@ -24,8 +24,10 @@ pub const MONTE_CARLO_DRAWS: usize = 10_000;
 /// 9! = 362,880 permutations per seed.
 pub const EXACT_UP_TO: usize = 9;
 const SEED: u64 = 0x5354_4154;
-/// Statistics are compared on this grid, so that the same value computed twice counts as
-/// equal (the observed one is among the permutations).
+/// Statistics are kept on this grid. A sum of `k` values on it is within `k / 2` steps of the
+/// sum's own value, so sums are compared with a tolerance of one step per term: the same value
+/// computed twice, or reached by other terms, counts as equal (the observed one is among the
+/// permutations, and ties with it count as at least as good).
 const GRID: f64 = 1e9;
 
 /// A rank statistic of paired scores; `None` where undefined (a constant side).
@@ -136,9 +138,10 @@ fn exact_p(statistic: Statistic, scores: &[Vec<f64>], truth: &[Vec<f64>]) -> Opt
     if seeds == 0 {
         return None;
     }
+    let tolerance = seeds as i64;
     let value = sum
         .iter()
-        .filter(|(v, _)| **v >= observed_sum)
+        .filter(|(v, _)| **v >= observed_sum - tolerance)
         .map(|(_, p)| p)
         .sum::<f64>()
         .min(1.0);
@@ -197,7 +200,8 @@ fn monte_carlo_p(
 ) -> PValue {
     let mut rng = StdRng::seed_from_u64(SEED);
     let mut shuffled: Vec<Vec<f64>> = truth.to_vec();
-    let target = on_grid(observed);
+    // A mean is a sum over seeds divided: the same tolerance as the exact sums'.
+    let target = on_grid(observed) - truth.len() as i64;
     let hits = (0..MONTE_CARLO_DRAWS)
         .filter(|_| {
             shuffled.iter_mut().for_each(|t| t.shuffle(&mut rng));
@@ -249,6 +253,25 @@ mod tests {
         let truth = vec![vec![1.0, 2.0, 3.0], vec![2.0, 1.0, 3.0]];
         let p = permutation_p(kendall_tau_b, &scores, &truth).expect("defined");
         assert!((p.value - 5.0 / 36.0).abs() < 1e-12, "{p:?}");
+    }
+
+    /// Three seeds of n = 4 with taus 1, 1/3 and -1/3 (0, 2 and 4 inversions): their sum, 1,
+    /// is also reached by sums whose terms round the other way on the grid (1/3 + 1/3 + 1/3).
+    /// Hand count: a seed's tau is (3 - inversions) / 3, the inversions of 4 items counted by
+    /// 1 + 3x + 5x^2 + 6x^3 + 5x^4 + 3x^5 + x^6; the sum of three taus is at least 1 for the
+    /// triples of permutations with at most 6 inversions in all, the first seven coefficients
+    /// of that polynomial cubed: 1 + 9 + 42 + 135 + 333 + 666 + 1115 = 2301 of 24^3 = 13824.
+    #[test]
+    fn tied_sums_over_seeds_count_as_at_least_the_observed() {
+        let scores = vec![vec![1.0, 2.0, 3.0, 4.0]; 3];
+        let truth = vec![
+            vec![1.0, 2.0, 3.0, 4.0],
+            vec![2.0, 3.0, 1.0, 4.0],
+            vec![4.0, 2.0, 1.0, 3.0],
+        ];
+        let p = permutation_p(kendall_tau_b, &scores, &truth).expect("defined");
+        assert_eq!(p.method, Method::Exact);
+        assert!((p.value - 2301.0 / 13824.0).abs() < 1e-12, "{p:?}");
     }
 
     /// SciPy 1.17.1 on these 7 pairs (with ties):
