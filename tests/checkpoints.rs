@@ -432,10 +432,21 @@ fn ops_subnets_export_as_in_the_supernet<B: Backend>(backend: &B, variant: Varia
                 "{what}: no {expected} in {shapes:?}"
             );
         }
-        let convs = shapes.iter().filter(|(n, _)| n.starts_with("block2.")).count();
-        let block2_params = if name.ends_with(['4', '5', '6']) { 0 } else { 2 };
+        let convs = shapes
+            .iter()
+            .filter(|(n, _)| n.starts_with("block2."))
+            .count();
+        let block2_params = if name.ends_with(['4', '5', '6']) {
+            0
+        } else {
+            2
+        };
         let mix = if variant == Variant::Concat { 2 } else { 0 };
-        assert_eq!(convs, block2_params + mix, "{what}: block 2's tensors {shapes:?}");
+        assert_eq!(
+            convs,
+            block2_params + mix,
+            "{what}: block 2's tensors {shapes:?}"
+        );
         assert_eq!(metadata["architecture"], space.only(&subnet).to_string());
     }
 }
@@ -466,7 +477,9 @@ fn an_ops_file_without_metadata_is_read_by_its_names_or_its_space() {
     let dir = tempfile::tempdir().expect("temp dir");
     for variant in [Variant::Sum, Variant::Concat] {
         let fixture: Params = common::load(&format!("ops_space/space_{}.json", variant.name()));
-        let path = dir.path().join(format!("torch_{}.safetensors", variant.name()));
+        let path = dir
+            .path()
+            .join(format!("torch_{}.safetensors", variant.name()));
         let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = (fixture.params.iter())
             .map(|(name, t)| {
                 let data = t.f32().iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -498,7 +511,12 @@ fn an_ops_file_without_metadata_is_read_by_its_names_or_its_space() {
         };
         let read = checkpoint::read(&cpu, &path, &options).expect("with --space");
         for name in ["block1.sep3.depthwise.weight", "block2.conv3d2.bias"] {
-            let values = read.net.parameter(name).expect(name).to_vec(&cpu).expect("values");
+            let values = read
+                .net
+                .parameter(name)
+                .expect(name)
+                .to_vec(&cpu)
+                .expect("values");
             assert_eq!(values, fixture.params[name].f32(), "{name}");
         }
     }

@@ -71,12 +71,6 @@ pub fn bootstrap_interval(
         return None;
     }
     let mut rng = StdRng::seed_from_u64(SEED);
-    let pick = |values: &[Vec<f64>], picked: &[usize]| -> Vec<Vec<f64>> {
-        values
-            .iter()
-            .map(|v| picked.iter().map(|&i| v[i]).collect())
-            .collect()
-    };
     let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
         .filter_map(|_| {
             let picked: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
@@ -214,6 +208,138 @@ fn monte_carlo_p(
     }
 }
 
+/// Two predictors compared on the same subnets: the difference of their mean statistics
+/// (`a` minus `b`), its 95 % percentile interval over the same bootstrap resamples of the
+/// subnets for both, and a two-sided bootstrap p-value: twice the smaller share of resampled
+/// differences on either side of zero (at most 1), so a p that the resampling cannot resolve is
+/// `1 / resamples` at the least.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairedDelta {
+    pub delta: f64,
+    pub interval: (f64, f64),
+    pub p: f64,
+}
+
+/// The paired comparison of predictors `a` and `b` against the same `truth` (see `PairedDelta`).
+pub fn paired_delta(
+    statistic: Statistic,
+    a: &[Vec<f64>],
+    b: &[Vec<f64>],
+    truth: &[Vec<f64>],
+) -> Option<PairedDelta> {
+    let delta = mean_over_seeds(statistic, a, truth)? - mean_over_seeds(statistic, b, truth)?;
+    let n = truth.first().map_or(0, Vec::len);
+    if n < 3 {
+        return None;
+    }
+    let mut rng = StdRng::seed_from_u64(SEED);
+    let mut deltas = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    for _ in 0..BOOTSTRAP_RESAMPLES {
+        let picked: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+        let (a, b, t) = (pick(a, &picked), pick(b, &picked), pick(truth, &picked));
+        let resampled = mean_over_seeds(statistic, &a, &t)
+            .zip(mean_over_seeds(statistic, &b, &t))
+            .map(|(a, b)| a - b);
+        deltas.extend(resampled);
+    }
+    if deltas.len() < BOOTSTRAP_RESAMPLES / 2 {
+        return None;
+    }
+    deltas.sort_by(f64::total_cmp);
+    let share = |f: &dyn Fn(f64) -> bool| {
+        deltas.iter().filter(|&&d| f(d)).count() as f64 / deltas.len() as f64
+    };
+    let smaller = share(&|d| d <= 0.0).min(share(&|d| d >= 0.0));
+    let p = (2.0 * smaller).clamp(1.0 / deltas.len() as f64, 1.0);
+    let interval = (percentile(&deltas, 0.025), percentile(&deltas, 0.975));
+    Some(PairedDelta { delta, interval, p })
+}
+
+/// The resample `picked` of every seed's values.
+fn pick(values: &[Vec<f64>], picked: &[usize]) -> Vec<Vec<f64>> {
+    values
+        .iter()
+        .map(|v| picked.iter().map(|&i| v[i]).collect())
+        .collect()
+}
+
+/// Holm's step-down correction of `p` (the comparisons of one family): the k-th smallest
+/// p-value times (m - k + 1), made monotone, at most 1; in the input's order.
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
+    let mut adjusted = vec![0.0; m];
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
+}
+
+/// The subnets of the top quartile of `truth` (the best quarter, at least 3 of them).
+fn top_quartile(truth: &[f64]) -> Vec<usize> {
+    let count = truth.len().div_ceil(4).max(3).min(truth.len());
+    let mut order: Vec<usize> = (0..truth.len()).collect();
+    order.sort_by(|&i, &j| truth[j].total_cmp(&truth[i]));
+    order.truncate(count);
+    order.sort_unstable();
+    order
+}
+
+/// `statistic` of one seed within the top quartile of its truth: whether a predictor orders
+/// the best subnets, where a search decides.
+pub fn within_top_quartile(statistic: Statistic, scores: &[f64], truth: &[f64]) -> Option<f64> {
+    let top = top_quartile(truth);
+    let select = |values: &[f64]| top.iter().map(|&i| values[i]).collect::<Vec<f64>>();
+    statistic(&select(scores), &select(truth))
+}
+
+/// Precision at k: the share of the predictor's top k that are among the truth's top k.
+/// Chance is k / n (`precision_chance`).
+pub fn precision_at(scores: &[f64], truth: &[f64], k: usize) -> f64 {
+    crate::report::ranking::top_k_overlap(scores, truth, k)
+}
+
+/// What precision at k a random ranking of n subnets has on average.
+pub fn precision_chance(n: usize, k: usize) -> f64 {
+    k.min(n) as f64 / n as f64
+}
+
+/// The seed-averaged truth's values, subnet by subnet.
+pub fn seed_mean(values: &[Vec<f64>]) -> Vec<f64> {
+    let n = values.first().map_or(0, Vec::len);
+    (0..n)
+        .map(|i| values.iter().map(|v| v[i]).sum::<f64>() / values.len() as f64)
+        .collect()
+}
+
+/// The pooled statistic: the seed-averaged predictor against the seed-averaged truth. Averaging
+/// takes out each seed's noise on both sides, so it is not bounded by the one-seed ceiling.
+pub fn pooled(statistic: Statistic, scores: &[Vec<f64>], truth: &[Vec<f64>]) -> Option<f64> {
+    statistic(&seed_mean(scores), &seed_mean(truth))
+}
+
+/// The leave-one-seed-out ceiling: for each seed, the statistic of the mean of the other
+/// seeds' truth against that seed's truth, averaged. It bounds what a predictor's per-seed
+/// statistic (against one seed's truth) can be expected to reach; `None` under two seeds.
+pub fn leave_one_seed_out(statistic: Statistic, truth: &[Vec<f64>]) -> Option<f64> {
+    if truth.len() < 2 {
+        return None;
+    }
+    let values: Vec<f64> = (0..truth.len())
+        .filter_map(|s| {
+            let others: Vec<Vec<f64>> = (truth.iter().enumerate())
+                .filter(|(o, _)| *o != s)
+                .map(|(_, t)| t.clone())
+                .collect();
+            statistic(&seed_mean(&others), &truth[s])
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,5 +472,79 @@ mod tests {
             None,
             "two subnets"
         );
+    }
+
+    /// Holm by hand: p = (0.01, 0.04, 0.03, 0.2) -> sorted 0.01 x 4 = 0.04, 0.03 x 3 = 0.09,
+    /// 0.04 x 2 = 0.08 -> 0.09 (monotone), 0.2 x 1 = 0.2.
+    #[test]
+    fn holm_steps_down_and_stays_monotone() {
+        let adjusted = holm(&[0.01, 0.04, 0.03, 0.2]);
+        let expected = [0.04, 0.09, 0.09, 0.2];
+        for (a, e) in adjusted.iter().zip(expected) {
+            assert!((a - e).abs() < 1e-12, "{adjusted:?}");
+        }
+        assert_eq!(holm(&[0.6, 0.5]), [1.0, 1.0]);
+    }
+
+    /// A perfect predictor against a reversed one: the difference is 2, its interval excludes
+    /// zero and p is small; a predictor against itself differs by 0 with p = 1.
+    #[test]
+    fn paired_delta_separates_a_better_predictor() {
+        let truth: Vec<f64> = (0..12).map(f64::from).collect();
+        let good: Vec<f64> = truth
+            .iter()
+            .map(|v| v + [0.0, 1.5, -1.5][*v as usize % 3])
+            .collect();
+        let reversed: Vec<f64> = truth.iter().map(|v| -v).collect();
+        let seeds = |v: &Vec<f64>| vec![v.clone(); 2];
+        let d = paired_delta(
+            kendall_tau_b,
+            &seeds(&good),
+            &seeds(&reversed),
+            &seeds(&truth),
+        )
+        .expect("defined");
+        assert!(d.delta > 1.5 && d.interval.0 > 0.0, "{d:?}");
+        assert!(d.p <= 1.0 / BOOTSTRAP_RESAMPLES as f64 + 1e-12, "{d:?}");
+        let same = paired_delta(kendall_tau_b, &seeds(&good), &seeds(&good), &seeds(&truth))
+            .expect("defined");
+        assert_eq!((same.delta, same.p), (0.0, 1.0));
+    }
+
+    /// The top quartile of 8 subnets is 3 (at least three); within it the order is reversed.
+    #[test]
+    fn top_quartile_and_precision() {
+        let truth = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
+        let scores = [1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 7.0, 6.0];
+        assert_eq!(top_quartile(&truth), [5, 6, 7]);
+        let tau = within_top_quartile(kendall_tau_b, &scores, &truth).expect("tau");
+        assert!((tau + 1.0).abs() < 1e-12, "{tau}");
+        assert_eq!(precision_at(&scores, &truth, 3), 1.0);
+        assert_eq!(precision_at(&scores, &truth, 1), 0.0);
+        assert_eq!(precision_chance(8, 2), 0.25);
+    }
+
+    /// Three seeds: the mean of two against the third, by hand; pooled averages both sides.
+    #[test]
+    fn leave_one_seed_out_and_pooled() {
+        let truth = vec![
+            vec![1.0, 2.0, 3.0],
+            vec![1.0, 3.0, 2.0],
+            vec![2.0, 1.0, 3.0],
+        ];
+        // Each seed against the mean of the other two: (1.5, 2, 2.5), (1.5, 1.5, 3), (1, 2.5, 2.5).
+        let by_hand: f64 = [
+            kendall_tau_b(&[1.5, 2.0, 2.5], &truth[0]).expect("1"),
+            kendall_tau_b(&[1.5, 1.5, 3.0], &truth[1]).expect("2"),
+            kendall_tau_b(&[1.0, 2.5, 2.5], &truth[2]).expect("3"),
+        ]
+        .iter()
+        .sum::<f64>()
+            / 3.0;
+        let ceiling = leave_one_seed_out(kendall_tau_b, &truth).expect("defined");
+        assert!((ceiling - by_hand).abs() < 1e-12, "{ceiling} {by_hand}");
+        assert_eq!(leave_one_seed_out(kendall_tau_b, &truth[..1]), None);
+        let pooled_tau = pooled(kendall_tau_b, &truth, &truth).expect("pooled");
+        assert!((pooled_tau - 1.0).abs() < 1e-12);
     }
 }
