@@ -15,7 +15,7 @@ use rand::Rng;
 use supernet::engine::backend::GradInto;
 use supernet::engine::backends::cpu::{CpuBuild, CPU_BUILD_VAR};
 use supernet::engine::ops::adadelta::AdadeltaKernel;
-use supernet::engine::ops::conv2d::{Conv2dDims, Conv2dKernel};
+use supernet::engine::ops::conv2d::{Conv2dDims, Conv2dKernel, ConvGeometry};
 use supernet::engine::ops::conv_relu_pool::ConvReluPoolDims;
 use supernet::engine::ops::gather::GatherDims;
 use supernet::engine::ops::linear::LinearDims;
@@ -225,7 +225,7 @@ impl KernelCase for ConvCase {
             out_channels,
             height,
             width,
-            kernel,
+            geometry: ConvGeometry::plain(kernel),
         };
         let x = upload_random(backend, rng, d.input_len())?;
         let weight = upload_random(backend, rng, d.weight_len())?;
@@ -291,7 +291,7 @@ fn conv2d_weight_gradient_is_bitwise_deterministic() {
         out_channels: 8,
         height: 14,
         width: 14,
-        kernel: 5,
+        geometry: ConvGeometry::plain(5),
     };
     let mut rng = common::rng(7);
     let x = upload_random(&gpu, &mut rng, d.input_len()).unwrap();
@@ -379,6 +379,7 @@ impl KernelCase for CrpCase {
             &weight_shape,
             &[out_channels],
             first_channel,
+            ConvGeometry::plain(kernel),
         )?;
         let x = backend.upload(&common::quarters(rng, d.conv.input_len()))?;
         let weight = backend.upload(&common::quarters(rng, d.weight_len()))?;
