@@ -158,7 +158,10 @@ fn conv2d_cases<B: Backend>(
         bias: upload_random(backend, dims.out_channels)?,
         grad_out: upload_random(backend, dims.output_len())?,
     };
-    let op = format!("conv2d_{}_{in_channels}x{size}x{size}", geometry_name(geometry));
+    let op = format!(
+        "conv2d_{}_{in_channels}x{size}x{size}",
+        geometry_name(geometry)
+    );
     let kernel = geometry.kernel;
     let macs = Some(dims.output_len() * dims.in_per_group() * kernel * kernel);
     Ok(OpCases::new(backend, op, inputs)
