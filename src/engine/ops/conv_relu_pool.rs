@@ -79,7 +79,7 @@ impl ConvReluPoolDims {
             ))
         } else if geometry.dilation == 0 || groups == 0 {
             Some("dilation and groups must be at least 1".to_string())
-        } else if groups > 1 && (channels % groups != 0 || out % groups != 0) {
+        } else if groups > 1 && (!channels.is_multiple_of(groups) || !out.is_multiple_of(groups)) {
             Some(format!(
                 "{groups} groups must divide the {channels} input and {out} output channels"
             ))

@@ -42,7 +42,7 @@ impl ConvGeometry {
 
     /// The "same" padding: `dilation * (kernel - 1) / 2` on every side.
     pub fn pad(&self) -> usize {
-        self.dilation * (self.kernel - 1) / 2
+        self.dilation * self.kernel.saturating_sub(1) / 2
     }
 
     /// Dilation 1 and one group (any kernel).
@@ -53,7 +53,7 @@ impl ConvGeometry {
     /// Checks the geometry against the weight's kernel and the channel counts: `None` when it
     /// fits, else what is wrong.
     fn fault(&self, kernel: usize, kernel_w: usize, channels: usize, out: usize) -> Option<String> {
-        if kernel != kernel_w || kernel % 2 == 0 {
+        if kernel != kernel_w || kernel.is_multiple_of(2) {
             Some("kernel must be square and odd for same padding".to_string())
         } else if kernel != self.kernel {
             Some(format!(
@@ -64,7 +64,7 @@ impl ConvGeometry {
             Some("dilation must be at least 1".to_string())
         } else if self.groups == 0 {
             Some("groups must be at least 1".to_string())
-        } else if channels % self.groups != 0 || out % self.groups != 0 {
+        } else if !channels.is_multiple_of(self.groups) || !out.is_multiple_of(self.groups) {
             Some(format!(
                 "{} groups must divide the {channels} input and {out} output channels",
                 self.groups
