@@ -37,7 +37,7 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use supernet::engine::backend::GradInto;
-use supernet::engine::ops::conv2d::Conv2dDims;
+use supernet::engine::ops::conv2d::{Conv2dDims, ConvGeometry};
 use supernet::engine::ops::conv_relu_pool::ConvReluPoolDims;
 use supernet::engine::ops::gather::GatherDims;
 use supernet::engine::ops::linear::LinearDims;
@@ -141,7 +141,7 @@ fn conv2d_cases<B: Backend>(
     backend: &B,
     in_channels: usize,
     size: usize,
-    kernel: usize,
+    geometry: ConvGeometry,
 ) -> Result<Vec<Case<'_>>> {
     let dims = Conv2dDims {
         batch: BATCH,
@@ -149,7 +149,7 @@ fn conv2d_cases<B: Backend>(
         out_channels: CONV_OUT_CHANNELS,
         height: size,
         width: size,
-        kernel,
+        geometry,
     };
     let inputs = ConvInputs::<B> {
         dims,
@@ -158,8 +158,12 @@ fn conv2d_cases<B: Backend>(
         bias: upload_random(backend, dims.out_channels)?,
         grad_out: upload_random(backend, dims.output_len())?,
     };
-    let op = format!("conv2d_k{kernel}_{in_channels}x{size}x{size}");
-    let macs = Some(dims.output_len() * in_channels * kernel * kernel);
+    let op = format!(
+        "conv2d_{}_{in_channels}x{size}x{size}",
+        geometry_name(geometry)
+    );
+    let kernel = geometry.kernel;
+    let macs = Some(dims.output_len() * dims.in_per_group() * kernel * kernel);
     Ok(OpCases::new(backend, op, inputs)
         .kernel("forward", macs, |b, i| {
             b.conv2d_forward(&i.dims, &i.x, &i.weight, &i.bias)
@@ -184,17 +188,36 @@ struct ConvReluPoolInputs<B: Memory> {
     grad_out: B::Storage,
 }
 
+/// `k3`, `k3d2` (dilation 2), `k3g8` (8 groups).
+fn geometry_name(g: ConvGeometry) -> String {
+    let mut name = format!("k{}", g.kernel);
+    if g.dilation != 1 {
+        name += &format!("d{}", g.dilation);
+    }
+    if g.groups != 1 {
+        name += &format!("g{}", g.groups);
+    }
+    name
+}
+
 /// The fused block: x's `in_channels` at `first_channel` of the weight's `weight_channels`
 /// (a Concat mix's slot when they differ).
 fn conv_relu_pool_cases<B: Backend>(
     backend: &B,
-    [in_channels, size, kernel]: [usize; 3],
+    (in_channels, size, geometry): (usize, usize, ConvGeometry),
     [weight_channels, first_channel]: [usize; 2],
 ) -> Result<Vec<Case<'_>>> {
+    let kernel = geometry.kernel;
     let x_shape = [BATCH, in_channels, size, size];
     let weight_shape = [CONV_OUT_CHANNELS, weight_channels, kernel, kernel];
     let bias_shape = [CONV_OUT_CHANNELS];
-    let dims = ConvReluPoolDims::from_shapes(&x_shape, &weight_shape, &bias_shape, first_channel)?;
+    let dims = ConvReluPoolDims::from_shapes(
+        &x_shape,
+        &weight_shape,
+        &bias_shape,
+        first_channel,
+        geometry,
+    )?;
     let x = upload_random(backend, dims.conv.input_len())?;
     let weight = upload_random(backend, dims.weight_len())?;
     let bias = upload_random(backend, CONV_OUT_CHANNELS)?;
@@ -207,8 +230,11 @@ fn conv_relu_pool_cases<B: Backend>(
         bias,
         route,
     };
-    let op = format!("conv_relu_pool_k{kernel}_{in_channels}of{weight_channels}x{size}x{size}");
-    let macs = Some(dims.conv.output_len() * in_channels * kernel * kernel);
+    let op = format!(
+        "conv_relu_pool_{}_{in_channels}of{weight_channels}x{size}x{size}",
+        geometry_name(geometry)
+    );
+    let macs = Some(dims.conv.output_len() * dims.conv.in_per_group() * kernel * kernel);
     Ok(OpCases::new(backend, op, inputs)
         .kernel("forward", macs, |b, i| {
             Ok(b.conv_relu_pool_forward(&i.dims, &i.x, &i.weight, &i.bias)?
@@ -493,24 +519,40 @@ fn sync_cases<B: Backend>(backend: &B) -> Result<Vec<Case<'_>>> {
 
 /// Every case, in the same order on every backend.
 fn all_cases<B: Backend>(backend: &B) -> Result<Vec<Case<'_>>> {
+    let plain = ConvGeometry::plain;
+    let dilated = ConvGeometry {
+        dilation: 2,
+        ..plain(3)
+    };
+    let depthwise = ConvGeometry {
+        groups: CONV_OUT_CHANNELS,
+        ..plain(3)
+    };
     let conv_shapes = [
-        (1, 28, 3),
-        (1, 28, 5),
-        (8, 14, 3),
-        (8, 14, 5),
-        (16, 14, 1),
-        (16, 28, 1),
+        (1, 28, plain(3)),
+        (1, 28, plain(5)),
+        (8, 14, plain(3)),
+        (8, 14, plain(5)),
+        (16, 14, plain(1)),
+        (16, 28, plain(1)),
+        (1, 28, dilated),
+        (8, 14, dilated),
+        (8, 28, depthwise),
+        (8, 14, depthwise),
     ];
     let mut cases = sync_cases(backend)?;
     cases.extend(gather_cases(backend)?);
-    for (in_channels, size, kernel) in conv_shapes {
-        cases.extend(conv2d_cases(backend, in_channels, size, kernel)?);
+    for (in_channels, size, geometry) in conv_shapes {
+        cases.extend(conv2d_cases(backend, in_channels, size, geometry)?);
     }
-    // The Sum blocks' convolutions, and the Concat mix reading its second slot.
+    // The Sum blocks' convolutions, and the Concat mix reading its second slot; a dilated and
+    // a depthwise block.
     for (shape, slot) in [
-        ([1, 28, 5], [1, 0]),
-        ([8, 14, 5], [8, 0]),
-        ([8, 14, 1], [16, 8]),
+        ((1, 28, plain(5)), [1, 0]),
+        ((8, 14, plain(5)), [8, 0]),
+        ((8, 14, plain(1)), [16, 8]),
+        ((8, 14, dilated), [8, 0]),
+        ((8, 14, depthwise), [1, 0]),
     ] {
         cases.extend(conv_relu_pool_cases(backend, shape, slot)?);
     }

@@ -1,5 +1,6 @@
-// conv2d: stride 1, "same" padding (kernel / 2), with bias.
-//   x: [N, C, H, W]   weight: [O, C, K, K]   bias: [O]   out: [N, O, H, W]
+// conv2d: stride 1, "same" padding (dilation * (kernel - 1) / 2), with bias, taps dilation
+// apart, in groups (output o reads the C / G input channels of group o / (O / G)).
+//   x: [N, C, H, W]   weight: [O, C / G, K, K]   bias: [O]   out: [N, O, H, W]
 // Each entry point declares its own buffers, with binding numbers unique in the file (see
 // `Entry` in src/engine/backends/gpu/kernels.rs); the uniform at binding 0 is shared.
 
@@ -10,6 +11,8 @@ struct Params {
     height: u32,
     width: u32,
     kernel: u32,
+    dilation: u32,
+    groups: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -23,8 +26,9 @@ const LANES: u32 = 8u;
 @group(0) @binding(3) var<storage, read> fwd_bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> fwd_out: array<f32>;
 
-fn forward_weight(o: u32, c: u32, tap: u32) -> f32 {
-    return fwd_weight[(o * p.in_channels + c) * p.kernel * p.kernel + tap];
+// The weight of output o, its group's input channel i, tap.
+fn forward_weight(o: u32, i: u32, tap: u32) -> f32 {
+    return fwd_weight[(o * (p.in_channels / p.groups) + i) * p.kernel * p.kernel + tap];
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -58,8 +62,8 @@ fn output_grad(n: u32, o: u32, y: u32, x: u32) -> f32 {
     return bin_grad_out[((n * p.out_channels + o) * p.height + y) * p.width + x];
 }
 
-fn input_weight(o: u32, c: u32, tap: u32) -> f32 {
-    return bin_weight[(o * p.in_channels + c) * p.kernel * p.kernel + tap];
+fn input_weight(o: u32, i: u32, tap: u32) -> f32 {
+    return bin_weight[(o * (p.in_channels / p.groups) + i) * p.kernel * p.kernel + tap];
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -84,41 +88,48 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 }
 
 // ---- param_grads (shaders/include/param_grads.wgsl): per image, its partial sums ----------
-//   grad_weight: [O, C, K, K]   grad_bias: [O]
+//   grad_weight: [O, C / G, K, K]   grad_bias: [O]
 @group(0) @binding(8) var<storage, read> pg_x: array<f32>;
 @group(0) @binding(9) var<storage, read> pg_grad_out: array<f32>;
 @group(0) @binding(10) var<storage, read_write> pg_grad_weight: array<f32>;
 @group(0) @binding(11) var<storage, read_write> pg_grad_bias: array<f32>;
 
 fn weight_channels() -> u32 {
-    return p.in_channels;
+    return p.in_channels / p.groups;
 }
 
-fn reads_input(c: u32) -> bool {
+fn reads_input(i: u32) -> bool {
     return true;
 }
 
-// One image's partial sums of the 8 weights (first + lane, c, ky, kx).
-fn weight_partial(n: u32, first: u32, c: u32, ky: u32, kx: u32) -> array<f32, 8> {
-    let k = p.kernel;
+// One image's partial sums of the 8 weights (first + lane, i, ky, kx), i a channel of each
+// output's group: x at the tap's pixel times the output gradient, pixels in row-major order.
+fn weight_partial(n: u32, first: u32, i: u32, ky: u32, kx: u32) -> array<f32, 8> {
     let hw = p.height * p.width;
-    let x_base = (n * p.in_channels + c) * hw;
-    let pad = i32(k / 2u);
+    let pad = i32(p.dilation * (p.kernel - 1u) / 2u);
+    let in_per_group = p.in_channels / p.groups;
+    let out_per_group = p.out_channels / p.groups;
     var acc: array<f32, 8>;
     for (var y = 0u; y < p.height; y++) {
-        let iy = i32(y) + i32(ky) - pad;
+        let iy = i32(y) + i32(ky * p.dilation) - pad;
         if (iy < 0 || iy >= i32(p.height)) {
             continue;
         }
         for (var px = 0u; px < p.width; px++) {
-            let ix = i32(px) + i32(kx) - pad;
+            let ix = i32(px) + i32(kx * p.dilation) - pad;
             if (ix < 0 || ix >= i32(p.width)) {
                 continue;
             }
-            let value = pg_x[x_base + u32(iy) * p.width + u32(ix)];
+            let at = u32(iy) * p.width + u32(ix);
+            let value = pg_x[(n * p.in_channels + i) * hw + at];
             for (var lane = 0u; lane < LANES; lane++) {
                 let o = min(first + lane, p.out_channels - 1u);
-                acc[lane] += pg_grad_out[(n * p.out_channels + o) * hw + y * p.width + px] * value;
+                var x = value;
+                if (p.groups != 1u) {
+                    let c = (o / out_per_group) * in_per_group + i;
+                    x = pg_x[(n * p.in_channels + c) * hw + at];
+                }
+                acc[lane] += pg_grad_out[(n * p.out_channels + o) * hw + y * p.width + px] * x;
             }
         }
     }

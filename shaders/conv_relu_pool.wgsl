@@ -1,7 +1,10 @@
 // conv_relu_pool: maxpool2(relu(conv2d(x, weight, bias))) as one op: a block with one active
 // convolution (Sum), or a Concat block's 1x1 mix reading the one active slot.
 //   x: [N, C, H, W]   weight: [O, CW, K, K], x being its channels first_channel .. + C
+//     (with groups G > 1: [O, C / G, K, K], CW = C / G, first_channel 0)
 //   bias: [O]   out, route: [N, O, H/2, W/2]
+// The convolution is conv2d's: taps dilation apart, padding dilation * (K - 1) / 2, output o
+// reading the C / G channels of group o / (O / G).
 // route holds, per window, the flat index into the convolution's [N, O, H, W] output of the
 // window's first maximum after ReLU, or NO_ROUTE where that maximum is not positive: the one
 // place the window's gradient goes, if any (what maxpool2's argmax and relu's mask were).
@@ -16,6 +19,8 @@ struct Params {
     height: u32,
     width: u32,
     kernel: u32,
+    dilation: u32,
+    groups: u32,
     weight_channels: u32,
     first_channel: u32,
 }
@@ -25,9 +30,9 @@ struct Params {
 const LANES: u32 = 8u;
 const NO_ROUTE: u32 = 0xffffffffu;
 
-// Index of weight (o, x's channel c, tap) in [O, CW, K, K].
-fn weight_at(o: u32, c: u32, tap: u32) -> u32 {
-    return (o * p.weight_channels + p.first_channel + c) * p.kernel * p.kernel + tap;
+// Index of weight (o, x's channel i of o's group, tap) in [O, CW, K, K].
+fn weight_at(o: u32, i: u32, tap: u32) -> u32 {
+    return (o * p.weight_channels + p.first_channel + i) * p.kernel * p.kernel + tap;
 }
 
 // ---- forward: one invocation per window (n, oy, ox) and block of 8 output channels ---------
@@ -38,8 +43,8 @@ fn weight_at(o: u32, c: u32, tap: u32) -> u32 {
 @group(0) @binding(5) var<storage, read_write> fwd_route: array<u32>;
 
 // The convolution's sums: shaders/include/conv_at.wgsl's, reading x's channels of the weight.
-fn forward_weight(o: u32, c: u32, tap: u32) -> f32 {
-    return fwd_weight[weight_at(o, c, tap)];
+fn forward_weight(o: u32, i: u32, tap: u32) -> f32 {
+    return fwd_weight[weight_at(o, i, tap)];
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -111,8 +116,8 @@ fn output_grad(n: u32, o: u32, y: u32, x: u32) -> f32 {
     return routed_grad(n, o, y, x);
 }
 
-fn input_weight(o: u32, c: u32, tap: u32) -> f32 {
-    return bin_weight[weight_at(o, c, tap)];
+fn input_weight(o: u32, i: u32, tap: u32) -> f32 {
+    return bin_weight[weight_at(o, i, tap)];
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -137,7 +142,8 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 }
 
 // ---- param_grads (shaders/include/param_grads.wgsl): per image, its partial sums ----------
-//   grad_weight: [O, CW, K, K] (zero outside x's channels)   grad_bias: [O]
+//   grad_weight: [O, CW, K, K] (zero outside x's channels; CW = C / G with groups)
+//   grad_bias: [O]
 @group(0) @binding(10) var<storage, read> pg_x: array<f32>;
 @group(0) @binding(11) var<storage, read_write> pg_grad_weight: array<f32>;
 @group(0) @binding(12) var<storage, read_write> pg_grad_bias: array<f32>;
@@ -146,33 +152,42 @@ fn weight_channels() -> u32 {
     return p.weight_channels;
 }
 
-// x is the weight's channels first_channel .. first_channel + in_channels.
+// x is the weight's channels first_channel .. first_channel + in_channels (with groups, all
+// of the weight's C / G).
 fn reads_input(wc: u32) -> bool {
-    return wc >= p.first_channel && wc < p.first_channel + p.in_channels;
+    return wc >= p.first_channel && wc < p.first_channel + p.in_channels / p.groups;
 }
 
 // One image's partial sums of the 8 weights (first + lane, weight channel wc, ky, kx), wc one
-// of x's.
+// of x's (of each output's group): x at the tap's pixel times the routed gradient, pixels in
+// row-major order.
 fn weight_partial(n: u32, first: u32, wc: u32, ky: u32, kx: u32) -> array<f32, 8> {
     var acc: array<f32, 8>;
-    let c = wc - p.first_channel;
+    let i = wc - p.first_channel;
     let hw = p.height * p.width;
-    let x_base = (n * p.in_channels + c) * hw;
-    let pad = i32(p.kernel / 2u);
+    let pad = i32(p.dilation * (p.kernel - 1u) / 2u);
+    let in_per_group = p.in_channels / p.groups;
+    let out_per_group = p.out_channels / p.groups;
     for (var y = 0u; y < p.height; y++) {
-        let iy = i32(y) + i32(ky) - pad;
+        let iy = i32(y) + i32(ky * p.dilation) - pad;
         if (iy < 0 || iy >= i32(p.height)) {
             continue;
         }
         for (var px = 0u; px < p.width; px++) {
-            let ix = i32(px) + i32(kx) - pad;
+            let ix = i32(px) + i32(kx * p.dilation) - pad;
             if (ix < 0 || ix >= i32(p.width)) {
                 continue;
             }
-            let value = pg_x[x_base + u32(iy) * p.width + u32(ix)];
+            let at = u32(iy) * p.width + u32(ix);
+            let value = pg_x[(n * p.in_channels + i) * hw + at];
             for (var lane = 0u; lane < LANES; lane++) {
                 let o = min(first + lane, p.out_channels - 1u);
-                acc[lane] += routed_grad(n, o, y, px) * value;
+                var x = value;
+                if (p.groups != 1u) {
+                    let c = (o / out_per_group) * in_per_group + i;
+                    x = pg_x[(n * p.in_channels + c) * hw + at];
+                }
+                acc[lane] += routed_grad(n, o, y, px) * x;
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Bad shapes and arguments give an error that names the op and the shapes, never a panic.
 
-use supernet::engine::{Adadelta, AdadeltaConfig, CpuBackend, Tape, Tensor};
+use supernet::engine::{Adadelta, AdadeltaConfig, ConvGeometry, CpuBackend, Tape, Tensor};
 use supernet::model::{SearchSpace, Subnet};
 
 fn zeros(cpu: &CpuBackend, shape: &[usize]) -> Tensor<CpuBackend> {
@@ -58,6 +58,75 @@ fn conv_relu_pool_slot_past_the_weight_names_op_and_shapes() {
             && message.contains("[2, 4, 6, 6]")
             && message.contains("[3, 8, 1, 1]")
             && message.contains("from 6"),
+        "{message}"
+    );
+}
+
+/// Geometries that do not fit the shapes: groups that do not divide the channels, a weight
+/// without the grouped shape, a kernel other than the weight's, dilation or groups 0, and a
+/// grouped fused block reading a slot.
+#[test]
+fn conv_geometry_mismatches_name_op_and_shapes() {
+    let cpu = CpuBackend::new();
+    let tape = Tape::new(&cpu);
+    let geometry = |kernel, dilation, groups| ConvGeometry {
+        kernel,
+        dilation,
+        groups,
+    };
+    let cases = [
+        (
+            [2, 6, 5, 5],
+            [4, 2, 3, 3],
+            geometry(3, 1, 4),
+            "4 groups must divide",
+        ),
+        ([2, 6, 5, 5], [6, 2, 3, 3], geometry(3, 1, 6), "per group"),
+        (
+            [2, 6, 5, 5],
+            [6, 6, 3, 3],
+            geometry(5, 1, 1),
+            "not the geometry's",
+        ),
+        ([2, 6, 5, 5], [6, 6, 3, 3], geometry(3, 0, 1), "dilation"),
+        ([2, 6, 5, 5], [6, 6, 3, 3], geometry(3, 1, 0), "groups"),
+    ];
+    for (x, w, g, says) in cases {
+        let message = error_of(tape.conv2d_with(
+            &zeros(&cpu, &x),
+            &zeros(&cpu, &w),
+            &zeros(&cpu, &[w[0]]),
+            g,
+        ));
+        assert!(
+            message.starts_with("conv2d:")
+                && message.contains(&format!("{x:?}"))
+                && message.contains(&format!("{w:?}"))
+                && message.contains(says),
+            "{g:?}: {message}"
+        );
+        let message = error_of(tape.conv_relu_pool_with(
+            &zeros(&cpu, &x),
+            &zeros(&cpu, &w),
+            &zeros(&cpu, &[w[0]]),
+            0,
+            g,
+        ));
+        assert!(
+            message.starts_with("conv_relu_pool:") && message.contains(&format!("{w:?}")),
+            "{g:?}: {message}"
+        );
+    }
+    // A depthwise weight read from a slot: grouped blocks read all of theirs.
+    let message = error_of(tape.conv_relu_pool_with(
+        &zeros(&cpu, &[2, 4, 6, 6]),
+        &zeros(&cpu, &[4, 1, 3, 3]),
+        &zeros(&cpu, &[4]),
+        1,
+        geometry(3, 1, 4),
+    ));
+    assert!(
+        message.starts_with("conv_relu_pool:") && message.contains("[4, 1, 3, 3]"),
         "{message}"
     );
 }

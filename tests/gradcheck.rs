@@ -9,7 +9,7 @@ mod common;
 
 use common::{assert_close, random, rng};
 use rand::seq::SliceRandom;
-use supernet::engine::{CpuBackend, Memory, Tape, Tensor};
+use supernet::engine::{ConvGeometry, CpuBackend, Memory, Tape, Tensor};
 use supernet::Result;
 
 type Cpu = CpuBackend;
@@ -177,6 +177,43 @@ fn conv2d() {
     }
 }
 
+/// Dilated convolutions (dilation 2 and 3, the taps reaching past a 7x6 image's middle) and
+/// grouped ones: depthwise (groups = channels, one and two outputs per channel) and two groups.
+#[test]
+fn conv2d_geometry() {
+    let geometry = |kernel, dilation, groups| ConvGeometry {
+        kernel,
+        dilation,
+        groups,
+    };
+    let (n, h, w) = (2, 7, 6);
+    let cases = [
+        (3, 2, geometry(3, 2, 1)),
+        (3, 2, geometry(3, 3, 1)),
+        (2, 3, geometry(5, 2, 1)),
+        (4, 4, geometry(3, 1, 4)),
+        (3, 6, geometry(3, 1, 3)),
+        (3, 3, geometry(5, 2, 3)),
+        (4, 2, geometry(3, 1, 2)),
+    ];
+    for (c, o, g) in cases {
+        let k = g.kernel;
+        let inputs = [
+            random_input("x", 1, &[n, c, h, w]),
+            random_input("weight", 2, &[o, c / g.groups, k, k]),
+            random_input("bias", 3, &[o]),
+        ];
+        let upstream = random(&mut rng(4), n * o * h * w);
+        check_gradients(
+            &format!("conv2d {g:?}, channels {c}->{o}"),
+            &inputs,
+            &upstream,
+            EPS_LINEAR,
+            |t, p| t.conv2d_with(&p[0], &p[1], &p[2], g),
+        );
+    }
+}
+
 #[test]
 fn linear() {
     let (n, i, o) = (3, 5, 4);
@@ -336,6 +373,17 @@ fn conv_of(inputs: &[Input]) -> Vec<f32> {
     common::values(&cpu, &out)
 }
 
+/// The conv2d output of the given geometry for the first three inputs (x, weight, bias).
+fn conv_with_of(inputs: &[Input], geometry: ConvGeometry) -> Vec<f32> {
+    let cpu = CpuBackend::new();
+    let [x, weight, bias] =
+        [0, 1, 2].map(|i| common::tensor(&cpu, &inputs[i].values, &inputs[i].shape));
+    let out = Tape::inference(&cpu)
+        .conv2d_with(&x, &weight, &bias, geometry)
+        .expect("conv");
+    common::values(&cpu, &out)
+}
+
 /// The pre-activations of `conv_relu_pool(x, weight, bias, first)` for the first three inputs:
 /// x concatenated into its slot of the weight's channels, then conv2d.
 fn slot_conv_of(inputs: &[Input], first: usize) -> Vec<f32> {
@@ -376,6 +424,45 @@ fn conv_relu_pool() {
             &upstream,
             EPS_SMOOTH,
             |t, p| t.conv_relu_pool(&p[0], &p[1], &p[2], first),
+        );
+    }
+}
+
+/// The fused block over a dilated convolution (a 3x3 dilated by 2, and by 3 past the middle of
+/// a 6x6 image) and a depthwise one, the data again beyond the probes' reach of every kink.
+#[test]
+fn conv_relu_pool_geometry() {
+    let geometry = |kernel, dilation, groups| ConvGeometry {
+        kernel,
+        dilation,
+        groups,
+    };
+    let cases = [
+        (3, geometry(3, 2, 1), 120),
+        (3, geometry(3, 3, 1), 130),
+        (2, geometry(3, 1, 2), 140),
+        (2, geometry(3, 2, 2), 150),
+    ];
+    for (out, g, seed) in cases {
+        let inputs = [
+            random_input("x", seed, &[2, 2, 6, 6]),
+            random_input("weight", seed + 1, &[out, 2 / g.groups, 3, 3]),
+            random_input("bias", seed + 2, &[out]),
+        ];
+        let pre = conv_with_of(&inputs, g);
+        let activated: Vec<f32> = pre.iter().map(|v| v.max(0.0)).collect();
+        let (relu_gap, pool_gap) = (relu_margin(&pre), pool_margin(&activated, 6, 6));
+        assert!(
+            relu_gap > EPS_SMOOTH && pool_gap > 2.0 * EPS_SMOOTH,
+            "{g:?}: seeded data too close to a kink: relu {relu_gap}, pool {pool_gap}"
+        );
+        let upstream = random(&mut rng(seed + 3), 2 * out * 3 * 3);
+        check_gradients(
+            &format!("conv_relu_pool {g:?}"),
+            &inputs,
+            &upstream,
+            EPS_SMOOTH,
+            |t, p| t.conv_relu_pool_with(&p[0], &p[1], &p[2], 0, g),
         );
     }
 }

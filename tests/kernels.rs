@@ -15,7 +15,7 @@ use rand::Rng;
 use supernet::engine::backend::GradInto;
 use supernet::engine::backends::cpu::{CpuBuild, CPU_BUILD_VAR};
 use supernet::engine::ops::adadelta::AdadeltaKernel;
-use supernet::engine::ops::conv2d::{Conv2dDims, Conv2dKernel};
+use supernet::engine::ops::conv2d::{Conv2dDims, Conv2dKernel, ConvGeometry};
 use supernet::engine::ops::conv_relu_pool::ConvReluPoolDims;
 use supernet::engine::ops::gather::GatherDims;
 use supernet::engine::ops::linear::LinearDims;
@@ -225,29 +225,78 @@ impl KernelCase for ConvCase {
             out_channels,
             height,
             width,
-            kernel,
+            geometry: ConvGeometry::plain(kernel),
         };
-        let x = upload_random(backend, rng, d.input_len())?;
-        let weight = upload_random(backend, rng, d.weight_len())?;
-        let bias = upload_random(backend, rng, out_channels)?;
-        let grad_out = upload_random(backend, rng, d.output_len())?;
-        let out = backend.conv2d_forward(d, &x, &weight, &bias)?;
-        let grad_x = backend.conv2d_backward_input(d, &weight, &grad_out)?;
-        let slots = slots_for(backend, &[d.weight_len(), out_channels])?;
-        let into = grad_into::<B>(&slots);
-        let (grad_weight, grad_bias) = backend.conv2d_backward_params(d, &x, &grad_out, into)?;
-        Ok(vec![
-            values(backend, "forward", &out, d.output_len())?,
-            values(backend, "backward_input", &grad_x, d.input_len())?,
-            values(
-                backend,
-                "backward_params weight",
-                &grad_weight,
-                d.weight_len(),
-            )?,
-            values(backend, "backward_params bias", &grad_bias, out_channels)?,
-        ])
+        conv_outputs(backend, rng, d)
     }
+}
+
+/// `k{kernel}`, then `d{dilation}` and `g{groups}` where they are not 1.
+fn geometry_name(g: ConvGeometry) -> String {
+    let mut name = format!("k{}", g.kernel);
+    if g.dilation != 1 {
+        name += &format!(" d{}", g.dilation);
+    }
+    if g.groups != 1 {
+        name += &format!(" g{}", g.groups);
+    }
+    name
+}
+
+fn geometry(kernel: usize, dilation: usize, groups: usize) -> ConvGeometry {
+    ConvGeometry {
+        kernel,
+        dilation,
+        groups,
+    }
+}
+
+/// `[batch, in, out, height, width]` and a geometry (dilation, groups).
+struct GeometryCase(&'static str, [usize; 5], ConvGeometry);
+
+impl KernelCase for GeometryCase {
+    fn name(&self) -> String {
+        let [n, c, o, h, w] = self.1;
+        let g = geometry_name(self.2);
+        format!("conv2d {} (n{n} c{c} o{o} {h}x{w} {g})", self.0)
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let [batch, in_channels, out_channels, height, width] = self.1;
+        let kernel = self.2.kernel;
+        let d = &Conv2dDims::from_shapes(
+            &[batch, in_channels, height, width],
+            &[out_channels, in_channels / self.2.groups, kernel, kernel],
+            &[out_channels],
+            self.2,
+        )?;
+        conv_outputs(backend, rng, d)
+    }
+}
+
+/// conv2d's forward and both backward kernels on random inputs.
+fn conv_outputs<B: Backend>(backend: &B, rng: &mut StdRng, d: &Conv2dDims) -> Result<Outputs> {
+    let out_channels = d.out_channels;
+    let x = upload_random(backend, rng, d.input_len())?;
+    let weight = upload_random(backend, rng, d.weight_len())?;
+    let bias = upload_random(backend, rng, out_channels)?;
+    let grad_out = upload_random(backend, rng, d.output_len())?;
+    let out = backend.conv2d_forward(d, &x, &weight, &bias)?;
+    let grad_x = backend.conv2d_backward_input(d, &weight, &grad_out)?;
+    let slots = slots_for(backend, &[d.weight_len(), out_channels])?;
+    let into = grad_into::<B>(&slots);
+    let (grad_weight, grad_bias) = backend.conv2d_backward_params(d, &x, &grad_out, into)?;
+    Ok(vec![
+        values(backend, "forward", &out, d.output_len())?,
+        values(backend, "backward_input", &grad_x, d.input_len())?,
+        values(
+            backend,
+            "backward_params weight",
+            &grad_weight,
+            d.weight_len(),
+        )?,
+        values(backend, "backward_params bias", &grad_bias, out_channels)?,
+    ])
 }
 
 #[test]
@@ -272,6 +321,104 @@ fn conv2d_edge_shapes() {
     ]);
 }
 
+/// Dilated and grouped convolutions: dilation past the image, 1x1 images, one channel, channel
+/// counts off a multiple of 8, depthwise and other groupings.
+#[test]
+fn conv2d_geometry_edge_shapes() {
+    check(&[
+        GeometryCase(
+            "dilated, odd 7x6, channels 3->4",
+            [2, 3, 4, 7, 6],
+            geometry(3, 2, 1),
+        ),
+        GeometryCase("1x1 image, dilated", [3, 2, 5, 1, 1], geometry(3, 2, 1)),
+        GeometryCase(
+            "dilation past a 4x3 image",
+            [2, 3, 4, 4, 3],
+            geometry(3, 5, 1),
+        ),
+        GeometryCase(
+            "kernel 5 dilated, one channel",
+            [1, 1, 1, 9, 8],
+            geometry(5, 2, 1),
+        ),
+        GeometryCase(
+            "dilation 3, channels 9->11",
+            [2, 9, 11, 7, 7],
+            geometry(3, 3, 1),
+        ),
+        GeometryCase(
+            "kernel 7 dilated (the general path)",
+            [1, 2, 3, 10, 9],
+            geometry(7, 2, 1),
+        ),
+        GeometryCase("kernel 1 dilated", [2, 3, 5, 4, 4], geometry(1, 3, 1)),
+        GeometryCase("depthwise, 8 channels", [2, 8, 8, 7, 7], geometry(3, 1, 8)),
+        GeometryCase("depthwise, one channel", [2, 1, 1, 6, 6], geometry(3, 1, 1)),
+        GeometryCase(
+            "depthwise 5x5, 3 channels",
+            [1, 3, 3, 9, 6],
+            geometry(5, 1, 3),
+        ),
+        GeometryCase(
+            "depthwise, 11 channels (a part block)",
+            [2, 11, 11, 5, 6],
+            geometry(3, 1, 11),
+        ),
+        GeometryCase(
+            "depthwise dilated, 1x1 image",
+            [2, 9, 9, 1, 1],
+            geometry(3, 2, 9),
+        ),
+        GeometryCase(
+            "depthwise dilated past a 3x3 image",
+            [2, 4, 4, 3, 3],
+            geometry(3, 4, 4),
+        ),
+        GeometryCase(
+            "2 groups, channels 4->6",
+            [2, 4, 6, 5, 5],
+            geometry(3, 1, 2),
+        ),
+        GeometryCase(
+            "3 groups, two outputs each",
+            [2, 3, 6, 5, 4],
+            geometry(3, 1, 3),
+        ),
+        GeometryCase(
+            "4 groups dilated, channels 12->8",
+            [2, 12, 8, 6, 6],
+            geometry(3, 2, 4),
+        ),
+        GeometryCase(
+            "a batch past one workgroup, depthwise 17 channels",
+            [70, 17, 17, 3, 4],
+            geometry(3, 1, 17),
+        ),
+    ]);
+}
+
+#[test]
+fn conv2d_geometry_supernet_shapes() {
+    check(&[
+        GeometryCase(
+            "ops space block 1, 3x3 dilated 2",
+            [64, 1, 8, 28, 28],
+            geometry(3, 2, 1),
+        ),
+        GeometryCase(
+            "ops space block 2, 3x3 dilated 2",
+            [64, 8, 8, 14, 14],
+            geometry(3, 2, 1),
+        ),
+        GeometryCase(
+            "ops space block 2, depthwise 3x3",
+            [64, 8, 8, 14, 14],
+            geometry(3, 1, 8),
+        ),
+    ]);
+}
+
 #[test]
 fn conv2d_supernet_shapes() {
     check(&[
@@ -291,7 +438,7 @@ fn conv2d_weight_gradient_is_bitwise_deterministic() {
         out_channels: 8,
         height: 14,
         width: 14,
-        kernel: 5,
+        geometry: ConvGeometry::plain(5),
     };
     let mut rng = common::rng(7);
     let x = upload_random(&gpu, &mut rng, d.input_len()).unwrap();
@@ -359,6 +506,25 @@ fn relu_lengths() {
 /// `[batch, in, out, height, width, kernel]`, the weight's channels and where x's start.
 struct CrpCase(&'static str, [usize; 6], [usize; 2]);
 
+/// A `CrpCase` whose convolution has the given geometry (dilation, groups).
+struct CrpGeometryCase(&'static str, [usize; 6], [usize; 2], ConvGeometry);
+
+impl KernelCase for CrpGeometryCase {
+    fn name(&self) -> String {
+        let [n, c, o, h, w, _] = self.1;
+        let [cw, first] = self.2;
+        let g = geometry_name(self.3);
+        format!(
+            "conv_relu_pool {} (n{n} c{c} o{o} {h}x{w} {g}, x at {first} of {cw} weight channels)",
+            self.0
+        )
+    }
+
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        crp_outputs(backend, rng, self.1, self.2, self.3)
+    }
+}
+
 impl KernelCase for CrpCase {
     fn name(&self) -> String {
         let [n, c, o, h, w, k] = self.1;
@@ -370,39 +536,50 @@ impl KernelCase for CrpCase {
     }
 
     fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
-        let [batch, in_channels, out_channels, height, width, kernel] = self.1;
-        let [weight_channels, first_channel] = self.2;
-        let x_shape = [batch, in_channels, height, width];
-        let weight_shape = [out_channels, weight_channels, kernel, kernel];
-        let d = &ConvReluPoolDims::from_shapes(
-            &x_shape,
-            &weight_shape,
-            &[out_channels],
-            first_channel,
-        )?;
-        let x = backend.upload(&common::quarters(rng, d.conv.input_len()))?;
-        let weight = backend.upload(&common::quarters(rng, d.weight_len()))?;
-        let bias = backend.upload(&common::quarters(rng, out_channels))?;
-        let grad_out = upload_random(backend, rng, d.output_len())?;
-        let (out, route) = backend.conv_relu_pool_forward(d, &x, &weight, &bias)?;
-        let grad_x = backend.conv_relu_pool_backward_input(d, &weight, &route, &grad_out)?;
-        let slots = slots_for(backend, &[d.weight_len(), out_channels])?;
-        let into = grad_into::<B>(&slots);
-        let (grad_weight, grad_bias) =
-            backend.conv_relu_pool_backward_params(d, &x, &route, &grad_out, into)?;
-        Ok(vec![
-            values(backend, "forward", &out, d.output_len())?,
-            indices(backend, "forward route", &route, d.output_len())?,
-            values(backend, "backward_input", &grad_x, d.conv.input_len())?,
-            values(
-                backend,
-                "backward_params weight",
-                &grad_weight,
-                d.weight_len(),
-            )?,
-            values(backend, "backward_params bias", &grad_bias, out_channels)?,
-        ])
+        let geometry = ConvGeometry::plain(self.1[5]);
+        crp_outputs(backend, rng, self.1, self.2, geometry)
     }
+}
+
+/// conv_relu_pool's forward and both backward kernels on inputs of quarters (ties in windows).
+fn crp_outputs<B: Backend>(
+    backend: &B,
+    rng: &mut StdRng,
+    [batch, in_channels, out_channels, height, width, kernel]: [usize; 6],
+    [weight_channels, first_channel]: [usize; 2],
+    geometry: ConvGeometry,
+) -> Result<Outputs> {
+    let x_shape = [batch, in_channels, height, width];
+    let weight_shape = [out_channels, weight_channels, kernel, kernel];
+    let d = &ConvReluPoolDims::from_shapes(
+        &x_shape,
+        &weight_shape,
+        &[out_channels],
+        first_channel,
+        geometry,
+    )?;
+    let x = backend.upload(&common::quarters(rng, d.conv.input_len()))?;
+    let weight = backend.upload(&common::quarters(rng, d.weight_len()))?;
+    let bias = backend.upload(&common::quarters(rng, out_channels))?;
+    let grad_out = upload_random(backend, rng, d.output_len())?;
+    let (out, route) = backend.conv_relu_pool_forward(d, &x, &weight, &bias)?;
+    let grad_x = backend.conv_relu_pool_backward_input(d, &weight, &route, &grad_out)?;
+    let slots = slots_for(backend, &[d.weight_len(), out_channels])?;
+    let into = grad_into::<B>(&slots);
+    let (grad_weight, grad_bias) =
+        backend.conv_relu_pool_backward_params(d, &x, &route, &grad_out, into)?;
+    Ok(vec![
+        values(backend, "forward", &out, d.output_len())?,
+        indices(backend, "forward route", &route, d.output_len())?,
+        values(backend, "backward_input", &grad_x, d.conv.input_len())?,
+        values(
+            backend,
+            "backward_params weight",
+            &grad_weight,
+            d.weight_len(),
+        )?,
+        values(backend, "backward_params bias", &grad_bias, out_channels)?,
+    ])
 }
 
 #[test]
@@ -436,6 +613,97 @@ fn conv_relu_pool_edge_shapes() {
             [12, 8],
         ),
         CrpCase("3x3 reading a middle slot", [3, 2, 9, 6, 5, 3], [6, 2]),
+    ]);
+}
+
+/// The fused block over dilated and grouped convolutions.
+#[test]
+fn conv_relu_pool_geometry_edge_shapes() {
+    check(&[
+        CrpGeometryCase(
+            "dilated, 6x6",
+            [2, 3, 5, 6, 6, 3],
+            [3, 0],
+            geometry(3, 2, 1),
+        ),
+        CrpGeometryCase(
+            "dilation past a 3x2 image",
+            [2, 2, 3, 3, 2, 3],
+            [2, 0],
+            geometry(3, 4, 1),
+        ),
+        CrpGeometryCase(
+            "dilated, 17 outputs (a part block), odd 8x7",
+            [2, 2, 17, 8, 7, 3],
+            [2, 0],
+            geometry(3, 3, 1),
+        ),
+        CrpGeometryCase(
+            "kernel 5 dilated, one channel",
+            [1, 1, 1, 9, 8, 5],
+            [1, 0],
+            geometry(5, 2, 1),
+        ),
+        CrpGeometryCase(
+            "depthwise, 8 channels, odd 7x7",
+            [2, 8, 8, 7, 7, 3],
+            [1, 0],
+            geometry(3, 1, 8),
+        ),
+        CrpGeometryCase(
+            "depthwise, one channel, one window",
+            [1, 1, 1, 2, 2, 3],
+            [1, 0],
+            geometry(3, 1, 1),
+        ),
+        CrpGeometryCase(
+            "depthwise 5x5, 11 channels (a part block)",
+            [2, 11, 11, 6, 5, 5],
+            [1, 0],
+            geometry(5, 1, 11),
+        ),
+        CrpGeometryCase(
+            "depthwise dilated",
+            [2, 9, 9, 6, 6, 3],
+            [1, 0],
+            geometry(3, 2, 9),
+        ),
+        CrpGeometryCase(
+            "2 groups, channels 4->6",
+            [2, 4, 6, 5, 5, 3],
+            [2, 0],
+            geometry(3, 1, 2),
+        ),
+        CrpGeometryCase(
+            "a batch past one workgroup, depthwise dilated",
+            [70, 3, 3, 4, 4, 3],
+            [1, 0],
+            geometry(3, 2, 3),
+        ),
+    ]);
+}
+
+#[test]
+fn conv_relu_pool_geometry_supernet_shapes() {
+    check(&[
+        CrpGeometryCase(
+            "ops space block 1, 3x3 dilated 2",
+            [64, 1, 8, 28, 28, 3],
+            [1, 0],
+            geometry(3, 2, 1),
+        ),
+        CrpGeometryCase(
+            "ops space block 2, 3x3 dilated 2",
+            [64, 8, 8, 14, 14, 3],
+            [8, 0],
+            geometry(3, 2, 1),
+        ),
+        CrpGeometryCase(
+            "ops space block 2, depthwise 3x3",
+            [64, 8, 8, 14, 14, 3],
+            [1, 0],
+            geometry(3, 1, 8),
+        ),
     ]);
 }
 

@@ -13,7 +13,9 @@ mod common;
 use common::{assert_close, fixture_files, gpu, load, OpFixture};
 use serde::Deserialize;
 use std::collections::HashMap;
-use supernet::engine::{Adadelta, AdadeltaConfig, Backend, CpuBackend, Gradients, Tape, Tensor};
+use supernet::engine::{
+    Adadelta, AdadeltaConfig, Backend, ConvGeometry, CpuBackend, Gradients, Tape, Tensor,
+};
 use supernet::model::{BlockMask, SearchSpace, Subnet, SuperNet, SuperNetConfig, Variant};
 use supernet::training::StepLr;
 
@@ -75,16 +77,50 @@ fn backward_upstream<B: Backend>(
 
 // ---- ops -----------------------------------------------------------------------------------
 
+/// The fixture's conv geometry: `params`' kernel, dilation and groups (1 where absent), its
+/// padding checked to be the engine's "same" padding.
+fn conv_geometry(file: &str, f: &OpFixture) -> ConvGeometry {
+    let param = |name: &str| f.params.get(name).and_then(|v| v.as_u64());
+    let geometry = ConvGeometry {
+        kernel: param("kernel").expect("a kernel") as usize,
+        dilation: param("dilation").unwrap_or(1) as usize,
+        groups: param("groups").unwrap_or(1) as usize,
+    };
+    assert_eq!(param("stride").unwrap_or(1), 1, "{file}: stride");
+    if let Some(padding) = param("padding") {
+        assert_eq!(padding as usize, geometry.pad(), "{file}: padding");
+    }
+    geometry
+}
+
+/// Every conv2d fixture, plain and dilated.
 fn conv2d_matches_torch<B: Backend>(backend: &B) {
-    for file in fixture_files("ops", "conv2d_") {
+    conv_fixtures_match_torch(backend, "conv2d_");
+}
+
+/// Every depthwise fixture (groups = channels, weight `[C, 1, K, K]`).
+fn depthwise_matches_torch<B: Backend>(backend: &B) {
+    conv_fixtures_match_torch(backend, "depthwise_");
+}
+
+/// The fixtures `ops/{prefix}*`, through `conv2d` where the geometry is plain, `conv2d_with`
+/// where not.
+fn conv_fixtures_match_torch<B: Backend>(backend: &B, prefix: &str) {
+    for file in fixture_files("ops", prefix) {
         let f: OpFixture = load(&file);
+        let geometry = conv_geometry(&file, &f);
         let tape = Tape::new(backend);
         let (x, weight, bias) = (
             leaf(backend, &f, "x"),
             leaf(backend, &f, "weight"),
             leaf(backend, &f, "bias"),
         );
-        let out = tape.conv2d(&x, &weight, &bias).expect("conv2d");
+        let out = if geometry == ConvGeometry::plain(geometry.kernel) {
+            tape.conv2d(&x, &weight, &bias)
+        } else {
+            tape.conv2d_with(&x, &weight, &bias, geometry)
+        }
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
         expect(backend, &file, &out, &f, "out");
         let grads = backward_upstream(backend, &tape, &out, &f);
         expect_grad(backend, &file, &grads, &x, &f, "grad_x");
@@ -523,6 +559,7 @@ macro_rules! on_both_backends {
 
 on_both_backends! {
     conv2d => conv2d_matches_torch;
+    depthwise => depthwise_matches_torch;
     linear => linear_matches_torch;
     relu => relu_matches_torch;
     maxpool2 => maxpool2_matches_torch;

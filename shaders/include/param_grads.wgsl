@@ -2,11 +2,13 @@
 // Included by the shaders of the ops with a convolution's parameters (conv2d, conv_relu_pool),
 // which define what differs:
 //   LANES (8), the uniform `p` (batch, out_channels, kernel), `weight_channels()` (the weight's
-//   input channels), `reads_input(c)` (whether weight channel c reads the layer's input: its
+//   input channels: C / groups for a grouped convolution), `reads_input(c)` (whether weight channel c reads the layer's input: its
 //   gradient is zero where not), `weight_partial(n, first, c, ky, kx)` (image n's partial
-//   sums of weights (first + lane, c, ky, kx)), `bias_partial(n, first)`, and the storage
-//   arrays `pg_grad_weight` ([O, weight_channels, K, K]) and `pg_grad_bias`.
-// A block of 8 output channels has weight_channels * K * K weight items and one bias item;
+//   sums of weights (first + lane, c, ky, kx), c the weight's channel: with groups, a
+//   different input channel per lane), `bias_partial(n, first)`, and the storage arrays
+//   `pg_grad_weight` ([O, weight_channels, K, K]) and `pg_grad_bias`.
+// A block of 8 output channels has weight_channels * K * K weight items and one bias item
+// (a grouped convolution: (C / groups) * K * K + 1);
 // workgroup g takes one item of one block, its invocation t the images t, t + WORKGROUP_SIZE,
 // ... (each image's partial sum over its pixels in row-major order, as in the CPU twin), and
 // invocation 0 adds the images' partials in image order. The most parallel layout that keeps

@@ -11,6 +11,7 @@ pub use backends::cpu::CpuBackend;
 pub use backends::gpu::{GpuBackend, GpuContext, KernelProfile};
 pub use backends::reference::ReferenceBackend;
 pub use ops::adadelta::{Adadelta, AdadeltaConfig};
-pub use ops::pending::{ConvGeometry, PoolKind};
+pub use ops::conv2d::ConvGeometry;
+pub use ops::pending::PoolKind;
 pub use tape::{Gradients, Tape};
 pub use tensor::{Tensor, TensorId};

@@ -204,12 +204,16 @@ impl AddKernel for ReferenceBackend {
     }
 }
 
-// ---- conv2d: stride 1, 'same' padding (k / 2), cross-correlation as in PyTorch -------------
+// ---- conv2d: stride 1, 'same' padding, cross-correlation as in PyTorch, with its geometry ----
+// Kernel K (odd), dilation D (tap ky reads row y + ky D - pad), pad D (K - 1) / 2, groups G
+// (output o reads the C / G input channels of its group o / (O / G); weight [O][C / G][K][K]).
 
 /// The input row (or column) that kernel tap `k` reads for output row (or column) `pos`:
-/// `pos + k - pad`, or `None` where that falls in the zero padding (which adds nothing).
-fn tap_source(pos: usize, k: usize, pad: usize, size: usize) -> Option<usize> {
-    (pos + k).checked_sub(pad).filter(|&i| i < size)
+/// `pos + k D - pad`, or `None` where that falls in the zero padding (which adds nothing).
+fn tap_source(d: &Conv2dDims, pos: usize, k: usize, size: usize) -> Option<usize> {
+    (pos + k * d.dilation())
+        .checked_sub(d.pad())
+        .filter(|&i| i < size)
 }
 
 /// Flat index of map[n][c][y][x] in a `[batch][channels][h][w]` map of the conv's size.
@@ -217,9 +221,14 @@ fn map_at(d: &Conv2dDims, channels: usize, n: usize, c: usize, y: usize, x: usiz
     ((n * channels + c) * d.height + y) * d.width + x
 }
 
-/// Flat index of weight[o][c][ky][kx].
-fn weight_at(d: &Conv2dDims, o: usize, c: usize, ky: usize, kx: usize) -> usize {
-    ((o * d.in_channels + c) * d.kernel + ky) * d.kernel + kx
+/// Flat index of weight[o][i][ky][kx], i being the channel's place in o's group.
+fn weight_at(d: &Conv2dDims, o: usize, i: usize, ky: usize, kx: usize) -> usize {
+    ((o * d.in_per_group() + i) * d.kernel() + ky) * d.kernel() + kx
+}
+
+/// The input channel that place `i` of output `o`'s group is.
+fn group_channel(d: &Conv2dDims, o: usize, i: usize) -> usize {
+    o / d.out_per_group() * d.in_per_group() + i
 }
 
 /// One output element, out[n][o][y][x].
@@ -250,32 +259,41 @@ fn for_each_output(d: &Conv2dDims, mut visit: impl FnMut(OutAt)) {
     }
 }
 
+/// Every term of output `at`'s sum: `(x index, weight index)` for each input channel of its
+/// group and each tap that reads inside the image.
+fn for_each_term(d: &Conv2dDims, at: OutAt, mut visit: impl FnMut(usize, usize)) {
+    for i in 0..d.in_per_group() {
+        let c = group_channel(d, at.o, i);
+        for ky in 0..d.kernel() {
+            let Some(iy) = tap_source(d, at.y, ky, d.height) else {
+                continue;
+            };
+            for kx in 0..d.kernel() {
+                let Some(ix) = tap_source(d, at.x, kx, d.width) else {
+                    continue;
+                };
+                visit(
+                    map_at(d, d.in_channels, at.n, c, iy, ix),
+                    weight_at(d, at.o, i, ky, kx),
+                );
+            }
+        }
+    }
+}
+
 /// f64 values rounded to the engine's f32, once.
 fn rounded(values: Vec<f64>) -> Vec<f32> {
     values.into_iter().map(|v| v as f32).collect()
 }
 
-/// Sum over c, ky, kx of x[n][c][y + ky - pad][x + kx - pad] * weight[o][c][ky][kx].
+/// Sum over the group's c, ky, kx of x[n][c][y + ky D - pad][x + kx D - pad] * weight[o][c][ky][kx].
 fn conv2d_sum(d: &Conv2dDims, x: &[f32], weight: &[f32], at: OutAt) -> f64 {
     let mut sum = 0.0;
-    for c in 0..d.in_channels {
-        for ky in 0..d.kernel {
-            let Some(iy) = tap_source(at.y, ky, d.pad(), d.height) else {
-                continue;
-            };
-            for kx in 0..d.kernel {
-                let Some(ix) = tap_source(at.x, kx, d.pad(), d.width) else {
-                    continue;
-                };
-                let value = x[map_at(d, d.in_channels, at.n, c, iy, ix)];
-                sum += value as f64 * weight[weight_at(d, at.o, c, ky, kx)] as f64;
-            }
-        }
-    }
+    for_each_term(d, at, |xi, wi| sum += x[xi] as f64 * weight[wi] as f64);
     sum
 }
 
-// x [batch][in][h][w], weight [out][in][k][k], bias [out] -> out [batch][out][h][w]
+// x [batch][in][h][w], weight [out][in / groups][k][k], bias [out] -> out [batch][out][h][w]
 fn conv2d_forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0; d.output_len()];
     for_each_output(d, |at| {
@@ -284,32 +302,20 @@ fn conv2d_forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32]) -> Ve
     out
 }
 
-// weight [out][in][k][k], grad_out [batch][out][h][w] -> grad_x [batch][in][h][w]
+// weight [out][in / groups][k][k], grad_out [batch][out][h][w] -> grad_x [batch][in][h][w]
 // The forward run backwards: each product x * w that output `at` summed sends grad * w back
 // to the x it read.
 fn conv2d_backward_input(d: &Conv2dDims, weight: &[f32], grad_out: &[f32]) -> Vec<f32> {
     let mut grad_x = vec![0.0f64; d.input_len()];
     for_each_output(d, |at| {
         let grad = grad_out[at.index(d)] as f64;
-        for c in 0..d.in_channels {
-            for ky in 0..d.kernel {
-                let Some(iy) = tap_source(at.y, ky, d.pad(), d.height) else {
-                    continue;
-                };
-                for kx in 0..d.kernel {
-                    let Some(ix) = tap_source(at.x, kx, d.pad(), d.width) else {
-                        continue;
-                    };
-                    let w = weight[weight_at(d, at.o, c, ky, kx)] as f64;
-                    grad_x[map_at(d, d.in_channels, at.n, c, iy, ix)] += grad * w;
-                }
-            }
-        }
+        for_each_term(d, at, |xi, wi| grad_x[xi] += grad * weight[wi] as f64);
     });
     rounded(grad_x)
 }
 
-// x [batch][in][h][w], grad_out [batch][out][h][w] -> grad_weight [out][in][k][k], grad_bias [out]
+// x [batch][in][h][w], grad_out [batch][out][h][w] -> grad_weight [out][in / groups][k][k],
+// grad_bias [out]
 // Each product x * w that output `at` summed sends grad * x to its weight; each output sends
 // its gradient to its bias. Both sum over the whole batch.
 fn conv2d_backward_params(d: &Conv2dDims, x: &[f32], grad_out: &[f32]) -> (Vec<f32>, Vec<f32>) {
@@ -318,20 +324,7 @@ fn conv2d_backward_params(d: &Conv2dDims, x: &[f32], grad_out: &[f32]) -> (Vec<f
     for_each_output(d, |at| {
         let grad = grad_out[at.index(d)] as f64;
         grad_bias[at.o] += grad;
-        for c in 0..d.in_channels {
-            for ky in 0..d.kernel {
-                let Some(iy) = tap_source(at.y, ky, d.pad(), d.height) else {
-                    continue;
-                };
-                for kx in 0..d.kernel {
-                    let Some(ix) = tap_source(at.x, kx, d.pad(), d.width) else {
-                        continue;
-                    };
-                    let value = x[map_at(d, d.in_channels, at.n, c, iy, ix)] as f64;
-                    grad_weight[weight_at(d, at.o, c, ky, kx)] += grad * value;
-                }
-            }
-        }
+        for_each_term(d, at, |xi, wi| grad_weight[wi] += grad * x[xi] as f64);
     });
     (rounded(grad_weight), rounded(grad_bias))
 }
@@ -375,15 +368,16 @@ impl Conv2dKernel for ReferenceBackend {
 
 // ---- conv_relu_pool: conv2d, relu, maxpool2 in turn ----------------------------------------
 
-// weight [out][weight_channels][k][k] -> the part that reads x: [out][in][k][k], input
-// channels first_channel .. first_channel + in
+// weight [out][weight_channels][k][k] -> the part that reads x: [out][in / groups][k][k],
+// input channels first_channel .. first_channel + in / groups (a grouped weight: all of it)
 fn weight_for_x(d: &ConvReluPoolDims, weight: &[f32]) -> Vec<f32> {
     let c = &d.conv;
+    let taps = c.kernel() * c.kernel();
     let mut part = vec![0.0; c.weight_len()];
     for o in 0..c.out_channels {
-        for i in 0..c.in_channels {
-            for tap in 0..c.kernel * c.kernel {
-                let from = (o * d.weight_channels + d.first_channel + i) * c.kernel * c.kernel;
+        for i in 0..c.in_per_group() {
+            for tap in 0..taps {
+                let from = (o * d.weight_channels + d.first_channel + i) * taps;
                 part[weight_at(c, o, i, 0, 0) + tap] = weight[from + tap];
             }
         }
@@ -394,11 +388,12 @@ fn weight_for_x(d: &ConvReluPoolDims, weight: &[f32]) -> Vec<f32> {
 // the inverse placement for a gradient: zeros in the channels x does not reach
 fn weight_grad_from_x(d: &ConvReluPoolDims, grad: &[f32]) -> Vec<f32> {
     let c = &d.conv;
+    let taps = c.kernel() * c.kernel();
     let mut full = vec![0.0; d.weight_len()];
     for o in 0..c.out_channels {
-        for i in 0..c.in_channels {
-            for tap in 0..c.kernel * c.kernel {
-                let to = (o * d.weight_channels + d.first_channel + i) * c.kernel * c.kernel;
+        for i in 0..c.in_per_group() {
+            for tap in 0..taps {
+                let to = (o * d.weight_channels + d.first_channel + i) * taps;
                 full[to + tap] = grad[weight_at(c, o, i, 0, 0) + tap];
             }
         }
@@ -902,6 +897,7 @@ impl SoftmaxXentKernel for ReferenceBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ops::conv2d::ConvGeometry;
 
     /// Values agree to a few float roundings.
     fn assert_close(actual: &[f32], expected: &[f32]) {
@@ -921,7 +917,7 @@ mod tests {
         out_channels: 1,
         height: 3,
         width: 3,
-        kernel: 3,
+        geometry: ConvGeometry::plain(3),
     };
 
     /// 3x3 image 1..9, a 3x3 kernel of ones, bias 1, 'same' padding: each output is 1 plus the
@@ -976,7 +972,7 @@ mod tests {
             out_channels: 2,
             height: 1,
             width: 2,
-            kernel: 1,
+            geometry: ConvGeometry::plain(1),
         };
         let out = conv2d_forward(&d, &[1., 2., 3., 4.], &[1., 10., 2., -1.], &[0.5, 0.0]);
         assert_close(&out, &[31.5, 42.5, -1.0, 0.0]);

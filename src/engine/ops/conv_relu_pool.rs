@@ -3,7 +3,9 @@
 //! Shapes: x `[N, C, H, W]`, weight `[O, CW, K, K]` (K odd), bias `[O]` -> out
 //! `[N, O, H/2, W/2]`. x holds channels `first_channel .. first_channel + C` of the weight's
 //! CW: all of them for a block's one active convolution (Sum), one slot for a Concat block's
-//! 1x1 mix when one choice is active (the other slots of its input would be zeros).
+//! 1x1 mix when one choice is active (the other slots of its input would be zeros). The
+//! convolution has conv2d's `ConvGeometry` (dilation, groups); a grouped one's weight is
+//! `[O, C / G, K, K]`, all of it read (`first_channel` 0).
 //!
 //! The forward keeps, per window, its route: the flat index into the convolution's output of
 //! the window's first maximum after ReLU, or `NO_ROUTE` where that maximum is not positive
@@ -19,7 +21,7 @@ use crate::engine::backend::{Backend, GradInto, Memory};
 use crate::engine::backends::cpu::{computed, shared, stored_into, CpuBackend, CpuStorage};
 use crate::engine::backends::gpu::kernels::{kernel_params, Entry, KernelParams, ShaderSpec};
 use crate::engine::backends::gpu::{bound, GpuBackend, WORKGROUP_SIZE};
-use crate::engine::ops::conv2d::{self, Conv2dDims, Conv2dKernel};
+use crate::engine::ops::conv2d::{self, Conv2dDims, Conv2dKernel, ConvGeometry};
 use crate::engine::ops::maxpool2::{self, Pool2Dims};
 use crate::engine::ops::relu;
 use crate::engine::tape::{Backward, GradTargets, InputGrad, Tape, push_if_required};
@@ -43,12 +45,15 @@ pub struct ConvReluPoolDims {
 
 impl ConvReluPoolDims {
     /// Checks x `[N, C, H, W]` (at least 2x2), weight `[O, CW, K, K]` with x's C channels at
-    /// `first_channel` of CW, and bias `[O]`.
+    /// `first_channel` of CW, and bias `[O]`, for a convolution of the given geometry. With
+    /// groups (G > 1) the weight is the whole grouped weight, `[O, C / G, K, K]`, and
+    /// `first_channel` 0: a slot of a wider weight is a plain 1x1 mix's.
     pub fn from_shapes(
         x: &[usize],
         weight: &[usize],
         bias: &[usize],
         first_channel: usize,
+        geometry: ConvGeometry,
     ) -> Result<Self> {
         let shapes = || format!("x {x:?}, weight {weight:?}, bias {bias:?}");
         let (&[batch, channels, height, width], &[out, weight_channels, kernel, kernel_w]) =
@@ -60,12 +65,28 @@ impl ConvReluPoolDims {
             );
             return Err(Error::shape(OP, detail));
         };
-        let fault = if first_channel + channels > weight_channels {
+        let groups = geometry.groups;
+        let fault = if groups <= 1 && first_channel + channels > weight_channels {
             Some(format!(
                 "x's {channels} channels from {first_channel} exceed the weight's {weight_channels}"
             ))
         } else if kernel != kernel_w || kernel % 2 == 0 {
             Some("the kernel must be square and odd for same padding".to_string())
+        } else if kernel != geometry.kernel {
+            Some(format!(
+                "the weight's {kernel}x{kernel} kernel is not the geometry's {}",
+                geometry.kernel
+            ))
+        } else if geometry.dilation == 0 || groups == 0 {
+            Some("dilation and groups must be at least 1".to_string())
+        } else if groups > 1 && (!channels.is_multiple_of(groups) || !out.is_multiple_of(groups)) {
+            Some(format!(
+                "{groups} groups must divide the {channels} input and {out} output channels"
+            ))
+        } else if groups > 1 && (first_channel != 0 || weight_channels != channels / groups) {
+            Some(format!(
+                "a grouped weight must be [O, C / {groups}, K, K] with x from channel 0"
+            ))
         } else if bias != [out] {
             Some(format!("bias must be [{out}]"))
         } else if height < 2 || width < 2 {
@@ -82,7 +103,7 @@ impl ConvReluPoolDims {
             out_channels: out,
             height,
             width,
-            kernel,
+            geometry,
         };
         Ok(ConvReluPoolDims {
             conv,
@@ -112,16 +133,22 @@ impl ConvReluPoolDims {
     /// Values of the whole weight, `[O, CW, K, K]`.
     pub fn weight_len(&self) -> usize {
         let c = &self.conv;
-        c.out_channels * self.weight_channels * c.kernel * c.kernel
+        c.out_channels * self.weight_channels * c.kernel() * c.kernel()
     }
 
-    /// The weight's part that reads x, `[O, C, K, K]` (all of it when x has every channel).
+    /// Whether x reaches the whole weight (a Sum block's convolution, grouped or not), not one
+    /// slot of a wider one.
+    fn reads_whole_weight(&self) -> bool {
+        self.weight_channels == self.conv.in_per_group()
+    }
+
+    /// The weight's part that reads x, `[O, C / G, K, K]` (all of it when x has every channel).
     pub fn weight_for_x<'w>(&self, weight: &'w [f32]) -> Cow<'w, [f32]> {
         let c = &self.conv;
-        if self.weight_channels == c.in_channels {
+        if self.reads_whole_weight() {
             return Cow::Borrowed(&weight[..self.weight_len()]);
         }
-        let taps = c.kernel * c.kernel;
+        let taps = c.kernel() * c.kernel();
         let (row, part) = (self.weight_channels * taps, c.in_channels * taps);
         let start = self.first_channel * taps;
         let rows = weight.chunks_exact(row).take(c.out_channels);
@@ -135,10 +162,10 @@ impl ConvReluPoolDims {
     /// A gradient of `weight_for_x`'s shape placed in the whole weight's, zeros elsewhere.
     pub fn weight_grad_from_x(&self, grad: Vec<f32>) -> Vec<f32> {
         let c = &self.conv;
-        if self.weight_channels == c.in_channels {
+        if self.reads_whole_weight() {
             return grad;
         }
-        let taps = c.kernel * c.kernel;
+        let taps = c.kernel() * c.kernel();
         let (row, part) = (self.weight_channels * taps, c.in_channels * taps);
         let start = self.first_channel * taps;
         let mut full = vec![0.0; self.weight_len()];
@@ -156,7 +183,9 @@ impl ConvReluPoolDims {
             out_channels: c.out_channels as u32,
             height: c.height as u32,
             width: c.width as u32,
-            kernel: c.kernel as u32,
+            kernel: c.kernel() as u32,
+            dilation: c.dilation() as u32,
+            groups: c.groups() as u32,
             weight_channels: self.weight_channels as u32,
             first_channel: self.first_channel as u32,
         }
@@ -250,7 +279,8 @@ pub(crate) struct Saved<B: Backend> {
 
 impl<B: Backend> Tape<'_, B> {
     /// `maxpool2(relu(conv2d(x, w, b)))`, where `w` is `weight`'s input channels
-    /// `first_channel ..` as many as x has (see the module).
+    /// `first_channel ..` as many as x has (see the module); a plain convolution (the
+    /// weight's kernel, dilation 1, one group).
     pub fn conv_relu_pool(
         &self,
         x: &Tensor<B>,
@@ -258,8 +288,28 @@ impl<B: Backend> Tape<'_, B> {
         bias: &Tensor<B>,
         first_channel: usize,
     ) -> Result<Tensor<B>> {
-        let dims =
-            ConvReluPoolDims::from_shapes(x.shape(), weight.shape(), bias.shape(), first_channel)?;
+        let kernel = weight.shape().get(2).copied().unwrap_or(0);
+        let geometry = ConvGeometry::plain(kernel);
+        self.conv_relu_pool_with(x, weight, bias, first_channel, geometry)
+    }
+
+    /// `conv_relu_pool` over a convolution of the given geometry (dilation, groups; with
+    /// groups the weight is `[O, C / groups, K, K]` and `first_channel` 0).
+    pub fn conv_relu_pool_with(
+        &self,
+        x: &Tensor<B>,
+        weight: &Tensor<B>,
+        bias: &Tensor<B>,
+        first_channel: usize,
+        geometry: ConvGeometry,
+    ) -> Result<Tensor<B>> {
+        let dims = ConvReluPoolDims::from_shapes(
+            x.shape(),
+            weight.shape(),
+            bias.shape(),
+            first_channel,
+            geometry,
+        )?;
         let (out, route) = self.backend().conv_relu_pool_forward(
             &dims,
             x.storage(),
@@ -458,7 +508,7 @@ const SHADER_LANES: usize = 8;
 kernel_params! {
     pub(crate) struct ConvReluPoolParams {
         batch: u32, in_channels: u32, out_channels: u32, height: u32, width: u32, kernel: u32,
-        weight_channels: u32, first_channel: u32,
+        dilation: u32, groups: u32, weight_channels: u32, first_channel: u32,
     }
 }
 
@@ -547,7 +597,7 @@ impl ConvReluPoolKernel for GpuBackend {
             bound(&grad_bias, c.out_channels),
         ];
         // Per block of 8 outputs, a workgroup per item (each weight tap, then the bias).
-        let items = d.weight_channels * c.kernel * c.kernel + 1;
+        let items = d.weight_channels * c.kernel() * c.kernel() + 1;
         let groups = c.out_channels.div_ceil(SHADER_LANES) * items;
         let invocations = groups * WORKGROUP_SIZE as usize;
         self.launch(&SHADER, &PARAM_GRADS, &d.params(), &buffers, invocations)?;

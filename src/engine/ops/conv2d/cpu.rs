@@ -6,8 +6,12 @@
 //! - 3x3, 5x5 and 7x7 with AVX2 + FMA (`rows_avx2`): 8 pixels of a row per vector over zero-padded
 //!   planes, each block's 8 channels as 8 accumulators;
 //! - 1x1 (`pointwise`): the same layout, in portable code;
-//! - any other case (other kernel sizes, no AVX2): each image rearranged channels-last and
-//!   zero-padded (`[H + 2p, W + 2p, C]`), a vector of 8 channels per pixel, 7 pixels at a time.
+//! - any other case (other kernel sizes, dilation, no AVX2): each image rearranged
+//!   channels-last and zero-padded (`[H + 2p, W + 2p, C]`), a vector of 8 channels per pixel,
+//!   7 pixels at a time, the taps `D` apart for dilation D.
+//!
+//! Groups: a grouped convolution runs as the dense one over its block-diagonal weight (zeros
+//! where an output does not read an input channel); see `Grouped`.
 //!
 //! All give every output element the bias, then its terms channel by channel, kernel row by
 //! kernel row, as in `shaders/conv2d.wgsl`; the first and the last agree bit for bit (a unit
@@ -22,7 +26,7 @@
 
 use rayon::prelude::*;
 
-use super::Conv2dDims;
+use super::{Conv2dDims, ConvGeometry};
 use crate::engine::backends::cpu::vectorised_fn;
 
 #[cfg(target_arch = "x86_64")]
@@ -122,7 +126,7 @@ fn block_channels(bias: &[f32], block: usize, channels: usize) -> (usize, usize,
 
 /// Weights `[O, C, K, K]` -> `[O / 8, C, K, K, 8]`, zero past the last output channel.
 fn weights_by_lanes(d: &Conv2dDims, weight: &[f32]) -> Vec<f32> {
-    let taps = d.in_channels * d.kernel * d.kernel;
+    let taps = d.in_channels * d.kernel() * d.kernel();
     let mut lanes = vec![0.0; blocks(d.out_channels) * taps * LANES];
     for (o, filter) in weight.chunks_exact(taps).enumerate() {
         let (block, lane) = (o / LANES, o % LANES);
@@ -133,8 +137,13 @@ fn weights_by_lanes(d: &Conv2dDims, weight: &[f32]) -> Vec<f32> {
     lanes
 }
 
-/// out[n, o, y, x] = bias[o] + sum over c, ky, kx of x[n, c, y + ky - pad, x + kx - pad] * w[o, c, ky, kx].
+/// out[n, o, y, x] = bias[o] + sum over c, ky, kx of
+/// x[n, c, y + ky D - pad, x + kx D - pad] * w[o, c, ky, kx] (c over o's group).
 pub fn forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
+    if let Some(grouped) = Grouped::of(d) {
+        let dense = grouped.dense_weight(weight);
+        return forward(&grouped.dense, x, &dense, bias, out);
+    }
     let weight_lanes = weights_by_lanes(d, weight);
     let (in_len, out_len) = (
         d.in_channels * d.height * d.width,
@@ -142,11 +151,11 @@ pub fn forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mu
     );
     let images = out.par_chunks_mut(out_len).zip(x.par_chunks(in_len));
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() && matches!(d.kernel, 3 | 5 | 7) {
+    if has_avx2_fma() && matches!(d.kernel(), 3 | 5 | 7) && d.dilation() == 1 {
         images.for_each_init(Vec::new, |padded, (out, image)| {
             rows_avx2::pad_planes(d, image, padded);
             // SAFETY (both): the CPU has the features `forward_image` is compiled for.
-            match d.kernel {
+            match d.kernel() {
                 3 => unsafe { rows_avx2::forward_image::<3>(d, padded, &weight_lanes, bias, out) },
                 5 => unsafe { rows_avx2::forward_image::<5>(d, padded, &weight_lanes, bias, out) },
                 _ => unsafe { rows_avx2::forward_image::<7>(d, padded, &weight_lanes, bias, out) },
@@ -154,7 +163,8 @@ pub fn forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mu
         });
         return;
     }
-    if d.kernel == 1 {
+    // A 1x1 kernel has one tap: dilation changes nothing.
+    if d.kernel() == 1 {
         images.for_each_init(Vec::new, |image_copy, (out, image)| {
             pointwise::with_slack(image, image_copy);
             pointwise::forward_image(d, image_copy, &weight_lanes, bias, out);
@@ -164,6 +174,67 @@ pub fn forward(d: &Conv2dDims, x: &[f32], weight: &[f32], bias: &[f32], out: &mu
             pad_channels_last(d, image, padded);
             forward_image(d, padded, &weight_lanes, bias, out);
         });
+    }
+}
+
+/// A grouped convolution (G > 1) run as the dense one over its block-diagonal weight: output o
+/// has its weights at its group's input channels and zeros at every other. A zero tap adds an
+/// exact zero, so each output element still gets the grouped sum's terms in the same order
+/// (bias, then its group's channels, kernel row by kernel row: the WGSL kernels' order), and
+/// the dense weight gradient's block-diagonal taps are the grouped one's. The fast kernels keep
+/// 8 output channels per vector all reading one input channel, which a grouped convolution's
+/// do not (a depthwise one's 8 outputs read 8 channels); the dense detour keeps them, at G
+/// times the multiply-adds: a depthwise 8-channel 3x3 costs a dense 8 -> 8 3x3, which the row
+/// kernels do at full speed.
+struct Grouped {
+    /// The same convolution with one group.
+    dense: Conv2dDims,
+    in_per_group: usize,
+    out_per_group: usize,
+    taps: usize,
+}
+
+impl Grouped {
+    /// `None` for one group.
+    fn of(d: &Conv2dDims) -> Option<Grouped> {
+        (d.groups() > 1).then(|| Grouped {
+            dense: Conv2dDims {
+                geometry: ConvGeometry {
+                    groups: 1,
+                    ..d.geometry
+                },
+                ..*d
+            },
+            in_per_group: d.in_per_group(),
+            out_per_group: d.out_per_group(),
+            taps: d.kernel() * d.kernel(),
+        })
+    }
+
+    /// Where output o's weights lie among the dense weight's input channels: its group's first.
+    fn first_channel(&self, o: usize) -> usize {
+        o / self.out_per_group * self.in_per_group
+    }
+
+    /// `[O, C / G, K, K]` -> the block-diagonal `[O, C, K, K]`.
+    fn dense_weight(&self, weight: &[f32]) -> Vec<f32> {
+        let d = &self.dense;
+        let part = self.in_per_group * self.taps;
+        let mut dense = vec![0.0; d.weight_len()];
+        let rows = dense.chunks_exact_mut(d.in_channels * self.taps);
+        for (o, (row, filter)) in rows.zip(weight.chunks_exact(part)).enumerate() {
+            row[self.first_channel(o) * self.taps..][..part].copy_from_slice(filter);
+        }
+        dense
+    }
+
+    /// The block-diagonal taps of a dense `[O, C, K, K]` weight (gradient): `[O, C / G, K, K]`.
+    fn taps_of(&self, dense: &[f32], grouped: &mut [f32]) {
+        let part = self.in_per_group * self.taps;
+        let rows = dense.chunks_exact(self.dense.in_channels * self.taps);
+        for (o, (row, filter)) in rows.zip(grouped.chunks_exact_mut(part)).enumerate() {
+            filter.copy_from_slice(&row[self.first_channel(o) * self.taps..][..part]);
+        }
     }
 }
 
@@ -269,7 +340,7 @@ fn forward_image_lanes<const FMA: bool>(
     out: &mut [f32],
 ) {
     let (w, hw) = (d.width, d.height * d.width);
-    let taps = d.in_channels * d.kernel * d.kernel;
+    let taps = d.in_channels * d.kernel() * d.kernel();
     for (block, block_weights) in weight_lanes.chunks_exact(taps * LANES).enumerate() {
         let (block_weights, _) = block_weights.as_chunks::<LANES>();
         let (first, lanes, start) = block_channels(bias, block, d.out_channels);
@@ -298,7 +369,8 @@ fn forward_image_lanes<const FMA: bool>(
     }
 }
 
-/// `pixel_sums`, with the kernel size a constant for the common kernels (1, 3, 5, 7).
+/// `pixel_sums`, with the kernel size a constant for the common kernels (1, 3, 5, 7; and 3, 5
+/// dilated).
 #[inline(always)]
 fn pixel_sums<const FMA: bool, const PX: usize>(
     d: &Conv2dDims,
@@ -308,7 +380,14 @@ fn pixel_sums<const FMA: bool, const PX: usize>(
     y: usize,
     x: usize,
 ) -> [Lanes; PX] {
-    match d.kernel {
+    if d.dilation() != 1 {
+        return match d.kernel() {
+            3 => pixel_sums_taps::<FMA, PX>(d, 3, padded, filter, start, y, x),
+            5 => pixel_sums_taps::<FMA, PX>(d, 5, padded, filter, start, y, x),
+            _ => pixel_sums_any::<FMA, PX>(d, padded, filter, start, y, x),
+        };
+    }
+    match d.kernel() {
         1 => pixel_sums_k::<FMA, PX, 1>(d, padded, filter, start, y, x),
         3 => pixel_sums_k::<FMA, PX, 3>(d, padded, filter, start, y, x),
         5 => pixel_sums_k::<FMA, PX, 5>(d, padded, filter, start, y, x),
@@ -369,17 +448,32 @@ fn pixel_sums_any<const FMA: bool, const PX: usize>(
     y: usize,
     x: usize,
 ) -> [Lanes; PX] {
-    let (c_in, k) = (d.in_channels, d.kernel);
+    pixel_sums_taps::<FMA, PX>(d, d.kernel(), padded, filter, start, y, x)
+}
+
+/// `pixel_sums_any` for a kernel of `k` taps a side (a constant where the caller passes one,
+/// this being inlined), the taps `D` apart: one load per tap and pixel.
+#[inline(always)]
+fn pixel_sums_taps<const FMA: bool, const PX: usize>(
+    d: &Conv2dDims,
+    k: usize,
+    padded: &[f32],
+    filter: &[Lanes],
+    start: Lanes,
+    y: usize,
+    x: usize,
+) -> [Lanes; PX] {
+    let (c_in, dilation) = (d.in_channels, d.dilation());
     let padded_width = d.width + 2 * d.pad();
     let mut acc = [start; PX];
     let mut weights = filter.iter();
     for c in 0..c_in {
         for ky in 0..k {
-            let row = (y + ky) * padded_width + x;
+            let row = (y + ky * dilation) * padded_width + x;
             for kx in 0..k {
                 let weight = weights.next().expect("one weight vector per tap");
                 for (p, acc) in acc.iter_mut().enumerate() {
-                    let value = padded[(row + kx + p) * c_in + c];
+                    let value = padded[(row + kx * dilation + p) * c_in + c];
                     for lane in 0..LANES {
                         acc[lane] = madd::<FMA>(value, weight[lane], acc[lane]);
                     }
@@ -390,10 +484,15 @@ fn pixel_sums_any<const FMA: bool, const PX: usize>(
     acc
 }
 
-/// grad_x[n, c, iy, ix] = sum over o, ky, kx of grad_out[n, o, iy - ky + pad, ix - kx + pad] * w[o, c, ky, kx]:
-/// the forward over `grad_out` with the kernel flipped and its channel axes swapped.
+/// grad_x[n, c, iy, ix] = sum over o, ky, kx of grad_out[n, o, iy - ky D + pad, ix - kx D + pad] * w[o, c, ky, kx]:
+/// the forward over `grad_out` with the kernel flipped and its channel axes swapped (the
+/// same dilation: flipped, tap ky reads `iy + ky D - pad` as the forward does).
 pub fn backward_input(d: &Conv2dDims, weight: &[f32], grad_out: &[f32], grad_x: &mut [f32]) {
-    let k = d.kernel;
+    if let Some(grouped) = Grouped::of(d) {
+        let dense = grouped.dense_weight(weight);
+        return backward_input(&grouped.dense, &dense, grad_out, grad_x);
+    }
+    let k = d.kernel();
     let transposed = Conv2dDims {
         in_channels: d.out_channels,
         out_channels: d.in_channels,
@@ -427,6 +526,15 @@ pub fn param_partials(
     weight_partials: &mut [f32],
     bias_partials: &mut [f32],
 ) {
+    if let Some(grouped) = Grouped::of(d) {
+        let mut dense = vec![0.0; d.batch * grouped.dense.weight_len()];
+        param_partials(&grouped.dense, x, grad_out, &mut dense, bias_partials);
+        let images = dense.chunks_exact(grouped.dense.weight_len());
+        for (dense, grouped_image) in images.zip(weight_partials.chunks_exact_mut(d.weight_len())) {
+            grouped.taps_of(dense, grouped_image);
+        }
+        return;
+    }
     let (in_len, out_len) = (
         d.in_channels * d.height * d.width,
         d.out_channels * d.height * d.width,
@@ -442,7 +550,7 @@ pub fn param_partials(
             pad_channels_last(d, image, padded);
             grad_lanes.clear();
             grad_lanes.resize(
-                blocks(d.out_channels) * d.in_channels * d.kernel * d.kernel * LANES,
+                blocks(d.out_channels) * d.in_channels * d.kernel() * d.kernel() * LANES,
                 0.0,
             );
             let image_grads = ImageGrads {
@@ -470,7 +578,7 @@ struct ImageGrads<'a> {
 
 /// `[O / 8, C, K, K, 8]` -> `[O, C, K, K]`.
 fn from_lanes(d: &Conv2dDims, lanes: &[f32], weights: &mut [f32]) {
-    let taps = d.in_channels * d.kernel * d.kernel;
+    let taps = d.in_channels * d.kernel() * d.kernel();
     for (o, filter) in weights.chunks_exact_mut(taps).enumerate() {
         let (block, lane) = (o / LANES, o % LANES);
         for (tap, value) in filter.iter_mut().enumerate() {
@@ -532,14 +640,14 @@ fma_dispatched! {
 /// pixels in row-major order.
 #[inline(always)]
 fn weight_grad_image_lanes<const FMA: bool>(d: &Conv2dDims, padded: &[f32], grads: ImageGrads) {
-    let taps = d.in_channels * d.kernel * d.kernel;
+    let taps = d.in_channels * d.kernel() * d.kernel();
     let blocks = grads.grad_lanes.chunks_exact_mut(taps * LANES);
     for (block, (block_sums, bias)) in blocks.zip(grads.bias.chunks_mut(LANES)).enumerate() {
         let (block_sums, _) = block_sums.as_chunks_mut::<LANES>();
         let plane_sums = grad_by_pixel(d, grads.grad_out, block * LANES, grads.grad_pixels);
         bias.copy_from_slice(&plane_sums[..bias.len()]);
         let pixels = grads.grad_pixels.as_slice();
-        match d.kernel {
+        match d.kernel() {
             1 => kernel_row_sums::<FMA, 1, 8>(d, padded, pixels, block_sums),
             3 => kernel_row_sums::<FMA, 3, 3>(d, padded, pixels, block_sums),
             5 => kernel_row_sums::<FMA, 5, 1>(d, padded, pixels, block_sums),
@@ -576,7 +684,7 @@ fn kernel_row_sums<const FMA: bool, const K: usize, const ROWS: usize>(
 
 /// One pass over the image for kernel rows `first..first + ROWS` (row `r` being channel
 /// `r / K`, kernel row `r % K`): every tap's sum of input value x output gradients, pixels in
-/// row-major order.
+/// row-major order. Taps `D` apart for dilation D.
 #[inline(always)]
 fn pass_sums<const FMA: bool, const K: usize, const ROWS: usize>(
     d: &Conv2dDims,
@@ -584,19 +692,21 @@ fn pass_sums<const FMA: bool, const K: usize, const ROWS: usize>(
     grad_pixels: &[Lanes],
     first: usize,
 ) -> [[Lanes; K]; ROWS] {
-    let c_in = d.in_channels;
+    let (c_in, dilation) = (d.in_channels, d.dilation());
     let padded_width = d.width + 2 * d.pad();
-    // Where each kernel row's first tap reads, relative to the pixel's own padded position.
+    // Where each kernel row's first tap reads, relative to the pixel's own padded position,
+    // and how far apart a row's taps are.
     let row_offsets: [usize; ROWS] = std::array::from_fn(|r| {
         let (c, ky) = ((first + r) / K, (first + r) % K);
-        ky * padded_width * c_in + c
+        ky * dilation * padded_width * c_in + c
     });
+    let tap_step = dilation * c_in;
     let mut sums = [[[0.0f32; LANES]; K]; ROWS];
     for (y, row) in grad_pixels.chunks_exact(d.width).enumerate() {
         for (x, &grad) in row.iter().enumerate() {
             let pixel = (y * padded_width + x) * c_in;
             let values: [[f32; K]; ROWS] = std::array::from_fn(|r| {
-                std::array::from_fn(|kx| padded[pixel + row_offsets[r] + kx * c_in])
+                std::array::from_fn(|kx| padded[pixel + row_offsets[r] + kx * tap_step])
             });
             for (row_sums, row_values) in sums.iter_mut().zip(values) {
                 for (sum, value) in row_sums.iter_mut().zip(row_values) {
@@ -646,17 +756,17 @@ fn add_pixel_products<const FMA: bool, const PX: usize>(
     y: usize,
     x: usize,
 ) {
-    let (c_in, k) = (d.in_channels, d.kernel);
+    let (c_in, k, dilation) = (d.in_channels, d.kernel(), d.dilation());
     let padded_width = d.width + 2 * d.pad();
     let mut sums = sums.iter_mut();
     for c in 0..c_in {
         for ky in 0..k {
-            let row = (y + ky) * padded_width + x;
+            let row = (y + ky * dilation) * padded_width + x;
             for kx in 0..k {
                 let sum = sums.next().expect("one gradient vector per tap");
                 let mut acc = *sum;
                 for (p, grad) in grads.iter().enumerate() {
-                    let value = padded[(row + kx + p) * c_in + c];
+                    let value = padded[(row + kx * dilation + p) * c_in + c];
                     for lane in 0..LANES {
                         acc[lane] = madd::<FMA>(value, grad[lane], acc[lane]);
                     }
@@ -735,7 +845,7 @@ mod tests {
                 out_channels,
                 height,
                 width,
-                kernel,
+                geometry: ConvGeometry::plain(kernel),
             };
             let mut random = |len: usize| -> Vec<f32> {
                 (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()

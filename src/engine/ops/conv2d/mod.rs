@@ -1,6 +1,9 @@
-//! conv2d: stride 1, "same" padding (`kernel / 2`), with bias, for any odd square kernel.
+//! conv2d: stride 1, "same" padding, with bias, for any odd square kernel, dilation and groups
+//! (`ConvGeometry`).
 //!
-//! Shapes: x `[N, C, H, W]`, weight `[O, C, K, K]`, bias `[O]` -> out `[N, O, H, W]`.
+//! Shapes: x `[N, C, H, W]`, weight `[O, C / G, K, K]`, bias `[O]` -> out `[N, O, H, W]`, G the
+//! groups (output channel o reads the input channels of its group, `o / (O / G)`), the taps
+//! `D` apart for dilation D, padding `D (K - 1) / 2`.
 //! Backward: the input gradient is a gather (a transposed convolution); the weight and bias
 //! gradients are per-image partial sums added in image order, so they are deterministic (on
 //! the GPU in one kernel: a workgroup per output, its invocations the images).
@@ -16,6 +19,62 @@ use crate::error::{Error, Result};
 
 const OP: &str = "conv2d";
 
+/// A convolution's geometry: a square odd `kernel`, its taps `dilation` apart (padding
+/// `dilation * (kernel - 1) / 2` keeps the image's size), and `groups` (input and output
+/// channels split into that many groups, each output reading only its group's inputs: as many
+/// groups as channels is a depthwise convolution).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvGeometry {
+    pub kernel: usize,
+    pub dilation: usize,
+    pub groups: usize,
+}
+
+impl ConvGeometry {
+    /// A `kernel x kernel` convolution, dilation 1, one group.
+    pub const fn plain(kernel: usize) -> Self {
+        ConvGeometry {
+            kernel,
+            dilation: 1,
+            groups: 1,
+        }
+    }
+
+    /// The "same" padding: `dilation * (kernel - 1) / 2` on every side.
+    pub fn pad(&self) -> usize {
+        self.dilation * self.kernel.saturating_sub(1) / 2
+    }
+
+    /// Dilation 1 and one group (any kernel).
+    pub fn is_plain(&self) -> bool {
+        self.dilation == 1 && self.groups == 1
+    }
+
+    /// Checks the geometry against the weight's kernel and the channel counts: `None` when it
+    /// fits, else what is wrong.
+    fn fault(&self, kernel: usize, kernel_w: usize, channels: usize, out: usize) -> Option<String> {
+        if kernel != kernel_w || kernel.is_multiple_of(2) {
+            Some("kernel must be square and odd for same padding".to_string())
+        } else if kernel != self.kernel {
+            Some(format!(
+                "the weight's {kernel}x{kernel} kernel is not the geometry's {}",
+                self.kernel
+            ))
+        } else if self.dilation == 0 {
+            Some("dilation must be at least 1".to_string())
+        } else if self.groups == 0 {
+            Some("groups must be at least 1".to_string())
+        } else if !channels.is_multiple_of(self.groups) || !out.is_multiple_of(self.groups) {
+            Some(format!(
+                "{} groups must divide the {channels} input and {out} output channels",
+                self.groups
+            ))
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dDims {
     pub batch: usize,
@@ -23,12 +82,18 @@ pub struct Conv2dDims {
     pub out_channels: usize,
     pub height: usize,
     pub width: usize,
-    pub kernel: usize,
+    pub geometry: ConvGeometry,
 }
 
 impl Conv2dDims {
-    /// Checks that x `[N, C, H, W]`, weight `[O, C, K, K]` (K odd) and bias `[O]` fit together.
-    pub fn from_shapes(x: &[usize], weight: &[usize], bias: &[usize]) -> Result<Self> {
+    /// Checks that x `[N, C, H, W]`, weight `[O, C / G, K, K]` (K odd, the geometry's; G the
+    /// geometry's groups, dividing C and O) and bias `[O]` fit together.
+    pub fn from_shapes(
+        x: &[usize],
+        weight: &[usize],
+        bias: &[usize],
+        geometry: ConvGeometry,
+    ) -> Result<Self> {
         let shapes = || format!("x {x:?}, weight {weight:?}, bias {bias:?}");
         let [batch, in_channels, height, width] = *x else {
             return Err(Error::shape(
@@ -42,23 +107,19 @@ impl Conv2dDims {
                 format!("weight must be [O, C, K, K]; got {}", shapes()),
             ));
         };
-        if weight_in != in_channels {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "weight expects {weight_in} input channels, x has {in_channels}; got {}",
-                    shapes()
-                ),
-            ));
+        if let Some(fault) = geometry.fault(kernel, kernel_w, in_channels, out_channels) {
+            return Err(Error::shape(OP, format!("{fault}; got {}", shapes())));
         }
-        if kernel != kernel_w || kernel % 2 == 0 {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "kernel must be square and odd for same padding; got {}",
-                    shapes()
+        let per_group = in_channels / geometry.groups;
+        if weight_in != per_group {
+            let expected = match geometry.groups {
+                1 => format!("weight expects {weight_in} input channels, x has {in_channels}"),
+                groups => format!(
+                    "weight expects {weight_in} input channels per group, x has {in_channels} in \
+                     {groups} groups"
                 ),
-            ));
+            };
+            return Err(Error::shape(OP, format!("{expected}; got {}", shapes())));
         }
         if bias != [out_channels] {
             return Err(Error::shape(
@@ -72,16 +133,39 @@ impl Conv2dDims {
             out_channels,
             height,
             width,
-            kernel,
+            geometry,
         })
     }
 
-    pub fn pad(&self) -> usize {
-        self.kernel / 2
+    pub fn kernel(&self) -> usize {
+        self.geometry.kernel
     }
 
+    pub fn dilation(&self) -> usize {
+        self.geometry.dilation
+    }
+
+    pub fn groups(&self) -> usize {
+        self.geometry.groups
+    }
+
+    pub fn pad(&self) -> usize {
+        self.geometry.pad()
+    }
+
+    /// Input channels each output reads: the weight's second axis, `C / G`.
+    pub fn in_per_group(&self) -> usize {
+        self.in_channels / self.groups()
+    }
+
+    /// Output channels of each group, `O / G`.
+    pub fn out_per_group(&self) -> usize {
+        self.out_channels / self.groups()
+    }
+
+    /// The weight's values, `[O, C / G, K, K]`.
     pub fn weight_len(&self) -> usize {
-        self.out_channels * self.in_channels * self.kernel * self.kernel
+        self.out_channels * self.in_per_group() * self.kernel() * self.kernel()
     }
 
     pub fn input_len(&self) -> usize {
@@ -103,7 +187,9 @@ impl Conv2dDims {
             out_channels: self.out_channels as u32,
             height: self.height as u32,
             width: self.width as u32,
-            kernel: self.kernel as u32,
+            kernel: self.kernel() as u32,
+            dilation: self.dilation() as u32,
+            groups: self.groups() as u32,
         }
     }
 }
@@ -142,8 +228,21 @@ pub(crate) struct Saved<B: Backend> {
 }
 
 impl<B: Backend> Tape<'_, B> {
+    /// A plain conv2d: the weight's kernel, dilation 1, one group.
     pub fn conv2d(&self, x: &Tensor<B>, weight: &Tensor<B>, bias: &Tensor<B>) -> Result<Tensor<B>> {
-        let dims = Conv2dDims::from_shapes(x.shape(), weight.shape(), bias.shape())?;
+        let kernel = weight.shape().get(2).copied().unwrap_or(0);
+        self.conv2d_with(x, weight, bias, ConvGeometry::plain(kernel))
+    }
+
+    /// conv2d with the given geometry (dilation, groups): weight `[O, C / groups, K, K]`.
+    pub fn conv2d_with(
+        &self,
+        x: &Tensor<B>,
+        weight: &Tensor<B>,
+        bias: &Tensor<B>,
+        geometry: ConvGeometry,
+    ) -> Result<Tensor<B>> {
+        let dims = Conv2dDims::from_shapes(x.shape(), weight.shape(), bias.shape(), geometry)?;
         let out =
             self.backend()
                 .conv2d_forward(&dims, x.storage(), weight.storage(), bias.storage())?;
@@ -242,6 +341,7 @@ const SHADER_LANES: usize = 8;
 kernel_params! {
     pub(crate) struct Conv2dParams {
         batch: u32, in_channels: u32, out_channels: u32, height: u32, width: u32, kernel: u32,
+        dilation: u32, groups: u32,
     }
 }
 
@@ -317,7 +417,7 @@ impl Conv2dKernel for GpuBackend {
         let grad_weight = self.output_into(OP, into.weight, d.weight_len())?;
         let grad_bias = self.output_into(OP, into.bias, d.out_channels)?;
         // Per block of 8 outputs, a workgroup per item (each weight tap, then the bias).
-        let items = d.in_channels * d.kernel * d.kernel + 1;
+        let items = d.in_per_group() * d.kernel() * d.kernel() + 1;
         let groups = d.out_channels.div_ceil(SHADER_LANES) * items;
         let buffers = [
             bound(x, d.input_len()),
