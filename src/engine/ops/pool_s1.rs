@@ -11,9 +11,10 @@
 //!   Backward: an input pixel gets `grad_out[w] / count[w]` from every window w over it.
 //!
 //! Both backwards are gathers over input pixels on the GPU (no atomics), each pixel adding its
-//! windows' terms in row-major window order, from 0. The CPU scatters window by window in
-//! row-major order instead, which hands every pixel the same terms in the same order: the two
-//! backends agree to the rounding of the division (WGSL's need not be exact), nothing more.
+//! windows' terms in row-major window order, from 0. The CPU adds every element's terms in the
+//! same order (its max backward scatters window by window in row-major order, which hands each
+//! pixel the same terms in the same order), so the two backends agree to the rounding of the
+//! division (WGSL's need not be exact), nothing more.
 
 use crate::engine::backend::{Backend, Memory};
 use crate::engine::backends::cpu::{computed, output, shared, storage, CpuBackend};
@@ -64,7 +65,7 @@ impl PoolS1Dims {
                 format!("x must be [N, C, H, W]; got {}", what()),
             ));
         };
-        if kernel % 2 == 0 {
+        if kernel.is_multiple_of(2) {
             return Err(Error::shape(
                 OP,
                 format!(
@@ -193,68 +194,330 @@ impl<B: Backend> Backward<B> for Saved<B> {
 }
 
 pub mod cpu {
-    //! Planes run in parallel; within a plane, windows in row-major order, each window's
-    //! pixels in row-major order: the order of the WGSL kernels.
+    //! Planes run in parallel. Every element gets its terms in the order of the WGSL kernels:
+    //! a window's pixels (max, avg forward) or the windows over a pixel (avg backward) in
+    //! row-major order, from the first pixel (max) or from 0 (the sums).
+    //!
+    //! A plane is copied into a frame `r = K/2` wide of values that change nothing: -inf for
+    //! max (never larger, so never the first maximum), 0 for the sums (a sum from 0 is never
+    //! -0, so adding 0 leaves its bits). Then every window is whole, and eight neighbouring
+    //! outputs (a vector) go through the K x K taps together, each tap one load: the taps in
+    //! row-major order give each output its pixels in row-major window order, as the clipped
+    //! windows of the WGSL kernels do. Outputs sit at the frame's row stride; the `2r` columns
+    //! past each row are scratch, never read back. What the planes share (pixel counts, each
+    //! window's first pixel, each tap's index step) is worked out once per call (`Plan`).
     use rayon::prelude::*;
 
     use super::PoolS1Dims;
+    use crate::engine::backends::cpu::vectorised_fn;
+
+    /// Outputs per pass step: a 256-bit vector of f32.
+    const LANES: usize = 8;
+
+    /// One worker's buffers for a plane at a time.
+    struct Frame {
+        /// Window side (`2r + 1`), and the frame's row stride (`width + 2r`).
+        taps: usize,
+        stride: usize,
+        /// The plane at (y + r, x + r), the frame around it, and values more so that every
+        /// tap's pass stays inside.
+        values: Vec<f32>,
+        /// Per output (at the frame's stride, rounded up to whole vectors): the running maximum
+        /// or sum.
+        acc: Vec<f32>,
+        /// Per output: the flat-index step from it to its running maximum's pixel (wrapping
+        /// when negative), which gives the argmax without a division.
+        tap: Vec<u32>,
+    }
+
+    impl Frame {
+        fn new(d: &PoolS1Dims) -> Self {
+            let r = d.radius();
+            let stride = d.width + 2 * r;
+            let outputs = (d.height * stride).next_multiple_of(LANES);
+            Frame {
+                taps: 2 * r + 1,
+                stride,
+                values: vec![0.0; 2 * r * stride + 2 * r + outputs],
+                acc: vec![0.0; outputs],
+                tap: vec![0; outputs],
+            }
+        }
+
+        /// `plane` (or `value(y, x)` of each of its pixels) framed by `fill`.
+        fn put(&mut self, d: &PoolS1Dims, fill: f32, mut value: impl FnMut(usize, usize) -> f32) {
+            let r = d.radius();
+            self.values.fill(fill);
+            let rows = self.values[r * self.stride..].chunks_exact_mut(self.stride);
+            for (y, row) in rows.take(d.height).enumerate() {
+                for (x, v) in row[r..r + d.width].iter_mut().enumerate() {
+                    *v = value(y, x);
+                }
+            }
+        }
+
+        /// The accumulator of output (y, x).
+        fn at(&self, y: usize, x: usize) -> usize {
+            y * self.stride + x
+        }
+    }
+
+    /// Every output from its start in `acc` and `tap`: the taps in row-major order, a later
+    /// value winning only if larger and recording its tap's `deltas` entry (one per tap, in
+    /// that order). Eight outputs at a time, kept in registers over the taps.
+    fn max_passes(values: &[f32], stride: usize, deltas: &[u32], acc: &mut [f32], tap: &mut [u32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::engine::backends::cpu::CpuBuild::active().has_avx2() {
+            // SAFETY: the active build never exceeds the CPU's, which has AVX2.
+            return unsafe { max_avx2::max_passes(values, stride, deltas, acc, tap) };
+        }
+        max_passes_portable(values, stride, deltas, acc, tap);
+    }
+
+    /// The side of a window of `deltas.len()` taps.
+    #[inline(always)]
+    fn side(deltas: &[u32]) -> usize {
+        deltas.len().isqrt()
+    }
+
+    /// `max_passes` lane by lane.
+    fn max_passes_portable(
+        values: &[f32],
+        stride: usize,
+        deltas: &[u32],
+        acc: &mut [f32],
+        tap: &mut [u32],
+    ) {
+        let taps = side(deltas);
+        let (acc, _) = acc.as_chunks_mut::<LANES>();
+        let (tap, _) = tap.as_chunks_mut::<LANES>();
+        for (i, (best, tap)) in acc.iter_mut().zip(tap.iter_mut()).enumerate() {
+            for dy in 0..taps {
+                for dx in 0..taps {
+                    let t = deltas[dy * taps + dx];
+                    let values = &values[i * LANES + dy * stride + dx..][..LANES];
+                    for lane in 0..LANES {
+                        if values[lane] > best[lane] {
+                            best[lane] = values[lane];
+                            tap[lane] = t;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod max_avx2 {
+        //! `max_passes` with AVX2: the compiler turns the portable loop's two selects into
+        //! branches, so the comparison and the blends are written out.
+        use std::arch::x86_64::{
+            __m256i, _mm256_blendv_epi8, _mm256_blendv_ps, _mm256_castps_si256, _mm256_cmp_ps,
+            _mm256_loadu_ps, _mm256_loadu_si256, _mm256_set1_epi32, _mm256_storeu_ps,
+            _mm256_storeu_si256, _CMP_GT_OQ,
+        };
+
+        use super::{side, LANES};
+
+        #[target_feature(enable = "avx2")]
+        pub(super) fn max_passes(
+            values: &[f32],
+            stride: usize,
+            deltas: &[u32],
+            acc: &mut [f32],
+            tap: &mut [u32],
+        ) {
+            let taps = side(deltas);
+            let (acc, _) = acc.as_chunks_mut::<LANES>();
+            let (tap, _) = tap.as_chunks_mut::<LANES>();
+            let reach = (taps - 1) * (stride + 1);
+            for (i, (best, tap)) in acc.iter_mut().zip(tap.iter_mut()).enumerate() {
+                // Every value the taps read, bounds-checked once.
+                let values = &values[i * LANES..][..reach + LANES];
+                // SAFETY: `best` and `tap` hold 8 values each, and every load below reads 8
+                // values of `values` from `dy * stride + dx <= reach`; unaligned accesses are
+                // allowed.
+                unsafe {
+                    let mut max = _mm256_loadu_ps(best.as_ptr());
+                    let mut at = _mm256_loadu_si256(tap.as_ptr().cast::<__m256i>());
+                    for dy in 0..taps {
+                        for dx in 0..taps {
+                            let t = _mm256_set1_epi32(deltas[dy * taps + dx] as i32);
+                            let value = _mm256_loadu_ps(values.as_ptr().add(dy * stride + dx));
+                            // Ordered: a NaN is never larger, as with `>`.
+                            let larger = _mm256_cmp_ps::<_CMP_GT_OQ>(value, max);
+                            max = _mm256_blendv_ps(max, value, larger);
+                            at = _mm256_blendv_epi8(at, t, _mm256_castps_si256(larger));
+                        }
+                    }
+                    _mm256_storeu_ps(best.as_mut_ptr(), max);
+                    _mm256_storeu_si256(tap.as_mut_ptr().cast::<__m256i>(), at);
+                }
+            }
+        }
+    }
+
+    /// The AVX2 passes against the lane-by-lane ones: the same maxima and taps, with many
+    /// ties (five levels, as after ReLU), a -inf frame, and windows of 1 to 7 taps a side.
+    #[cfg(all(test, target_arch = "x86_64"))]
+    #[test]
+    fn avx2_max_passes_match_lane_by_lane() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI machines must have AVX2"
+            );
+            eprintln!("no AVX2 on this CPU: the vector passes are not used here");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(5);
+        for (kernel, height, width) in [(1, 3, 5), (3, 14, 14), (5, 7, 9), (7, 2, 3), (3, 1, 1)] {
+            let d = super::PoolS1Dims::from_shape(&[1, 1, height, width], super::PoolKind::Max, kernel)
+                .expect("shape");
+            let mut frame = Frame::new(&d);
+            let levels = [f32::NEG_INFINITY, 0.0, 0.5, 1.0, 1.5];
+            frame.put(&d, f32::NEG_INFINITY, |_, _| levels[rng.random_range(1..5)]);
+            let len = frame.acc.len();
+            let start: Vec<f32> = (0..len).map(|_| levels[rng.random_range(0..5)]).collect();
+            let start_tap: Vec<u32> = (0..len as u32).collect();
+            let deltas: Vec<u32> = (1000..).take(frame.taps * frame.taps).collect();
+            let (mut acc, mut tap) = (start.clone(), start_tap.clone());
+            max_passes_portable(&frame.values, frame.stride, &deltas, &mut acc, &mut tap);
+            let (mut vector_acc, mut vector_tap) = (start, start_tap);
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe {
+                max_avx2::max_passes(
+                    &frame.values,
+                    frame.stride,
+                    &deltas,
+                    &mut vector_acc,
+                    &mut vector_tap,
+                )
+            };
+            assert_eq!(acc, vector_acc, "maxima, k{kernel} {height}x{width}");
+            assert_eq!(tap, vector_tap, "taps, k{kernel} {height}x{width}");
+        }
+    }
+
+    vectorised_fn! {
+        /// Every output's sum from 0 over the taps in row-major order, into `acc`. Eight
+        /// outputs at a time, kept in registers over the taps.
+        fn sum_passes(values: &[f32], stride: usize, taps: usize, acc: &mut [f32]) {
+            let (acc, _) = acc.as_chunks_mut::<LANES>();
+            for (i, out) in acc.iter_mut().enumerate() {
+                let mut sums = [0.0f32; LANES];
+                for dy in 0..taps {
+                    for dx in 0..taps {
+                        let values = &values[i * LANES + dy * stride + dx..][..LANES];
+                        for lane in 0..LANES {
+                            sums[lane] += values[lane];
+                        }
+                    }
+                }
+                *out = sums;
+            }
+        }
+    }
+
+    /// What every plane of a call shares, by output (at the frame's stride, as `acc`).
+    struct Plan {
+        /// The window's in-image pixel count.
+        counts: Vec<f32>,
+        /// The frame index of the window's first in-image pixel (max).
+        first: Vec<u32>,
+        /// The flat-index step from the output to that pixel (max; wrapping when negative).
+        first_delta: Vec<u32>,
+        /// Per tap, row-major: the flat-index step from the output to the tap's pixel.
+        deltas: Vec<u32>,
+    }
+
+    impl Plan {
+        fn new(d: &PoolS1Dims) -> Self {
+            let (width, r) = (d.width, d.radius() as isize);
+            let frame = Frame::new(d);
+            let taps = frame.taps;
+            let step = |dy: isize, dx: isize| (dy * width as isize + dx) as u32;
+            let mut plan = Plan {
+                counts: vec![1.0; frame.acc.len()],
+                first: vec![0; frame.acc.len()],
+                first_delta: vec![0; frame.acc.len()],
+                deltas: (0..taps * taps)
+                    .map(|t| step((t / taps) as isize - r, (t % taps) as isize - r))
+                    .collect(),
+            };
+            for y in 0..d.height {
+                let rows = d.span(y, d.height);
+                for cx in 0..width {
+                    let columns = d.span(cx, width);
+                    let at = frame.at(y, cx);
+                    plan.counts[at] = (rows.len() * columns.len()) as f32;
+                    plan.first[at] = (frame.at(rows.start, columns.start) + frame.at(d.radius(), d.radius())) as u32;
+                    let (dy, dx) = (rows.start as isize - y as isize, columns.start as isize - cx as isize);
+                    plan.first_delta[at] = step(dy, dx);
+                }
+            }
+            plan
+        }
+    }
 
     /// Each window's maximum and the flat index of its first maximum (a later pixel wins only
-    /// if larger).
+    /// if larger). Each window starts from its first in-image pixel, as the WGSL kernel does.
     pub fn max_forward(d: &PoolS1Dims, x: &[f32], out: &mut [f32], argmax: &mut [u32]) {
-        let (height, width) = (d.height, d.width);
-        let plane_len = height * width;
+        let width = d.width;
+        let plane_len = d.height * width;
+        let plan = Plan::new(d);
         let planes = out[..d.len()]
             .par_chunks_mut(plane_len)
             .zip(argmax[..d.len()].par_chunks_mut(plane_len))
             .enumerate();
-        planes.for_each(|(plane, (out, argmax))| {
-            let base = plane * plane_len;
-            let x = &x[base..base + plane_len];
-            for y in 0..height {
-                let rows = d.span(y, height);
-                for cx in 0..width {
-                    let columns = d.span(cx, width);
-                    let mut best = rows.start * width + columns.start;
-                    let mut best_value = x[best];
-                    for row in rows.clone() {
-                        let row = row * width;
-                        for j in row + columns.start..row + columns.end {
-                            let larger = x[j] > best_value;
-                            best_value = if larger { x[j] } else { best_value };
-                            best = if larger { j } else { best };
-                        }
-                    }
-                    out[y * width + cx] = best_value;
-                    argmax[y * width + cx] = (base + best) as u32;
+        planes.for_each_init(
+            || Frame::new(d),
+            |f, (plane, (out, argmax))| {
+                let base = plane * plane_len;
+                let x = &x[base..base + plane_len];
+                f.put(d, f32::NEG_INFINITY, |y, cx| x[y * width + cx]);
+                for ((acc, &first), (tap, &delta)) in (f.acc.iter_mut().zip(&plan.first))
+                    .zip(f.tap.iter_mut().zip(&plan.first_delta))
+                {
+                    (*acc, *tap) = (f.values[first as usize], delta);
                 }
-            }
-        });
+                max_passes(&f.values, f.stride, &plan.deltas, &mut f.acc, &mut f.tap);
+                let rows = (out.chunks_exact_mut(width).zip(argmax.chunks_exact_mut(width)))
+                    .zip(f.acc.chunks(f.stride).zip(f.tap.chunks(f.stride)));
+                for (y, ((out, argmax), (acc, tap))) in rows.enumerate() {
+                    out.copy_from_slice(&acc[..width]);
+                    let row = (base + y * width) as u32;
+                    for (cx, (argmax, &tap)) in argmax.iter_mut().zip(tap).enumerate() {
+                        *argmax = (row + cx as u32).wrapping_add(tap);
+                    }
+                }
+            },
+        );
     }
 
     /// Each window's pixels summed from 0 in row-major order, divided by their count.
     pub fn avg_forward(d: &PoolS1Dims, x: &[f32], out: &mut [f32]) {
-        let (height, width) = (d.height, d.width);
-        let plane_len = height * width;
+        let width = d.width;
+        let plane_len = d.height * width;
+        let plan = Plan::new(d);
         let planes = out[..d.len()].par_chunks_mut(plane_len).enumerate();
-        planes.for_each(|(plane, out)| {
-            let base = plane * plane_len;
-            let x = &x[base..base + plane_len];
-            for y in 0..height {
-                let rows = d.span(y, height);
-                for cx in 0..width {
-                    let columns = d.span(cx, width);
-                    let mut sum = 0.0f32;
-                    for row in rows.clone() {
-                        let row = row * width;
-                        for &value in &x[row + columns.start..row + columns.end] {
-                            sum += value;
-                        }
+        planes.for_each_init(
+            || Frame::new(d),
+            |f, (plane, out)| {
+                let x = &x[plane * plane_len..][..plane_len];
+                f.put(d, 0.0, |y, cx| x[y * width + cx]);
+                sum_passes(&f.values, f.stride, f.taps, &mut f.acc);
+                let rows = out.chunks_exact_mut(width).zip(f.acc.chunks(f.stride));
+                for ((out, acc), counts) in rows.zip(plan.counts.chunks(f.stride)) {
+                    for ((out, &sum), &count) in out.iter_mut().zip(acc).zip(counts) {
+                        *out = sum / count;
                     }
-                    out[y * width + cx] = sum / (rows.len() * columns.len()) as f32;
                 }
-            }
-        });
+            },
+        );
     }
 
     /// Window by window in row-major order, each window's gradient added to its argmax: every
@@ -276,32 +539,29 @@ pub mod cpu {
         });
     }
 
-    /// Window by window in row-major order, `grad_out / count` added to each of its pixels:
-    /// every pixel gets its windows' terms in row-major window order, as the GPU's gather adds
-    /// them.
+    /// Each window's term `grad_out / count`, then each pixel's sum of the terms of the windows
+    /// over it. The window centred on (y, x) covers (y', x') exactly when the one centred on
+    /// (y', x') covers (y, x), so that is the forward's window sum over the terms, in row-major
+    /// window order as the GPU's gather adds them.
     pub fn avg_backward(d: &PoolS1Dims, grad_out: &[f32], grad_x: &mut [f32]) {
-        let (height, width) = (d.height, d.width);
-        let plane_len = height * width;
+        let width = d.width;
+        let plane_len = d.height * width;
+        let plan = Plan::new(d);
         let planes = grad_x[..d.len()]
             .par_chunks_mut(plane_len)
             .zip(grad_out[..d.len()].par_chunks(plane_len));
-        planes.for_each(|(grad_x, grad_out)| {
-            grad_x.fill(0.0);
-            for y in 0..height {
-                let rows = d.span(y, height);
-                for cx in 0..width {
-                    let columns = d.span(cx, width);
-                    let count = (rows.len() * columns.len()) as f32;
-                    let term = grad_out[y * width + cx] / count;
-                    for row in rows.clone() {
-                        let row = row * width;
-                        for grad in &mut grad_x[row + columns.start..row + columns.end] {
-                            *grad += term;
-                        }
-                    }
+        planes.for_each_init(
+            || Frame::new(d),
+            |f, (grad_x, grad_out)| {
+                let stride = f.stride;
+                let count = |y: usize, cx: usize| plan.counts[y * stride + cx];
+                f.put(d, 0.0, |y, cx| grad_out[y * width + cx] / count(y, cx));
+                sum_passes(&f.values, f.stride, f.taps, &mut f.acc);
+                for (grad_x, acc) in grad_x.chunks_exact_mut(width).zip(f.acc.chunks(f.stride)) {
+                    grad_x.copy_from_slice(&acc[..width]);
                 }
-            }
-        });
+            },
+        );
     }
 }
 
