@@ -375,8 +375,9 @@ pub mod cpu {
         }
         let mut rng = StdRng::seed_from_u64(5);
         for (kernel, height, width) in [(1, 3, 5), (3, 14, 14), (5, 7, 9), (7, 2, 3), (3, 1, 1)] {
-            let d = super::PoolS1Dims::from_shape(&[1, 1, height, width], super::PoolKind::Max, kernel)
-                .expect("shape");
+            let shape = [1, 1, height, width];
+            let d = PoolS1Dims::from_shape(&shape, super::PoolKind::Max, kernel);
+            let d = d.expect("shape");
             let mut frame = Frame::new(&d);
             let levels = [f32::NEG_INFINITY, 0.0, 0.5, 1.0, 1.5];
             frame.put(&d, f32::NEG_INFINITY, |_, _| levels[rng.random_range(1..5)]);
@@ -427,7 +428,7 @@ pub mod cpu {
         /// The window's in-image pixel count.
         counts: Vec<f32>,
         /// The frame index of the window's first in-image pixel (max).
-        first: Vec<u32>,
+        first: Vec<usize>,
         /// The flat-index step from the output to that pixel (max; wrapping when negative).
         first_delta: Vec<u32>,
         /// Per tap, row-major: the flat-index step from the output to the tap's pixel.
@@ -448,14 +449,17 @@ pub mod cpu {
                     .map(|t| step((t / taps) as isize - r, (t % taps) as isize - r))
                     .collect(),
             };
+            // Pixel (y, x) of the plane is at frame.at(y, x) + corner in the frame.
+            let corner = frame.at(d.radius(), d.radius());
             for y in 0..d.height {
                 let rows = d.span(y, d.height);
                 for cx in 0..width {
                     let columns = d.span(cx, width);
                     let at = frame.at(y, cx);
                     plan.counts[at] = (rows.len() * columns.len()) as f32;
-                    plan.first[at] = (frame.at(rows.start, columns.start) + frame.at(d.radius(), d.radius())) as u32;
-                    let (dy, dx) = (rows.start as isize - y as isize, columns.start as isize - cx as isize);
+                    plan.first[at] = corner + frame.at(rows.start, columns.start);
+                    let dy = rows.start as isize - y as isize;
+                    let dx = columns.start as isize - cx as isize;
                     plan.first_delta[at] = step(dy, dx);
                 }
             }
@@ -482,7 +486,7 @@ pub mod cpu {
                 for ((acc, &first), (tap, &delta)) in (f.acc.iter_mut().zip(&plan.first))
                     .zip(f.tap.iter_mut().zip(&plan.first_delta))
                 {
-                    (*acc, *tap) = (f.values[first as usize], delta);
+                    (*acc, *tap) = (f.values[first], delta);
                 }
                 max_passes(&f.values, f.stride, &plan.deltas, &mut f.acc, &mut f.tap);
                 let rows = (out.chunks_exact_mut(width).zip(argmax.chunks_exact_mut(width)))
