@@ -247,3 +247,28 @@ fn subnet_parsing() {
     );
     assert!(parse("1,0,1").is_err());
 }
+
+#[test]
+fn pool_s1_even_kernel_and_bad_shapes_name_op_and_shapes() {
+    use supernet::engine::PoolKind;
+    let cpu = CpuBackend::new();
+    let tape = Tape::new(&cpu);
+    let message = error_of(tape.pool_s1(&zeros(&cpu, &[1, 2, 5, 5]), PoolKind::Max, 4));
+    assert!(
+        message.starts_with("pool_s1:")
+            && message.contains("odd")
+            && message.contains("[1, 2, 5, 5]")
+            && message.contains("kernel 4"),
+        "{message}"
+    );
+    let message = error_of(tape.pool_s1(&zeros(&cpu, &[2, 5, 5]), PoolKind::Avg, 3));
+    assert!(
+        message.starts_with("pool_s1:") && message.contains("[2, 5, 5]"),
+        "{message}"
+    );
+    let message = error_of(tape.pool_s1(&zeros(&cpu, &[2, 1, 0, 5]), PoolKind::Avg, 3));
+    assert!(
+        message.starts_with("pool_s1:") && message.contains("[2, 1, 0, 5]"),
+        "{message}"
+    );
+}

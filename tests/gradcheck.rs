@@ -9,7 +9,7 @@ mod common;
 
 use common::{assert_close, random, rng};
 use rand::seq::SliceRandom;
-use supernet::engine::{ConvGeometry, CpuBackend, Memory, Tape, Tensor};
+use supernet::engine::{ConvGeometry, CpuBackend, Memory, PoolKind, Tape, Tensor};
 use supernet::Result;
 
 type Cpu = CpuBackend;
@@ -548,4 +548,31 @@ fn unused_parameter_and_constant_data_get_no_gradient() {
         "a parameter no op used has a gradient"
     );
     assert!(grads.get(&data).is_none(), "constant data has a gradient");
+}
+
+/// Stride-1 pooling, max on a shuffled ramp (steps of 0.05 > 2 * EPS_LINEAR: no probe changes
+/// any window's maximum, and no window has a tie) and average (linear) on random values; 3x3
+/// and 5x5 windows, which overlap, and a 5x5 wider than the 4-row image.
+#[test]
+fn pool_s1() {
+    for kernel in [3, 5] {
+        for shape in [[2, 2, 5, 7], [1, 3, 4, 6]] {
+            let len: usize = shape.iter().product();
+            let mut ramp: Vec<f32> = (0..len).map(|i| i as f32 * 0.05 - 1.0).collect();
+            ramp.shuffle(&mut rng(1));
+            let upstream = random(&mut rng(2), len);
+            for (kind, x) in [
+                (PoolKind::Max, input("x", ramp, &shape)),
+                (PoolKind::Avg, random_input("x", 3, &shape)),
+            ] {
+                check_gradients(
+                    &format!("pool_s1 {kind:?} {kernel}x{kernel} {shape:?}"),
+                    &[x],
+                    &upstream,
+                    EPS_LINEAR,
+                    |t, p| t.pool_s1(&p[0], kind, kernel),
+                );
+            }
+        }
+    }
 }

@@ -21,6 +21,7 @@ use supernet::engine::ops::gather::GatherDims;
 use supernet::engine::ops::linear::LinearDims;
 use supernet::engine::ops::masked_concat::ConcatDims;
 use supernet::engine::ops::maxpool2::Pool2Dims;
+use supernet::engine::ops::pool_s1::{PoolKind, PoolS1Dims};
 use supernet::engine::ops::softmax_xent::XentDims;
 use supernet::engine::{
     Adadelta, AdadeltaConfig, Backend, CpuBackend, Memory, ReferenceBackend, Tape, Tensor,
@@ -1394,4 +1395,105 @@ fn a_short_buffer_is_refused_at_launch() {
         error.contains("relu.forward") && error.contains("need 100"),
         "{error}"
     );
+}
+
+// ---- pool_s1 --------------------------------------------------------------------------------
+
+enum PoolS1Input {
+    /// Uniform in [-1, 1): ties are unlikely.
+    Random,
+    /// Four levels, about half zeros (as after ReLU): many ties inside windows.
+    Ties,
+    /// All zeros: every window a tie, so every argmax is the window's first in-image pixel.
+    Zeros,
+}
+
+/// A kind, a kernel, x's shape `[N, C, H, W]`, and its values.
+struct PoolS1Case(&'static str, PoolKind, usize, [usize; 4], PoolS1Input);
+
+impl KernelCase for PoolS1Case {
+    fn name(&self) -> String {
+        let PoolS1Case(name, kind, kernel, [n, c, h, w], _) = self;
+        format!("pool_s1 {kind:?} {kernel}x{kernel} {name} (n{n} c{c} {h}x{w})")
+    }
+
+    /// For max, the output gradient is in quarters, so every input's sum of its windows'
+    /// gradients is exact in any order: with the argmax exact, the input gradient is too, and
+    /// is compared bit for bit as well as with the tolerance.
+    fn run<B: Backend>(&self, backend: &B, rng: &mut StdRng) -> Result<Outputs> {
+        let PoolS1Case(_, kind, kernel, shape, input) = self;
+        let d = PoolS1Dims::from_shape(shape, *kind, *kernel)?;
+        let x = match input {
+            PoolS1Input::Random => common::random(rng, d.len()),
+            PoolS1Input::Ties => tie_heavy(rng, d.len()),
+            PoolS1Input::Zeros => vec![0.0; d.len()],
+        };
+        let x = backend.upload(&x)?;
+        let grad_out = match kind {
+            PoolKind::Max => common::quarters(rng, d.len()),
+            PoolKind::Avg => common::random(rng, d.len()),
+        };
+        let grad_out = backend.upload(&grad_out)?;
+        let (out, argmax) = backend.pool_s1_forward(&d, &x)?;
+        let grad_x = backend.pool_s1_backward(&d, argmax.as_ref(), &grad_out)?;
+        let mut outputs = vec![values(backend, "forward", &out, d.len())?];
+        if let Some(argmax) = &argmax {
+            outputs.push(indices(backend, "forward argmax", argmax, d.len())?);
+            let bits = backend.download(&grad_x, d.len())?;
+            let bits = bits.iter().map(|g| g.to_bits()).collect();
+            outputs.push(("backward, bit for bit".into(), Out::Exact(bits)));
+        }
+        outputs.push(values(backend, "backward", &grad_x, d.len())?);
+        Ok(outputs)
+    }
+}
+
+/// The edge shapes for one kind: 1x1 images, a kernel wider than the image, one channel, odd
+/// sizes, batch 1, a length past a workgroup, ties and all-equal windows.
+fn pool_s1_edge_cases(kind: PoolKind) -> Vec<PoolS1Case> {
+    use PoolS1Input::{Random, Ties, Zeros};
+    vec![
+        PoolS1Case("1x1 images", kind, 3, [2, 3, 1, 1], Random),
+        PoolS1Case("1x1 images, kernel 5", kind, 5, [1, 2, 1, 1], Ties),
+        PoolS1Case("kernel 1 (the identity)", kind, 1, [1, 2, 3, 4], Random),
+        PoolS1Case("kernel 5 over 2x3", kind, 5, [2, 2, 2, 3], Random),
+        PoolS1Case("kernel 7 over 3x5", kind, 7, [1, 3, 3, 5], Ties),
+        PoolS1Case("one channel, odd 7x5", kind, 3, [3, 1, 7, 5], Random),
+        PoolS1Case("batch 1, odd 9x7", kind, 5, [1, 4, 9, 7], Random),
+        PoolS1Case("one row", kind, 3, [2, 2, 1, 9], Random),
+        PoolS1Case("one column", kind, 5, [2, 2, 8, 1], Random),
+        PoolS1Case(
+            "past a workgroup",
+            kind,
+            3,
+            [1, 1, 3, WORKGROUP + 5],
+            Random,
+        ),
+        PoolS1Case("ties, 7x6", kind, 3, [2, 3, 7, 6], Ties),
+        PoolS1Case("ties, 6x9", kind, 5, [3, 2, 6, 9], Ties),
+        PoolS1Case("all zeros", kind, 3, [2, 3, 5, 6], Zeros),
+        PoolS1Case("all zeros", kind, 5, [1, 2, 6, 5], Zeros),
+    ]
+}
+
+#[test]
+fn pool_s1_max_edge_shapes_with_ties() {
+    check(&pool_s1_edge_cases(PoolKind::Max));
+}
+
+#[test]
+fn pool_s1_avg_edge_shapes() {
+    check(&pool_s1_edge_cases(PoolKind::Avg));
+}
+
+#[test]
+fn pool_s1_supernet_shapes() {
+    use PoolS1Input::Ties;
+    let shape = [64, 8, 14, 14];
+    check(&[
+        PoolS1Case("ops space", PoolKind::Max, 3, shape, Ties),
+        PoolS1Case("ops space", PoolKind::Avg, 3, shape, Ties),
+        PoolS1Case("ops space", PoolKind::Max, 5, shape, Ties),
+        PoolS1Case("ops space", PoolKind::Avg, 5, shape, Ties),
+    ]);
 }

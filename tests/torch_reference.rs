@@ -14,7 +14,8 @@ use common::{assert_close, fixture_files, gpu, load, OpFixture};
 use serde::Deserialize;
 use std::collections::HashMap;
 use supernet::engine::{
-    Adadelta, AdadeltaConfig, Backend, ConvGeometry, CpuBackend, Gradients, Tape, Tensor,
+    Adadelta, AdadeltaConfig, Backend, ConvGeometry, CpuBackend, Gradients, PoolKind, Tape,
+    Tensor,
 };
 use supernet::model::{BlockMask, SearchSpace, Subnet, SuperNet, SuperNetConfig, Variant};
 use supernet::training::StepLr;
@@ -577,4 +578,57 @@ on_both_backends! {
     ops_space_concat_gradients => |b| space_gradients_match_torch(b, "ops_space", Variant::Concat);
     ops_space_sum_training => |b| space_training_matches_torch(b, "ops_space", Variant::Sum);
     ops_space_concat_training => |b| space_training_matches_torch(b, "ops_space", Variant::Concat);
+}
+
+// ---- pool_s1: stride-1 max and average pooling ----------------------------------------------
+
+/// The fixtures of stride-1 pooling of one kind: `{max,avg}pool{K}s1_*.json`, told apart from
+/// maxpool2's files by their op, each with its kernel; `expected` of them at least.
+fn pool_s1_fixtures(kind: PoolKind, expected: usize) -> Vec<(String, OpFixture, usize)> {
+    let (prefix, op) = match kind {
+        PoolKind::Max => ("maxpool", "maxpool_s1"),
+        PoolKind::Avg => ("avgpool", "avgpool_s1"),
+    };
+    let fixtures: Vec<(String, OpFixture, usize)> = fixture_files("ops", prefix)
+        .into_iter()
+        .map(|file| (load::<OpFixture>(&file), file))
+        .filter(|(f, _)| f.op == op)
+        .map(|(f, file)| {
+            let param = |name: &str| f.params[name].as_u64().map(|v| v as usize);
+            let kernel = param("kernel").unwrap_or_else(|| panic!("{file}: no kernel"));
+            assert_eq!(param("stride"), Some(1), "{file}: stride");
+            assert_eq!(param("padding"), Some(kernel / 2), "{file}: padding");
+            if kind == PoolKind::Avg {
+                let include_pad = f.params["count_include_pad"].as_bool();
+                assert_eq!(include_pad, Some(false), "{file}: count_include_pad");
+            }
+            (file, f, kernel)
+        })
+        .collect();
+    assert!(
+        fixtures.len() >= expected,
+        "{op}: {} fixtures, expected {expected}",
+        fixtures.len()
+    );
+    fixtures
+}
+
+fn pool_s1_matches_torch<B: Backend>(backend: &B, kind: PoolKind, expected: usize) {
+    for (file, f, kernel) in pool_s1_fixtures(kind, expected) {
+        let tape = Tape::new(backend);
+        let x = leaf(backend, &f, "x");
+        let out = tape.pool_s1(&x, kind, kernel).expect("pool_s1");
+        expect(backend, &file, &out, &f, "out");
+        let grads = backward_upstream(backend, &tape, &out, &f);
+        expect_grad(backend, &file, &grads, &x, &f, "grad_x");
+    }
+}
+
+mod pool_s1 {
+    use super::*;
+
+    on_both_backends! {
+        max => |b| pool_s1_matches_torch(b, PoolKind::Max, 3);
+        avg => |b| pool_s1_matches_torch(b, PoolKind::Avg, 2);
+    }
 }

@@ -12,6 +12,6 @@ pub use backends::gpu::{GpuBackend, GpuContext, KernelProfile};
 pub use backends::reference::ReferenceBackend;
 pub use ops::adadelta::{Adadelta, AdadeltaConfig};
 pub use ops::conv2d::ConvGeometry;
-pub use ops::pending::PoolKind;
+pub use ops::pool_s1::PoolKind;
 pub use tape::{Gradients, Tape};
 pub use tensor::{Tensor, TensorId};

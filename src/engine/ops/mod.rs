@@ -41,7 +41,7 @@ ops! {
     masked_concat: MaskedConcatKernel,
     masked_sum: MaskedSumKernel,
     maxpool2: MaxPool2Kernel,
-    pending,
+    pool_s1: PoolS1Kernel,
     reduce: ReduceKernel,
     relu: ReluKernel,
     reshape,
