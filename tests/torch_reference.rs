@@ -14,8 +14,7 @@ use common::{assert_close, fixture_files, gpu, load, OpFixture};
 use serde::Deserialize;
 use std::collections::HashMap;
 use supernet::engine::{
-    Adadelta, AdadeltaConfig, Backend, ConvGeometry, CpuBackend, Gradients, PoolKind, Tape,
-    Tensor,
+    Adadelta, AdadeltaConfig, Backend, ConvGeometry, CpuBackend, Gradients, PoolKind, Tape, Tensor,
 };
 use supernet::model::{BlockMask, SearchSpace, Subnet, SuperNet, SuperNetConfig, Variant};
 use supernet::training::StepLr;

@@ -86,7 +86,7 @@ impl Kind for Conv {
     }
 
     fn check(&self) -> std::result::Result<(), String> {
-        if self.kernel % 2 == 0 {
+        if self.kernel.is_multiple_of(2) {
             return Err("a kernel size must be odd (same padding puts k/2 on each side)".into());
         }
         Ok(())
