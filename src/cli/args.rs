@@ -225,6 +225,31 @@ fn parse_parallel(text: &str) -> Result<Parallel, String> {
     }
 }
 
+/// The most local workers `--workers` starts: each is a process holding the dataset.
+pub const MAX_WORKERS: usize = 64;
+
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a count of workers from 1 to {MAX_WORKERS} (each is a process of its own)"
+        )),
+    }
+}
+
+/// The shortest `--claim-timeout`: ten heartbeats of a second each, so that a live worker's
+/// claim is never taken for a dead one's.
+pub const MIN_CLAIM_TIMEOUT: u64 = 10;
+
+fn parse_claim_timeout(text: &str) -> Result<u64, String> {
+    match text.parse() {
+        Ok(n) if n >= MIN_CLAIM_TIMEOUT => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds of at least {MIN_CLAIM_TIMEOUT} (a claim's heartbeat comes every tenth of it; a shorter timeout takes live workers' trainings over)"
+        )),
+    }
+}
+
 fn parse_space(text: &str) -> Result<SearchSpace, String> {
     SearchSpace::parse(text).map_err(|e| e.to_string())
 }
@@ -360,8 +385,9 @@ pub struct ExperimentArgs {
     /// one folder at once: each job is claimed by one of them.
     #[arg(long, default_value = "runs/experiment")]
     pub out: PathBuf,
-    /// Start this many local workers on the folder (processes of this command).
-    #[arg(long, default_value_t = 1)]
+    /// Start this many local workers on the folder (processes of this command): at most
+    /// the trainings left (more would find nothing to claim) and at most 64.
+    #[arg(long, default_value_t = 1, value_parser = parse_workers)]
     pub workers: usize,
     /// Trainings each worker runs at once, each on a thread of its own: on a GPU they share
     /// the device (each with its own command encoders), so one training's gaps (reading back,
@@ -370,8 +396,9 @@ pub struct ExperimentArgs {
     #[arg(long, default_value = "auto", value_parser = parse_parallel)]
     pub parallel: Parallel,
     /// Seconds after its last heartbeat that another worker's claim counts as dead and is
-    /// taken over (keep it well above the clock skew between hosts).
-    #[arg(long, default_value_t = 600)]
+    /// taken over (keep it well above the clock skew between hosts). At least 10: a claim's
+    /// heartbeat comes every tenth of it, and at least every second.
+    #[arg(long, default_value_t = 600, value_parser = parse_claim_timeout)]
     pub claim_timeout: u64,
     #[command(flatten)]
     pub device: DeviceArgs,

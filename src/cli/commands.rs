@@ -11,6 +11,8 @@ use supernet::engine::Backend;
 use supernet::model::checkpoint::{self, Checkpoint, LoadOptions, Trained};
 use supernet::model::{export, SearchSpace, Subnet, Variant};
 use supernet::report::{Existing, RunDir, Start};
+use supernet::training::claim::FolderLock;
+use supernet::training::experiment::PLAN_FILE;
 use supernet::training::{
     evaluate_subnets, DeviceSplit, EpochMetrics, Mode, Sampling, SubnetMetrics, TrainConfig,
     Trainer, EVAL_BATCH,
@@ -22,7 +24,7 @@ use crate::cli::args::{
 use crate::cli::backend::{select, Selected};
 use crate::cli::bench::BenchArgs;
 use crate::cli::output::say;
-use crate::cli::progress::Progress;
+use crate::cli::progress::{save_weights, Progress};
 use crate::cli::signals;
 use crate::cli::tables::{print_table, Entry};
 
@@ -151,6 +153,8 @@ pub fn train(args: &TrainArgs, training: Training) -> Result<()> {
         (_, true) => Existing::Clear,
         _ => Existing::Refuse,
     };
+    // Held until the command ends: a second writer of the folder is refused, naming this one.
+    let _lock = args.out.as_deref().map(lock_run_folder).transpose()?;
     let runs = run_dirs(args, &configs, existing)?;
     signals::install()?;
     let mut finals = Vec::new();
@@ -179,6 +183,20 @@ pub fn train(args: &TrainArgs, training: Training) -> Result<()> {
         &entries(space, &space.subnets(), &merged),
     );
     Ok(())
+}
+
+/// Locks `out` for this process, or names the writer that holds it. An experiment's folder is
+/// refused: its trainings are its workers' (`experiment` resumes them).
+pub fn lock_run_folder(out: &Path) -> Result<FolderLock> {
+    if out.join(PLAN_FILE).exists() {
+        anyhow::bail!(
+            "--out: {} holds an experiment ({PLAN_FILE}); `supernet experiment --out {}` continues it",
+            out.display(),
+            out.display()
+        );
+    }
+    let host = host_name().unwrap_or_else(|| "unknown".into());
+    Ok(FolderLock::acquire(out, &host).context("cannot use the output directory")?)
 }
 
 /// The command line without its `--out`, `--resume` and `--force`, to say how to resume.
@@ -275,6 +293,13 @@ pub fn train_one<'b, B: Backend>(
     let mut trainer = if start == Start::Resume {
         let trainer = Trainer::resume(backend, data, config.clone(), &run.state_path())
             .context("cannot resume the training")?;
+        let done = trainer.history().len();
+        let at_epoch_end = trainer.resumed_step() == 0;
+        if at_epoch_end && done > 0 {
+            // A kill between the state and the weights leaves the weights an epoch behind:
+            // they are the state's, written before the metrics that name its epochs.
+            save_weights(backend, &trainer.net, run, config)?;
+        }
         let order: Vec<String> = config
             .mode
             .evaluated(&config.space)
@@ -282,7 +307,6 @@ pub fn train_one<'b, B: Backend>(
             .map(Subnet::to_string)
             .collect();
         run.rewrite_metrics(trainer.history(), &order)?;
-        let done = trainer.history().len();
         match trainer.resumed_step() {
             0 => say!("resuming after epoch {done} of {}", config.epochs),
             step => say!(
@@ -290,6 +314,9 @@ pub fn train_one<'b, B: Backend>(
                 config.epochs,
                 done + 1
             ),
+        }
+        if at_epoch_end && done >= config.epochs {
+            say!("nothing left to train: the weights and metrics of epoch {done} written from the training state");
         }
         trainer
     } else {
@@ -437,6 +464,12 @@ pub fn check_classes(classes: usize, split: &data::Split, weights: &Path) -> Res
 
 /// `export --weights W --subnet S --out FILE`.
 pub fn export(weights: &Path, subnet: &str, space: Option<&SearchSpace>, out: &Path) -> Result<()> {
+    if same_file(weights, out) {
+        anyhow::bail!(
+            "--out {} is the --weights file: the SuperNet would be replaced by one subnet; give another --out",
+            out.display()
+        );
+    }
     let cpu = supernet::engine::CpuBackend::new();
     let options = LoadOptions {
         space: space.cloned(),
@@ -462,6 +495,28 @@ pub fn export(weights: &Path, subnet: &str, space: Option<&SearchSpace>, out: &P
         }
     }
     Ok(())
+}
+
+/// Whether `a` and `b` name one existing file (by another path or a link included).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b || same_inode(&a, &b),
+        _ => false,
+    }
+}
+
+#[cfg(unix)]
+fn same_inode(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_inode(_: &Path, _: &Path) -> bool {
+    false
 }
 
 /// `bench`: see `cli::bench`.

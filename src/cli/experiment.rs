@@ -9,7 +9,7 @@ use supernet::data::Dataset;
 use supernet::engine::{Backend, CpuBackend, GpuBackend};
 use supernet::model::Variant;
 use supernet::report::summary::{Predictor, Summary};
-use supernet::report::{self, clear_run, write_atomically, RunDir, Start};
+use supernet::report::{self, clear_run, write_atomically, RunDir, Start, RUN_FILES};
 use supernet::training::claim;
 use supernet::training::experiment::{
     job_state, Experiment, Job, JobKind, JobResult, JobState, PLAN_FILE, RESULT_FILE,
@@ -29,6 +29,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
     let experiment = plan(args);
     experiment.validate()?;
     let out = &args.out;
+    refuse_a_run_folder(out)?;
     // Refuse a directory of other settings before training anything.
     let jobs = experiment.jobs();
     let states = jobs
@@ -50,8 +51,13 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         say!("nothing to train");
         return report(out);
     }
-    if args.workers == 0 {
-        anyhow::bail!("--workers must be at least 1, got 0");
+    // More workers than trainings left would find nothing to claim.
+    let workers = args.workers.min(pending);
+    if workers < args.workers {
+        say!(
+            "{pending} trainings left: {workers} workers, not {}",
+            args.workers
+        );
     }
     let protocol = &experiment.protocol;
     let data = load_data_for(&args.device, &protocol.space, protocol.validation)?;
@@ -63,7 +69,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
     let plan = serde_json::to_string_pretty(&experiment.plan())?;
     write_atomically(&out.join(PLAN_FILE), format!("{plan}\n").as_bytes())?;
     signals::install()?;
-    let others = spawn_workers(args.workers - 1)?;
+    let others = spawn_workers(workers - 1)?;
     let shared = Shared {
         experiment: &experiment,
         data: &data,
@@ -94,6 +100,36 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         return Ok(());
     }
     report(out)
+}
+
+/// An experiment's folder holds its plan and job folders; a folder that holds a run of
+/// `oneshot`, `standalone` or `search` (or is locked by one) is not one, and mixing the two
+/// would mix their files.
+fn refuse_a_run_folder(out: &Path) -> Result<()> {
+    if out.join(PLAN_FILE).exists() {
+        return Ok(());
+    }
+    let run_files = RUN_FILES
+        .into_iter()
+        .chain([claim::LOCK_FILE, "ranking.json"])
+        .filter(|f| out.join(f).exists());
+    let subnet_runs = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("subnet-"))
+        .filter(|e| e.path().join("config.json").exists())
+        .map(|_| "subnet-*/config.json")
+        .take(1);
+    let held: Vec<&str> = run_files.chain(subnet_runs).take(3).collect();
+    if !held.is_empty() {
+        anyhow::bail!(
+            "--out: {} holds a run, not an experiment ({}); give an experiment a folder of its own",
+            out.display(),
+            held.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// `n` more processes of this command on the same folder, each one worker.

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::data::idx::read_idx;
 use crate::error::{Error, Result};
 
@@ -63,6 +65,69 @@ impl Split {
 pub struct Dataset {
     pub train: Split,
     pub test: Split,
+}
+
+/// What a training state records of its data (the counts and a CRC-32 of the decoded images
+/// and labels), so that a resume on other data is refused rather than mixing two datasets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataDigest {
+    pub train: SplitDigest,
+    pub test: SplitDigest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitDigest {
+    pub count: usize,
+    pub images_crc32: u32,
+    pub labels_crc32: u32,
+}
+
+impl Split {
+    fn digest(&self) -> SplitDigest {
+        let crc = |bytes: &[u8]| {
+            let mut crc = flate2::Crc::new();
+            crc.update(bytes);
+            crc.sum()
+        };
+        SplitDigest {
+            count: self.count,
+            images_crc32: crc(&self.images),
+            labels_crc32: crc(&self.labels),
+        }
+    }
+}
+
+impl Dataset {
+    pub fn digest(&self) -> DataDigest {
+        DataDigest {
+            train: self.train.digest(),
+            test: self.test.digest(),
+        }
+    }
+}
+
+impl DataDigest {
+    /// What differs from `now`, each named ("the training images: 1280, now 640").
+    pub fn differences(&self, now: &DataDigest) -> Vec<String> {
+        let mut differing = Vec::new();
+        for (split, was, now) in [
+            ("training", &self.train, &now.train),
+            ("test", &self.test, &now.test),
+        ] {
+            if was.count != now.count {
+                differing.push(format!(
+                    "the {split} images: {}, now {}",
+                    was.count, now.count
+                ));
+            } else if was.images_crc32 != now.images_crc32 {
+                differing.push(format!("the {split} images' pixels"));
+            }
+            if was.count == now.count && was.labels_crc32 != now.labels_crc32 {
+                differing.push(format!("the {split} labels"));
+            }
+        }
+        differing
+    }
 }
 
 /// The directory shipped with the project, in the source tree the binary was built from.

@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::data::DataDigest;
 use crate::error::{Error, Result};
 use crate::model::checkpoint;
 use crate::training::EpochMetrics;
@@ -83,6 +84,9 @@ pub struct TrainingState {
     pub sampler: SamplerState,
     /// Seconds spent in training steps so far.
     pub step_seconds: f64,
+    /// The data trained on (absent in states written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataDigest>,
 }
 
 /// The tensors: each parameter and its two Adadelta accumulators, by state_dict name.
