@@ -76,18 +76,16 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         args,
         failed: AtomicBool::new(false),
     };
-    if parallel == 1 {
-        shared.session(&backend).work(&jobs)?;
+    let worked = if parallel == 1 {
+        shared.session(&backend).work(&jobs)
     } else {
         say!("{parallel} trainings at once");
-        work_in_parallel(&shared, &backend, &jobs, parallel)?;
-    }
-    for mut worker in others {
-        let status = worker.wait().context("a worker")?;
-        if !status.success() {
-            anyhow::bail!("a worker failed ({status}); rerun the same command to go on");
-        }
-    }
+        work_in_parallel(&shared, &backend, &jobs, parallel)
+    };
+    // Stopped or failed, this worker still waits for the others (passing a stop on to them).
+    let waited = wait_for_workers(others);
+    worked?;
+    waited?;
     let unfinished = jobs
         .iter()
         .filter(|job| !out.join(job.dir()).join(RESULT_FILE).is_file())
@@ -155,6 +153,46 @@ fn spawn_workers(n: usize) -> Result<Vec<std::process::Child>> {
                 .context("cannot start a worker")
         })
         .collect()
+}
+
+/// Waits for the local workers. A stop signal to this process is passed on to them, so that
+/// a `kill` of the command stops every worker, as Ctrl-C (sent to the whole process group)
+/// does; the command then exits as the signal says. It is passed on as SIGUSR1: a worker
+/// that Ctrl-C reached already would take a second SIGINT or SIGTERM as "end at once",
+/// before writing its state.
+fn wait_for_workers(mut workers: Vec<std::process::Child>) -> Result<()> {
+    let mut forwarded = None;
+    let mut failed = None;
+    while !workers.is_empty() {
+        if let (None, Some((name, code))) = (forwarded, signals::received()) {
+            for worker in &workers {
+                // SAFETY: kill(2) on our own child's pid, which it keeps until we reap it.
+                unsafe { libc::kill(worker.id() as libc::pid_t, libc::SIGUSR1) };
+            }
+            forwarded = Some((name, code));
+        }
+        let mut still = Vec::new();
+        for mut worker in workers {
+            match worker.try_wait().context("a worker")? {
+                Some(status) if !status.success() => failed = Some(status),
+                Some(_) => {}
+                None => still.push(worker),
+            }
+        }
+        workers = still;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some((name, code)) = forwarded {
+        let line =
+            format!("stopped by {name}, every worker with it; rerun the same command to go on");
+        return Err(signals::Stopped { line, code }.into());
+    }
+    match failed {
+        Some(status) => {
+            anyhow::bail!("a worker failed ({status}); rerun the same command to go on")
+        }
+        None => Ok(()),
+    }
 }
 
 /// `report DIR`: statistics, figures and `report.md` from the saved results.
