@@ -250,7 +250,37 @@ fn parse_claim_timeout(text: &str) -> Result<u64, String> {
     }
 }
 
+/// A learning rate as the optimizer holds it (f32): 1e39 is inf there, 1e-50 is 0.
+fn parse_lr(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(lr) if lr > 0.0 && (lr as f32).is_finite() && (lr as f32) > 0.0 => Ok(lr),
+        _ => Err(format!(
+            "'{text}' is not a positive learning rate that f32 holds (about 1e-38 to 3e38)"
+        )),
+    }
+}
+
+fn parse_gib(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(gib) if gib.is_finite() && gib > 0.0 => Ok(gib),
+        _ => Err(format!(
+            "'{text}' is not a positive finite number of GiB (like 8 or 0.5)"
+        )),
+    }
+}
+
+/// The longest `--space` spec read: far more blocks and choices than any image allows, and
+/// short enough that an error quoting it stays readable.
+const MAX_SPACE_SPEC: usize = 1000;
+
 fn parse_space(text: &str) -> Result<SearchSpace, String> {
+    if text.chars().count() > MAX_SPACE_SPEC {
+        let start: String = text.chars().take(20).collect();
+        return Err(format!(
+            "'{start}...' is {} characters long; a space spec has at most {MAX_SPACE_SPEC}",
+            text.chars().count()
+        ));
+    }
     SearchSpace::parse(text).map_err(|e| e.to_string())
 }
 
@@ -295,8 +325,9 @@ pub struct DeviceArgs {
     /// lavapipe is slower than the CPU path), else the CPU.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
-    /// Refuse a training whose estimated memory passes this many GiB.
-    #[arg(long, default_value_t = 8.0)]
+    /// Refuse a training whose estimated memory (the dataset as decoded included) passes
+    /// this many GiB; a data file announcing more is refused before it is read.
+    #[arg(long, default_value_t = 8.0, value_parser = parse_gib)]
     pub max_memory: f64,
     /// A directory with the four MNIST-style IDX files (gzip'd or raw); Fashion-MNIST works too.
     /// Default: the copy of MNIST shipped in data/mnist.
@@ -314,7 +345,7 @@ pub struct ProtocolArgs {
     #[arg(long, default_value_t = 64)]
     pub batch_size: u32,
     /// Adadelta learning rate.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_lr)]
     pub lr: f64,
     /// Learning-rate factor after every epoch.
     #[arg(long, default_value_t = 0.7, allow_negative_numbers = true)]

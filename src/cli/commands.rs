@@ -82,9 +82,24 @@ pub fn data_dir(device: &DeviceArgs) -> Result<PathBuf> {
     }
 }
 
+/// The dataset, a file announcing more than `--max-memory` refused before it is read.
 pub fn load_data(device: &DeviceArgs) -> Result<Dataset> {
     let dir = data_dir(device)?;
-    data::load(&dir).context("cannot load the dataset")
+    data::load_within(&dir, max_memory_bytes(device) as u64).context("cannot load the dataset")
+}
+
+fn max_memory_bytes(device: &DeviceArgs) -> f64 {
+    device.max_memory * GIB
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// `bytes` in GiB (absurd sizes stay in GiB), or a smaller unit where GiB rounds to nothing.
+fn size(bytes: f64) -> String {
+    match bytes {
+        b if b >= 0.1 * GIB => format!("{:.1} GiB", b / GIB),
+        b => data::idx::size(b as u64),
+    }
 }
 
 /// Refuses a training larger than `--max-memory` (before anything is allocated or written).
@@ -99,18 +114,28 @@ pub fn check_memory_of(
     device: &DeviceArgs,
     trainings: usize,
 ) -> Result<()> {
-    if !(device.max_memory.is_finite() && device.max_memory > 0.0) {
-        anyhow::bail!(
-            "--max-memory must be a positive number of GiB, got {}",
-            device.max_memory
-        );
+    // The decoded dataset once, and per training its copy on the device and the model.
+    let limit = max_memory_bytes(device);
+    let data_bytes = data.bytes() as f64;
+    let per_training = config.estimated_bytes(data.train.rows) + data_bytes;
+    let need = data_bytes + trainings as f64 * per_training;
+    if need <= limit {
+        return Ok(());
     }
-    let limit = device.max_memory * (1u64 << 30) as f64 / trainings as f64;
-    let checked = config.check_memory(data.train.rows, limit);
-    if trainings > 1 {
-        return checked.with_context(|| format!("{trainings} trainings at once (--parallel)"));
-    }
-    Ok(checked?)
+    let at_once = match trainings {
+        1 => String::new(),
+        n => format!(" ({n} trainings at once, --parallel)"),
+    };
+    anyhow::bail!(
+        "--max-memory: this would take about {}{at_once}: the data {} decoded and as much again on the device per training, the model {} (--channels {}, --hidden {}, --batch-size {}); more than the {} allowed; raise --max-memory if the machine has it",
+        size(need),
+        size(data_bytes),
+        size(config.estimated_bytes(data.train.rows)),
+        config.channels,
+        config.hidden,
+        config.batch_size,
+        size(limit)
+    )
 }
 
 /// The data, checked to fit the space and the hold-out, before anything is written.

@@ -21,21 +21,35 @@ pub struct IdxArray {
 /// file is read no further than its header announces (plus one byte, to refuse trailing
 /// data), so a small file that inflates to gigabytes costs no more memory than its header says.
 pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
+    read_idx_within(path, ndims, u64::MAX)
+}
+
+/// `read_idx`, refusing before reading its body a file that announces more than `limit` bytes
+/// of values (raw: a file larger than that).
+pub fn read_idx_within(path: &Path, ndims: usize, limit: u64) -> Result<IdxArray> {
     let bad = |detail: String| Error::Format {
         path: path.to_path_buf(),
         detail,
     };
-    let raw = std::fs::read(path).map_err(|error| Error::Io {
+    let io = |error| Error::Io {
         path: path.to_path_buf(),
         error,
-    })?;
+    };
+    if path.is_dir() {
+        return Err(bad("is a directory, not an IDX file".into()));
+    }
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    let raw = std::fs::read(path).map_err(io)?;
     let bytes = if raw.starts_with(&GZIP_MAGIC) {
-        let mut decoder = flate2::read::GzDecoder::new(&raw[..]);
+        // Every member of a multi-member gzip (what `cat a.gz b.gz` makes); anything after
+        // the last one is not gzip and is refused.
+        let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]);
         let mut header = vec![0u8; 4 + 4 * ndims];
         let read = read_up_to(&mut decoder, &mut header)
             .map_err(|e| bad(format!("corrupt gzip data: {e}")))?;
         header.truncate(read);
         let announced = body_len(&header, ndims).unwrap_or(0);
+        check_limit(announced as u64, limit, &header, ndims).map_err(bad)?;
         let mut body = Vec::new();
         decoder
             .take(announced as u64 + 1)
@@ -44,9 +58,53 @@ pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
         header.extend(body);
         header
     } else {
+        let header = &raw[..raw.len().min(4 + 4 * ndims)];
+        check_limit(
+            size.saturating_sub(header.len() as u64),
+            limit,
+            header,
+            ndims,
+        )
+        .map_err(bad)?;
         raw
     };
     parse_idx(&bytes, ndims).map_err(bad)
+}
+
+/// Refuses `values` bytes past `limit`, naming the dimensions that announce them.
+fn check_limit(
+    values: u64,
+    limit: u64,
+    header: &[u8],
+    ndims: usize,
+) -> std::result::Result<(), String> {
+    if values <= limit {
+        return Ok(());
+    }
+    let what = match header.len() >= 4 + 4 * ndims {
+        true => format!("dimensions {:?} announce", dims(header, ndims)),
+        false => "the file holds".to_string(),
+    };
+    Err(format!(
+        "{what} {} of values, more than the memory limit leaves for them ({}; --max-memory)",
+        size(values),
+        size(limit)
+    ))
+}
+
+/// `bytes` in the largest unit that keeps a digit before the point.
+pub fn size(bytes: u64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} bytes"),
+        _ => format!("{value:.1} {}", units[unit]),
+    }
 }
 
 /// Fills `buffer` from `reader` as far as it goes; the bytes read.
