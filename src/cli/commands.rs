@@ -467,12 +467,31 @@ fn eval_on<B: Backend>(
     let space = &net.config.space;
     let subnets = trained.evaluated(space);
     let metrics = evaluate_subnets(backend, &net, &split, &subnets, EVAL_BATCH)?;
+    let losses = subnets
+        .iter()
+        .zip(&metrics)
+        .map(|(s, m)| (s.to_string(), m.loss));
+    check_losses(weights, losses)?;
     let entries = subnets
         .iter()
         .zip(metrics)
         .map(|(s, m)| Entry::new(space, s, trained.name(s), m))
         .collect();
     Ok((trained, space.clone(), entries))
+}
+
+/// Finite weights can still overflow f32 on the way to the loss (values near 3e38): a NaN
+/// loss is an error naming the subnet, not a row of the table.
+pub fn check_losses(weights: &Path, losses: impl Iterator<Item = (String, f64)>) -> Result<()> {
+    for (subnet, loss) in losses {
+        if !loss.is_finite() {
+            anyhow::bail!(
+                "{}: subnet {subnet}'s loss is {loss}: the weights are finite, but too large for f32 arithmetic",
+                weights.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The labels must be classes the weights predict.

@@ -41,6 +41,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         .iter()
         .filter(|s| matches!(s, JobState::Pending))
         .count();
+    remove_dead_claims(args, &jobs, &states);
     say!(
         "experiment in {}: {} trainings, {} finished earlier, {pending} to train",
         out.display(),
@@ -128,6 +129,17 @@ fn refuse_a_run_folder(out: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The claims a killed worker left in finished jobs' folders.
+fn remove_dead_claims(args: &ExperimentArgs, jobs: &[Job], states: &[JobState]) {
+    let me = claim::record(&host_name().unwrap_or_else(|| "unknown".into()));
+    let timeout = Duration::from_secs(args.claim_timeout);
+    for (job, state) in jobs.iter().zip(states) {
+        if let JobState::Finished(_) = state {
+            claim::remove_dead(&args.out.join(job.dir()), &me, timeout);
+        }
+    }
 }
 
 /// `n` more processes of this command on the same folder, each one worker.

@@ -108,6 +108,8 @@ fn search_on<B: Backend>(
     };
     let split = DeviceSplit::upload(backend, held_out)?;
     let ranking = rank(backend, &net, &split, strategy)?;
+    let losses = ranking.iter().map(|r| (r.subnet.clone(), r.loss));
+    crate::cli::commands::check_losses(&args.weights, losses)?;
     let about = json!({
         "weights": args.weights,
         "variant": net.config.variant.name(),

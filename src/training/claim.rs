@@ -102,6 +102,18 @@ fn claim_file(dir: &Path, name: &str, me: &ClaimRecord, timeout: Duration) -> Re
     }
 }
 
+/// Removes the claim in `dir` if its worker is gone: a kill between a job's result and the
+/// release of its claim leaves one in a finished job's folder.
+pub fn remove_dead(dir: &Path, me: &ClaimRecord, timeout: Duration) {
+    let path = dir.join(CLAIM_FILE);
+    if let Some(other) = read(&path) {
+        let stale = now().saturating_sub(other.heartbeat) > timeout.as_secs();
+        if stale || died_here(&other, me) {
+            take_over(&path, dir, CLAIM_FILE, me, &other);
+        }
+    }
+}
+
 /// Moves the stale claim `stale` out of `path` (only one worker's rename succeeds). Between
 /// reading it and renaming, another worker (or thread of this one) may have taken it over
 /// and claimed: a claim that is not `stale` is put back (a hard link, which never replaces
