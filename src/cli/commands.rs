@@ -94,10 +94,10 @@ fn max_memory_bytes(device: &DeviceArgs) -> f64 {
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-/// `bytes` in GiB (absurd sizes stay in GiB), or a smaller unit where GiB rounds to nothing.
+/// `bytes` in GiB (absurd sizes beyond u64 included), or a smaller unit below one.
 fn size(bytes: f64) -> String {
     match bytes {
-        b if b >= 0.1 * GIB => format!("{:.1} GiB", b / GIB),
+        b if b >= GIB => format!("{:.1} GiB", b / GIB),
         b => data::idx::size(b as u64),
     }
 }

@@ -92,9 +92,9 @@ fn check_limit(
     ))
 }
 
-/// `bytes` in the largest unit that keeps a digit before the point.
+/// `bytes` in the largest unit up to GiB that keeps a digit before the point.
 pub fn size(bytes: u64) -> String {
-    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let units = ["bytes", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
     while value >= 1024.0 && unit + 1 < units.len() {

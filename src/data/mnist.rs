@@ -245,6 +245,12 @@ fn load_split(dir: &Path, prefix: &str, limit: u64) -> Result<Split> {
         limit.saturating_sub(images.data.len() as u64),
     )?;
     let (count, rows, cols) = (images.dims[0], images.dims[1], images.dims[2]);
+    if count == 0 {
+        return Err(Error::Format {
+            path: images_path,
+            detail: "holds no images".into(),
+        });
+    }
     if labels.dims[0] != count {
         let detail = format!(
             "{} labels for the {count} images of {}",
@@ -261,12 +267,6 @@ fn load_split(dir: &Path, prefix: &str, limit: u64) -> Result<Split> {
         return Err(Error::Format {
             path: labels_path,
             detail,
-        });
-    }
-    if count == 0 {
-        return Err(Error::Format {
-            path: images_path,
-            detail: "holds no images".into(),
         });
     }
     if rows == 0 || rows != cols || rows % 4 != 0 {
