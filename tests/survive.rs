@@ -261,8 +261,9 @@ fn twice_at_once(args: &[&str]) -> [Output; 2] {
 }
 
 /// Of two writers started at once on one folder, one trains and the other is refused, naming
-/// the holder; the metrics hold each epoch once. The same for two resumes, and an
-/// experiment pointed at the run's folder is refused.
+/// the holder; the metrics hold each epoch once. The same for two resumes and two `--force`
+/// (whose loser failed on a missing file), and an experiment pointed at the run's folder is
+/// refused, as is a training pointed at an experiment's job.
 #[test]
 fn one_writer_per_run_folder() {
     let data = small_mnist();
@@ -298,6 +299,7 @@ fn one_writer_per_run_folder() {
     resume.retain(|a| *a != "--force");
     resume.push("--resume");
     lines(3, &twice_at_once(&resume));
+    lines(3, &twice_at_once(&args));
 
     let experiment = run(&experiment_args(data.path(), &run_dir, "2", "200"), None);
     let message = stderr(&experiment);
@@ -308,6 +310,16 @@ fn one_writer_per_run_folder() {
     );
     assert!(!run_dir.join("experiment.json").exists());
     assert!(!run_dir.join("sum").exists());
+
+    let experiment = dir.path().join("experiment");
+    let done = run(&experiment_args(data.path(), &experiment, "1", "200"), None);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let job = experiment.join("sum/seed-1/oneshot-uniform");
+    let line = error_line(&run(
+        &training("oneshot", data.path(), &job, &["--force"]),
+        None,
+    ));
+    assert!(line.contains("is a training of an experiment"), "{line}");
 }
 
 /// A claim timeout under ten heartbeats took live workers' trainings over: refused, before

@@ -11,8 +11,8 @@ use supernet::engine::Backend;
 use supernet::model::checkpoint::{self, Checkpoint, LoadOptions, Trained};
 use supernet::model::{export, SearchSpace, Subnet, Variant};
 use supernet::report::{Existing, RunDir, Start};
-use supernet::training::claim::FolderLock;
-use supernet::training::experiment::PLAN_FILE;
+use supernet::training::claim::{FolderLock, CLAIM_FILE};
+use supernet::training::experiment::{PLAN_FILE, RESULT_FILE};
 use supernet::training::{
     evaluate_subnets, DeviceSplit, EpochMetrics, Mode, Sampling, SubnetMetrics, TrainConfig,
     Trainer, EVAL_BATCH,
@@ -217,6 +217,15 @@ pub fn lock_run_folder(out: &Path) -> Result<FolderLock> {
         anyhow::bail!(
             "--out: {} holds an experiment ({PLAN_FILE}); `supernet experiment --out {}` continues it",
             out.display(),
+            out.display()
+        );
+    }
+    if let Some(file) = [CLAIM_FILE, RESULT_FILE]
+        .iter()
+        .find(|f| out.join(f).exists())
+    {
+        anyhow::bail!(
+            "--out: {} is a training of an experiment (it holds {file}); rerun the experiment to continue it",
             out.display()
         );
     }
