@@ -230,7 +230,7 @@ pub fn lock_run_folder(out: &Path) -> Result<FolderLock> {
         );
     }
     let host = host_name().unwrap_or_else(|| "unknown".into());
-    Ok(FolderLock::acquire(out, &host).context("cannot use the output directory")?)
+    FolderLock::acquire(out, &host).context("cannot use the output directory")
 }
 
 /// The command line without its `--out`, `--resume` and `--force`, to say how to resume.
