@@ -9,7 +9,7 @@ use supernet::data::Split;
 use supernet::engine::{Backend, CpuBackend};
 use supernet::model::checkpoint::{self, Checkpoint, LoadOptions, Trained};
 use supernet::model::export;
-use supernet::report::{RunDir, RUN_FILES};
+use supernet::report::RunDir;
 use supernet::search::{search as rank, write_ranking, EvolutionConfig, Ranked, Strategy};
 use supernet::training::claim::FolderLock;
 use supernet::training::DeviceSplit;
@@ -50,13 +50,11 @@ pub fn search(args: &SearchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Locks `out`, refusing one that holds a ranking or a run already (a search never writes
-/// over either).
+/// Locks `out`, refusing one that holds a ranking already (a search never writes over one).
 fn lock_search_folder(out: &Path) -> Result<FolderLock> {
     let lock = lock_run_folder(out)?;
     let held: Vec<&str> = ["ranking.json", "ranking.csv"]
         .into_iter()
-        .chain(RUN_FILES)
         .filter(|f| out.join(f).exists())
         .collect();
     if !held.is_empty() {
