@@ -50,13 +50,17 @@ pub fn read_idx_within(path: &Path, ndims: usize, limit: u64) -> Result<IdxArray
         header.truncate(read);
         let announced = body_len(&header, ndims).unwrap_or(0);
         check_limit(announced as u64, limit, &header, ndims).map_err(bad)?;
-        let mut body = Vec::new();
+        // Read after the header, into one buffer: the values are never held twice. Reserved
+        // no further than the file can inflate to (deflate expands at most 1032:1), so a
+        // header that lies costs nothing.
+        let most = raw.len().saturating_mul(1032).saturating_add(1024);
+        let mut bytes = header;
+        bytes.reserve_exact(announced.saturating_add(1).min(most));
         decoder
             .take(announced as u64 + 1)
-            .read_to_end(&mut body)
+            .read_to_end(&mut bytes)
             .map_err(|e| bad(format!("corrupt gzip data: {e}")))?;
-        header.extend(body);
-        header
+        bytes
     } else {
         let header = &raw[..raw.len().min(4 + 4 * ndims)];
         check_limit(
@@ -68,7 +72,7 @@ pub fn read_idx_within(path: &Path, ndims: usize, limit: u64) -> Result<IdxArray
         .map_err(bad)?;
         raw
     };
-    parse_idx(&bytes, ndims).map_err(bad)
+    into_idx(bytes, ndims).map_err(bad)
 }
 
 /// Refuses `values` bytes past `limit`, naming the dimensions that announce them.
@@ -159,6 +163,23 @@ pub fn decompressed(path: &Path) -> Result<Vec<u8>> {
 
 /// Checks the header and that the file holds exactly the values its dimensions announce.
 pub fn parse_idx(bytes: &[u8], ndims: usize) -> std::result::Result<IdxArray, String> {
+    let dims = check_idx(bytes, ndims)?;
+    Ok(IdxArray {
+        dims,
+        data: bytes[4 + 4 * ndims..].to_vec(),
+    })
+}
+
+/// `parse_idx` of a file read whole, its values kept where they are: a dataset of gigabytes
+/// is never held twice.
+fn into_idx(mut bytes: Vec<u8>, ndims: usize) -> std::result::Result<IdxArray, String> {
+    let dims = check_idx(&bytes, ndims)?;
+    bytes.drain(..4 + 4 * ndims);
+    Ok(IdxArray { dims, data: bytes })
+}
+
+/// The dimensions of a well-formed IDX file of `ndims` dimensions.
+fn check_idx(bytes: &[u8], ndims: usize) -> std::result::Result<Vec<usize>, String> {
     let header_len = 4 + 4 * ndims;
     if bytes.len() < header_len {
         return Err(format!(
@@ -188,10 +209,7 @@ pub fn parse_idx(bytes: &[u8], ndims: usize) -> std::result::Result<IdxArray, St
             "dimensions {dims:?} announce {values} values, and more data follows them"
         ));
     }
-    Ok(IdxArray {
-        dims,
-        data: body.to_vec(),
-    })
+    Ok(dims)
 }
 
 #[cfg(test)]
