@@ -103,14 +103,14 @@ fn killed_after_the_last_state_write_the_resume_writes_its_weights() {
         );
         let message = stderr(&resumed);
         assert!(resumed.status.success(), "{kind}: {message}");
-        assert!(
-            message.contains("nothing left to train"),
-            "{kind}: {message}"
-        );
         assert_eq!(
             tensors(&killed.join("model.safetensors")),
             tensors(&reference.join("model.safetensors")),
             "{kind}: the weights are not the last epoch's"
+        );
+        assert!(
+            message.contains("nothing left to train"),
+            "{kind}: {message}"
         );
         assert_eq!(accuracies(&killed), accuracies(&reference), "{kind}");
     }
@@ -792,4 +792,53 @@ fn sigterm_to_the_command_stops_every_worker() {
         "a worker went on after the command ended"
     );
     assert!(finished < 6, "every training finished before the signal");
+}
+
+/// Ctrl-C reaches the whole process group: every worker stops after its step (the command's
+/// own notice to them, SIGUSR1, is not a second SIGINT that would end them at once), and the
+/// command exits 130 after them.
+#[test]
+fn ctrl_c_stops_the_command_and_its_workers() {
+    use std::os::unix::process::CommandExt;
+    let data = small_mnist();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("experiment");
+    let mut args = experiment_args(data.path(), &out, "4", "200");
+    args[8] = "all";
+    args.extend(["--workers", "2"]);
+    let mut child = command(&args, None)
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let started = std::time::Instant::now();
+    let state = out.join("sum/seed-1/oneshot-uniform/training-state.safetensors");
+    while !state.exists() && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let group = format!("-{}", child.id());
+    let killed = Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("exits");
+    assert_eq!(status.code(), Some(130));
+    let finished = results(&out);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        results(&out),
+        finished,
+        "a worker went on after the command ended"
+    );
+    assert!(finished < 6, "every training finished before the signal");
+    // Each stopped training kept its state: none was ended at once by a second signal.
+    let unfinished_without_state = ["oneshot-uniform", "standalone-00", "standalone-10"]
+        .iter()
+        .map(|job| out.join("sum/seed-1").join(job))
+        .filter(|job| job.exists() && !job.join("result.json").exists())
+        .filter(|job| !job.join("training-state.safetensors").exists())
+        .count();
+    assert_eq!(unfinished_without_state, 0);
 }
