@@ -260,8 +260,11 @@ fn trainings_at_once(
     match args.parallel {
         Parallel::Trainings(n) => n,
         Parallel::Auto if hardware_gpu => {
+            // As `check_memory_of` counts: the data once, and per training its copy and model.
             let limit = args.device.max_memory * (1u64 << 30) as f64;
-            let fit = limit / protocol.estimated_bytes(data.train.rows);
+            let data_bytes = data.bytes() as f64;
+            let per_training = protocol.estimated_bytes(data.train.rows) + data_bytes;
+            let fit = (limit - data_bytes) / per_training;
             (fit.floor() as usize).clamp(1, 4)
         }
         Parallel::Auto => 1,
