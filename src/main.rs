@@ -68,13 +68,25 @@ fn quiet_window_system_probe() {
     }
 }
 
-/// clap's message on one line, without its usage and "--help" hints.
+/// clap's message on one line, without its usage and "--help" hints, and a value it quotes
+/// cut short where it is long (a 100,000-character `--space` is not echoed whole).
 fn one_line(message: &str) -> String {
     let hint = |line: &str| line.starts_with("Usage:") || line.starts_with("For more information");
-    let lines: Vec<&str> = message
+    let lines: Vec<String> = message
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !hint(l))
+        .map(|l| l.split(' ').map(shortened).collect::<Vec<_>>().join(" "))
         .collect();
     lines.join(" ")
+}
+
+fn shortened(word: &str) -> String {
+    const LONGEST: usize = 80;
+    let count = word.chars().count();
+    if count <= LONGEST {
+        return word.to_string();
+    }
+    let start: String = word.chars().take(40).collect();
+    format!("{start}...({count} characters)")
 }

@@ -228,7 +228,62 @@ fn parse_parallel(text: &str) -> Result<Parallel, String> {
     }
 }
 
+/// The most local workers `--workers` starts: each is a process holding the dataset.
+pub const MAX_WORKERS: usize = 64;
+
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a count of workers from 1 to {MAX_WORKERS} (each is a process of its own)"
+        )),
+    }
+}
+
+/// The shortest `--claim-timeout`: ten heartbeats of a second each, so that a live worker's
+/// claim is never taken for a dead one's.
+pub const MIN_CLAIM_TIMEOUT: u64 = 10;
+
+fn parse_claim_timeout(text: &str) -> Result<u64, String> {
+    match text.parse() {
+        Ok(n) if n >= MIN_CLAIM_TIMEOUT => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds of at least {MIN_CLAIM_TIMEOUT} (a claim's heartbeat comes every tenth of it; a shorter timeout takes live workers' trainings over)"
+        )),
+    }
+}
+
+/// A learning rate as the optimizer holds it (f32): 1e39 is inf there, 1e-50 is 0.
+fn parse_lr(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(lr) if lr > 0.0 && (lr as f32).is_finite() && (lr as f32) > 0.0 => Ok(lr),
+        _ => Err(format!(
+            "'{text}' is not a positive learning rate that f32 holds (about 1e-38 to 3e38)"
+        )),
+    }
+}
+
+fn parse_gib(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(gib) if gib.is_finite() && gib > 0.0 => Ok(gib),
+        _ => Err(format!(
+            "'{text}' is not a positive finite number of GiB (like 8 or 0.5)"
+        )),
+    }
+}
+
+/// The longest `--space` spec read: far more blocks and choices than any image allows, and
+/// short enough that an error quoting it stays readable.
+const MAX_SPACE_SPEC: usize = 1000;
+
 fn parse_space(text: &str) -> Result<SearchSpace, String> {
+    if text.chars().count() > MAX_SPACE_SPEC {
+        let start: String = text.chars().take(20).collect();
+        return Err(format!(
+            "'{start}...' is {} characters long; a space spec has at most {MAX_SPACE_SPEC}",
+            text.chars().count()
+        ));
+    }
     SearchSpace::parse(text).map_err(|e| e.to_string())
 }
 
@@ -273,8 +328,9 @@ pub struct DeviceArgs {
     /// lavapipe is slower than the CPU path), else the CPU.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
-    /// Refuse a training whose estimated memory passes this many GiB.
-    #[arg(long, default_value_t = 8.0)]
+    /// Refuse a training whose estimated memory (the dataset as decoded included) passes
+    /// this many GiB; a data file announcing more is refused before it is read.
+    #[arg(long, default_value_t = 8.0, value_parser = parse_gib)]
     pub max_memory: f64,
     /// A directory with the four MNIST-style IDX files (gzip'd or raw); Fashion-MNIST works too.
     /// Default: the copy of MNIST shipped in data/mnist.
@@ -292,7 +348,7 @@ pub struct ProtocolArgs {
     #[arg(long, default_value_t = 64)]
     pub batch_size: u32,
     /// Adadelta learning rate.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_lr)]
     pub lr: f64,
     /// Learning-rate factor after every epoch.
     #[arg(long, default_value_t = 0.7, allow_negative_numbers = true)]
@@ -363,8 +419,9 @@ pub struct ExperimentArgs {
     /// one folder at once: each job is claimed by one of them.
     #[arg(long, default_value = "runs/experiment")]
     pub out: PathBuf,
-    /// Start this many local workers on the folder (processes of this command).
-    #[arg(long, default_value_t = 1)]
+    /// Start this many local workers on the folder (processes of this command): at most
+    /// the trainings left (more would find nothing to claim) and at most 64.
+    #[arg(long, default_value_t = 1, value_parser = parse_workers)]
     pub workers: usize,
     /// Trainings each worker runs at once, each on a thread of its own: on a GPU they share
     /// the device (each with its own command encoders), so one training's gaps (reading back,
@@ -373,8 +430,9 @@ pub struct ExperimentArgs {
     #[arg(long, default_value = "auto", value_parser = parse_parallel)]
     pub parallel: Parallel,
     /// Seconds after its last heartbeat that another worker's claim counts as dead and is
-    /// taken over (keep it well above the clock skew between hosts).
-    #[arg(long, default_value_t = 600)]
+    /// taken over (keep it well above the clock skew between hosts). At least 10: a claim's
+    /// heartbeat comes every tenth of it, and at least every second.
+    #[arg(long, default_value_t = 600, value_parser = parse_claim_timeout)]
     pub claim_timeout: u64,
     #[command(flatten)]
     pub device: DeviceArgs,

@@ -11,6 +11,8 @@ use supernet::engine::Backend;
 use supernet::model::checkpoint::{self, Checkpoint, LoadOptions, Trained};
 use supernet::model::{export, SearchSpace, Subnet, Variant};
 use supernet::report::{Existing, RunDir, Start};
+use supernet::training::claim::{FolderLock, CLAIM_FILE};
+use supernet::training::experiment::{PLAN_FILE, RESULT_FILE};
 use supernet::training::{
     evaluate_subnets, DeviceSplit, EpochMetrics, Mode, Sampling, SubnetMetrics, TrainConfig,
     Trainer, EVAL_BATCH,
@@ -22,7 +24,7 @@ use crate::cli::args::{
 use crate::cli::backend::{select, Selected};
 use crate::cli::bench::BenchArgs;
 use crate::cli::output::say;
-use crate::cli::progress::Progress;
+use crate::cli::progress::{save_weights, Progress};
 use crate::cli::signals;
 use crate::cli::tables::{print_table, Entry};
 
@@ -80,9 +82,24 @@ pub fn data_dir(device: &DeviceArgs) -> Result<PathBuf> {
     }
 }
 
+/// The dataset, a file announcing more than `--max-memory` refused before it is read.
 pub fn load_data(device: &DeviceArgs) -> Result<Dataset> {
     let dir = data_dir(device)?;
-    data::load(&dir).context("cannot load the dataset")
+    data::load_within(&dir, max_memory_bytes(device) as u64).context("cannot load the dataset")
+}
+
+fn max_memory_bytes(device: &DeviceArgs) -> f64 {
+    device.max_memory * GIB
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// `bytes` in GiB (absurd sizes beyond u64 included), or a smaller unit below one.
+fn size(bytes: f64) -> String {
+    match bytes {
+        b if b >= GIB => format!("{:.1} GiB", b / GIB),
+        b => data::idx::size(b as u64),
+    }
 }
 
 /// Refuses a training larger than `--max-memory` (before anything is allocated or written).
@@ -97,18 +114,28 @@ pub fn check_memory_of(
     device: &DeviceArgs,
     trainings: usize,
 ) -> Result<()> {
-    if !(device.max_memory.is_finite() && device.max_memory > 0.0) {
-        anyhow::bail!(
-            "--max-memory must be a positive number of GiB, got {}",
-            device.max_memory
-        );
+    // The decoded dataset once, and per training its copy on the device and the model.
+    let limit = max_memory_bytes(device);
+    let data_bytes = data.bytes() as f64;
+    let per_training = config.estimated_bytes(data.train.rows) + data_bytes;
+    let need = data_bytes + trainings as f64 * per_training;
+    if need <= limit {
+        return Ok(());
     }
-    let limit = device.max_memory * (1u64 << 30) as f64 / trainings as f64;
-    let checked = config.check_memory(data.train.rows, limit);
-    if trainings > 1 {
-        return checked.with_context(|| format!("{trainings} trainings at once (--parallel)"));
-    }
-    Ok(checked?)
+    let at_once = match trainings {
+        1 => String::new(),
+        n => format!(" ({n} trainings at once, --parallel)"),
+    };
+    anyhow::bail!(
+        "--max-memory: this would take about {}{at_once}: the data {} decoded and as much again on the device per training, the model {} (--channels {}, --hidden {}, --batch-size {}); more than the {} allowed; raise --max-memory if the machine has it",
+        size(need),
+        size(data_bytes),
+        size(config.estimated_bytes(data.train.rows)),
+        config.channels,
+        config.hidden,
+        config.batch_size,
+        size(limit)
+    )
 }
 
 /// The data, checked to fit the space and the hold-out, before anything is written.
@@ -151,6 +178,8 @@ pub fn train(args: &TrainArgs, training: Training) -> Result<()> {
         (_, true) => Existing::Clear,
         _ => Existing::Refuse,
     };
+    // Held until the command ends: a second writer of the folder is refused, naming this one.
+    let _lock = args.out.as_deref().map(lock_run_folder).transpose()?;
     let runs = run_dirs(args, &configs, existing)?;
     signals::install()?;
     let mut finals = Vec::new();
@@ -179,6 +208,29 @@ pub fn train(args: &TrainArgs, training: Training) -> Result<()> {
         &entries(space, &space.subnets(), &merged),
     );
     Ok(())
+}
+
+/// Locks `out` for this process, or names the writer that holds it. An experiment's folder is
+/// refused: its trainings are its workers' (`experiment` resumes them).
+pub fn lock_run_folder(out: &Path) -> Result<FolderLock> {
+    if out.join(PLAN_FILE).exists() {
+        anyhow::bail!(
+            "--out: {} holds an experiment ({PLAN_FILE}); `supernet experiment --out {}` continues it",
+            out.display(),
+            out.display()
+        );
+    }
+    if let Some(file) = [CLAIM_FILE, RESULT_FILE]
+        .iter()
+        .find(|f| out.join(f).exists())
+    {
+        anyhow::bail!(
+            "--out: {} is a training of an experiment (it holds {file}); rerun the experiment to continue it",
+            out.display()
+        );
+    }
+    let host = host_name().unwrap_or_else(|| "unknown".into());
+    FolderLock::acquire(out, &host).context("cannot use the output directory")
 }
 
 /// The command line without its `--out`, `--resume` and `--force`, to say how to resume.
@@ -275,6 +327,13 @@ pub fn train_one<'b, B: Backend>(
     let mut trainer = if start == Start::Resume {
         let trainer = Trainer::resume(backend, data, config.clone(), &run.state_path())
             .context("cannot resume the training")?;
+        let done = trainer.history().len();
+        let at_epoch_end = trainer.resumed_step() == 0;
+        if at_epoch_end && done > 0 {
+            // A kill between the state and the weights leaves the weights an epoch behind:
+            // they are the state's, written before the metrics that name its epochs.
+            save_weights(backend, &trainer.net, run, config)?;
+        }
         let order: Vec<String> = config
             .mode
             .evaluated(&config.space)
@@ -282,7 +341,6 @@ pub fn train_one<'b, B: Backend>(
             .map(Subnet::to_string)
             .collect();
         run.rewrite_metrics(trainer.history(), &order)?;
-        let done = trainer.history().len();
         match trainer.resumed_step() {
             0 => say!("resuming after epoch {done} of {}", config.epochs),
             step => say!(
@@ -290,6 +348,9 @@ pub fn train_one<'b, B: Backend>(
                 config.epochs,
                 done + 1
             ),
+        }
+        if at_epoch_end && done >= config.epochs {
+            say!("nothing left to train: the weights and metrics of epoch {done} written from the training state");
         }
         trainer
     } else {
@@ -415,12 +476,31 @@ fn eval_on<B: Backend>(
     let space = &net.config.space;
     let subnets = trained.evaluated(space);
     let metrics = evaluate_subnets(backend, &net, &split, &subnets, EVAL_BATCH)?;
+    let losses = subnets
+        .iter()
+        .zip(&metrics)
+        .map(|(s, m)| (s.to_string(), m.loss));
+    check_losses(weights, losses)?;
     let entries = subnets
         .iter()
         .zip(metrics)
         .map(|(s, m)| Entry::new(space, s, trained.name(s), m))
         .collect();
     Ok((trained, space.clone(), entries))
+}
+
+/// Finite weights can still overflow f32 on the way to the loss (values near 3e38): a NaN
+/// loss is an error naming the subnet, not a row of the table.
+pub fn check_losses(weights: &Path, losses: impl Iterator<Item = (String, f64)>) -> Result<()> {
+    for (subnet, loss) in losses {
+        if !loss.is_finite() {
+            anyhow::bail!(
+                "{}: subnet {subnet}'s loss is {loss}: the weights are finite, but too large for f32 arithmetic",
+                weights.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The labels must be classes the weights predict.
@@ -437,6 +517,12 @@ pub fn check_classes(classes: usize, split: &data::Split, weights: &Path) -> Res
 
 /// `export --weights W --subnet S --out FILE`.
 pub fn export(weights: &Path, subnet: &str, space: Option<&SearchSpace>, out: &Path) -> Result<()> {
+    if same_file(weights, out) {
+        anyhow::bail!(
+            "--out {} is the --weights file: the SuperNet would be replaced by one subnet; give another --out",
+            out.display()
+        );
+    }
     let cpu = supernet::engine::CpuBackend::new();
     let options = LoadOptions {
         space: space.cloned(),
@@ -462,6 +548,28 @@ pub fn export(weights: &Path, subnet: &str, space: Option<&SearchSpace>, out: &P
         }
     }
     Ok(())
+}
+
+/// Whether `a` and `b` name one existing file (by another path or a link included).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b || same_inode(&a, &b),
+        _ => false,
+    }
+}
+
+#[cfg(unix)]
+fn same_inode(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_inode(_: &Path, _: &Path) -> bool {
+    false
 }
 
 /// `bench`: see `cli::bench`.

@@ -9,7 +9,7 @@ use supernet::data::Dataset;
 use supernet::engine::{Backend, CpuBackend, GpuBackend};
 use supernet::model::Variant;
 use supernet::report::summary::{Predictor, Summary};
-use supernet::report::{self, clear_run, write_atomically, RunDir, Start};
+use supernet::report::{self, clear_run, write_atomically, RunDir, Start, RUN_FILES};
 use supernet::training::claim;
 use supernet::training::experiment::{
     job_state, Experiment, Job, JobKind, JobResult, JobState, PLAN_FILE, RESULT_FILE,
@@ -29,6 +29,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
     let experiment = plan(args);
     experiment.validate()?;
     let out = &args.out;
+    refuse_a_run_folder(out)?;
     // Refuse a directory of other settings before training anything.
     let jobs = experiment.jobs();
     let states = jobs
@@ -40,6 +41,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         .iter()
         .filter(|s| matches!(s, JobState::Pending))
         .count();
+    remove_dead_claims(args, &jobs, &states);
     say!(
         "experiment in {}: {} trainings, {} finished earlier, {pending} to train",
         out.display(),
@@ -50,8 +52,13 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         say!("nothing to train");
         return report(out);
     }
-    if args.workers == 0 {
-        anyhow::bail!("--workers must be at least 1, got 0");
+    // More workers than trainings left would find nothing to claim.
+    let workers = args.workers.min(pending);
+    if workers < args.workers {
+        say!(
+            "{pending} trainings left: {workers} workers, not {}",
+            args.workers
+        );
     }
     let protocol = &experiment.protocol;
     let data = load_data_for(&args.device, &protocol.space, protocol.validation)?;
@@ -63,25 +70,23 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
     let plan = serde_json::to_string_pretty(&experiment.plan())?;
     write_atomically(&out.join(PLAN_FILE), format!("{plan}\n").as_bytes())?;
     signals::install()?;
-    let others = spawn_workers(args.workers - 1)?;
+    let others = spawn_workers(workers - 1)?;
     let shared = Shared {
         experiment: &experiment,
         data: &data,
         args,
         failed: AtomicBool::new(false),
     };
-    if parallel == 1 {
-        shared.session(&backend).work(&jobs)?;
+    let worked = if parallel == 1 {
+        shared.session(&backend).work(&jobs)
     } else {
         say!("{parallel} trainings at once");
-        work_in_parallel(&shared, &backend, &jobs, parallel)?;
-    }
-    for mut worker in others {
-        let status = worker.wait().context("a worker")?;
-        if !status.success() {
-            anyhow::bail!("a worker failed ({status}); rerun the same command to go on");
-        }
-    }
+        work_in_parallel(&shared, &backend, &jobs, parallel)
+    };
+    // Stopped or failed, this worker still waits for the others (passing a stop on to them).
+    let waited = wait_for_workers(others);
+    worked?;
+    waited?;
     let unfinished = jobs
         .iter()
         .filter(|job| !out.join(job.dir()).join(RESULT_FILE).is_file())
@@ -94,6 +99,47 @@ pub fn experiment(args: &ExperimentArgs) -> Result<()> {
         return Ok(());
     }
     report(out)
+}
+
+/// An experiment's folder holds its plan and job folders; a folder that holds a run of
+/// `oneshot`, `standalone` or `search` (or is locked by one) is not one, and mixing the two
+/// would mix their files.
+fn refuse_a_run_folder(out: &Path) -> Result<()> {
+    if out.join(PLAN_FILE).exists() {
+        return Ok(());
+    }
+    let run_files = RUN_FILES
+        .into_iter()
+        .chain([claim::LOCK_FILE, "ranking.json"])
+        .filter(|f| out.join(f).exists());
+    let subnet_runs = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("subnet-"))
+        .filter(|e| e.path().join("config.json").exists())
+        .map(|_| "subnet-*/config.json")
+        .take(1);
+    let held: Vec<&str> = run_files.chain(subnet_runs).take(3).collect();
+    if !held.is_empty() {
+        anyhow::bail!(
+            "--out: {} holds a run, not an experiment ({}); give an experiment a folder of its own",
+            out.display(),
+            held.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The claims a killed worker left in finished jobs' folders.
+fn remove_dead_claims(args: &ExperimentArgs, jobs: &[Job], states: &[JobState]) {
+    let me = claim::record(&host_name().unwrap_or_else(|| "unknown".into()));
+    let timeout = Duration::from_secs(args.claim_timeout);
+    for (job, state) in jobs.iter().zip(states) {
+        if let JobState::Finished(_) = state {
+            claim::remove_dead(&args.out.join(job.dir()), &me, timeout);
+        }
+    }
 }
 
 /// `n` more processes of this command on the same folder, each one worker.
@@ -119,6 +165,46 @@ fn spawn_workers(n: usize) -> Result<Vec<std::process::Child>> {
                 .context("cannot start a worker")
         })
         .collect()
+}
+
+/// Waits for the local workers. A stop signal to this process is passed on to them, so that
+/// a `kill` of the command stops every worker, as Ctrl-C (sent to the whole process group)
+/// does; the command then exits as the signal says. It is passed on as SIGUSR1: a worker
+/// that Ctrl-C reached already would take a second SIGINT or SIGTERM as "end at once",
+/// before writing its state.
+fn wait_for_workers(mut workers: Vec<std::process::Child>) -> Result<()> {
+    let mut forwarded = None;
+    let mut failed = None;
+    while !workers.is_empty() {
+        if let (None, Some((name, code))) = (forwarded, signals::received()) {
+            for worker in &workers {
+                // SAFETY: kill(2) on our own child's pid, which it keeps until we reap it.
+                unsafe { libc::kill(worker.id() as libc::pid_t, libc::SIGUSR1) };
+            }
+            forwarded = Some((name, code));
+        }
+        let mut still = Vec::new();
+        for mut worker in workers {
+            match worker.try_wait().context("a worker")? {
+                Some(status) if !status.success() => failed = Some(status),
+                Some(_) => {}
+                None => still.push(worker),
+            }
+        }
+        workers = still;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some((name, code)) = forwarded {
+        let line =
+            format!("stopped by {name}, every worker with it; rerun the same command to go on");
+        return Err(signals::Stopped { line, code }.into());
+    }
+    match failed {
+        Some(status) => {
+            anyhow::bail!("a worker failed ({status}); rerun the same command to go on")
+        }
+        None => Ok(()),
+    }
 }
 
 /// `report DIR`: statistics, figures and `report.md` from the saved results.
@@ -174,8 +260,11 @@ fn trainings_at_once(
     match args.parallel {
         Parallel::Trainings(n) => n,
         Parallel::Auto if hardware_gpu => {
+            // As `check_memory_of` counts: the data once, and per training its copy and model.
             let limit = args.device.max_memory * (1u64 << 30) as f64;
-            let fit = limit / protocol.estimated_bytes(data.train.rows);
+            let data_bytes = data.bytes() as f64;
+            let per_training = protocol.estimated_bytes(data.train.rows) + data_bytes;
+            let fit = (limit - data_bytes) / per_training;
             (fit.floor() as usize).clamp(1, 4)
         }
         Parallel::Auto => 1,

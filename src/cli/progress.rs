@@ -52,10 +52,7 @@ impl<'a> Progress<'a> {
             epochs: config.epochs,
             space: config.space.clone(),
             subnets: config.mode.evaluated(&config.space),
-            trained: match config.mode {
-                Mode::OneShot => Trained::OneShot,
-                Mode::Standalone(subnet) => Trained::Standalone(subnet),
-            },
+            trained: trained(config.mode),
             held_out: config.validation,
             bar: None,
         }
@@ -76,6 +73,31 @@ impl<'a> Progress<'a> {
         // A tag starts every line.
         wrap(lead, &items, WIDTH - output::tag().chars().count())
     }
+}
+
+/// What a training of `mode` says its weights are.
+fn trained(mode: Mode) -> Trained {
+    match mode {
+        Mode::OneShot => Trained::OneShot,
+        Mode::Standalone(subnet) => Trained::Standalone(subnet),
+    }
+}
+
+/// `net` as the run's `model.safetensors`, as an epoch end writes it.
+pub fn save_weights<B: Backend>(
+    backend: &B,
+    net: &SuperNet<B>,
+    run: &RunDir,
+    config: &TrainConfig,
+) -> supernet::Result<()> {
+    let path = run.model_path();
+    checkpoint::save_trained(
+        backend,
+        net,
+        &trained(config.mode),
+        config.validation,
+        &path,
+    )
 }
 
 fn bar(steps: usize, epoch: usize, epochs: usize) -> ProgressBar {

@@ -1,7 +1,7 @@
 //! `search`: rank a trained SuperNet's subnets on held-out training images, write the
 //! ranking, export the best.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -11,17 +11,20 @@ use supernet::model::checkpoint::{self, Checkpoint, LoadOptions, Trained};
 use supernet::model::export;
 use supernet::report::RunDir;
 use supernet::search::{search as rank, write_ranking, EvolutionConfig, Ranked, Strategy};
+use supernet::training::claim::FolderLock;
 use supernet::training::DeviceSplit;
 
 use crate::cli::args::{SearchArgs, StrategyArg};
 use crate::cli::backend::{select, Selected};
-use crate::cli::commands::load_data;
+use crate::cli::commands::{load_data, lock_run_folder};
 use crate::cli::output::{say, show};
 
 pub fn search(args: &SearchArgs) -> Result<()> {
     if args.val == 0 {
         anyhow::bail!("--val must be at least 1: the subnets are ranked on those images");
     }
+    // Held until the ranking is written: one writer of the folder.
+    let _lock = args.out.as_deref().map(lock_search_folder).transpose()?;
     let data = load_data(&args.device)?;
     let mut train = data.train.clone();
     let held_out = train.split_off_last(args.val)?;
@@ -45,6 +48,23 @@ pub fn search(args: &SearchArgs) -> Result<()> {
     export_top(args, &ranking, &run, held_out.rows)?;
     say!("ranking in {}", run.path().join("ranking.csv").display());
     Ok(())
+}
+
+/// Locks `out`, refusing one that holds a ranking already (a search never writes over one).
+fn lock_search_folder(out: &Path) -> Result<FolderLock> {
+    let lock = lock_run_folder(out)?;
+    let held: Vec<&str> = ["ranking.json", "ranking.csv"]
+        .into_iter()
+        .filter(|f| out.join(f).exists())
+        .collect();
+    if !held.is_empty() {
+        anyhow::bail!(
+            "--out: {} already holds {}; give a new folder",
+            out.display(),
+            held.join(", ")
+        );
+    }
+    Ok(lock)
 }
 
 fn search_on<B: Backend>(
@@ -86,6 +106,8 @@ fn search_on<B: Backend>(
     };
     let split = DeviceSplit::upload(backend, held_out)?;
     let ranking = rank(backend, &net, &split, strategy)?;
+    let losses = ranking.iter().map(|r| (r.subnet.clone(), r.loss));
+    crate::cli::commands::check_losses(&args.weights, losses)?;
     let about = json!({
         "weights": args.weights,
         "variant": net.config.variant.name(),

@@ -21,32 +21,94 @@ pub struct IdxArray {
 /// file is read no further than its header announces (plus one byte, to refuse trailing
 /// data), so a small file that inflates to gigabytes costs no more memory than its header says.
 pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
+    read_idx_within(path, ndims, u64::MAX)
+}
+
+/// `read_idx`, refusing before reading its body a file that announces more than `limit` bytes
+/// of values (raw: a file larger than that).
+pub fn read_idx_within(path: &Path, ndims: usize, limit: u64) -> Result<IdxArray> {
     let bad = |detail: String| Error::Format {
         path: path.to_path_buf(),
         detail,
     };
-    let raw = std::fs::read(path).map_err(|error| Error::Io {
+    let io = |error| Error::Io {
         path: path.to_path_buf(),
         error,
-    })?;
+    };
+    if path.is_dir() {
+        return Err(bad("is a directory, not an IDX file".into()));
+    }
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    let raw = std::fs::read(path).map_err(io)?;
     let bytes = if raw.starts_with(&GZIP_MAGIC) {
-        let mut decoder = flate2::read::GzDecoder::new(&raw[..]);
+        // Every member of a multi-member gzip (what `cat a.gz b.gz` makes); anything after
+        // the last one is not gzip and is refused.
+        let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]);
         let mut header = vec![0u8; 4 + 4 * ndims];
         let read = read_up_to(&mut decoder, &mut header)
             .map_err(|e| bad(format!("corrupt gzip data: {e}")))?;
         header.truncate(read);
         let announced = body_len(&header, ndims).unwrap_or(0);
-        let mut body = Vec::new();
+        check_limit(announced as u64, limit, &header, ndims).map_err(bad)?;
+        // Read after the header, into one buffer: the values are never held twice. Reserved
+        // no further than the file can inflate to (deflate expands at most 1032:1), so a
+        // header that lies costs nothing.
+        let most = raw.len().saturating_mul(1032).saturating_add(1024);
+        let mut bytes = header;
+        bytes.reserve_exact(announced.saturating_add(1).min(most));
         decoder
             .take(announced as u64 + 1)
-            .read_to_end(&mut body)
+            .read_to_end(&mut bytes)
             .map_err(|e| bad(format!("corrupt gzip data: {e}")))?;
-        header.extend(body);
-        header
+        bytes
     } else {
+        let header = &raw[..raw.len().min(4 + 4 * ndims)];
+        check_limit(
+            size.saturating_sub(header.len() as u64),
+            limit,
+            header,
+            ndims,
+        )
+        .map_err(bad)?;
         raw
     };
-    parse_idx(&bytes, ndims).map_err(bad)
+    into_idx(bytes, ndims).map_err(bad)
+}
+
+/// Refuses `values` bytes past `limit`, naming the dimensions that announce them.
+fn check_limit(
+    values: u64,
+    limit: u64,
+    header: &[u8],
+    ndims: usize,
+) -> std::result::Result<(), String> {
+    if values <= limit {
+        return Ok(());
+    }
+    let what = match header.len() >= 4 + 4 * ndims {
+        true => format!("dimensions {:?} announce", dims(header, ndims)),
+        false => "the file holds".to_string(),
+    };
+    Err(format!(
+        "{what} {} of values, more than the memory limit leaves for them ({}; --max-memory)",
+        size(values),
+        size(limit)
+    ))
+}
+
+/// `bytes` in the largest unit up to GiB that keeps a digit before the point.
+pub fn size(bytes: u64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} bytes"),
+        _ => format!("{value:.1} {}", units[unit]),
+    }
 }
 
 /// Fills `buffer` from `reader` as far as it goes; the bytes read.
@@ -101,6 +163,23 @@ pub fn decompressed(path: &Path) -> Result<Vec<u8>> {
 
 /// Checks the header and that the file holds exactly the values its dimensions announce.
 pub fn parse_idx(bytes: &[u8], ndims: usize) -> std::result::Result<IdxArray, String> {
+    let dims = check_idx(bytes, ndims)?;
+    Ok(IdxArray {
+        dims,
+        data: bytes[4 + 4 * ndims..].to_vec(),
+    })
+}
+
+/// `parse_idx` of a file read whole, its values kept where they are: a dataset of gigabytes
+/// is never held twice.
+fn into_idx(mut bytes: Vec<u8>, ndims: usize) -> std::result::Result<IdxArray, String> {
+    let dims = check_idx(&bytes, ndims)?;
+    bytes.drain(..4 + 4 * ndims);
+    Ok(IdxArray { dims, data: bytes })
+}
+
+/// The dimensions of a well-formed IDX file of `ndims` dimensions.
+fn check_idx(bytes: &[u8], ndims: usize) -> std::result::Result<Vec<usize>, String> {
     let header_len = 4 + 4 * ndims;
     if bytes.len() < header_len {
         return Err(format!(
@@ -130,10 +209,7 @@ pub fn parse_idx(bytes: &[u8], ndims: usize) -> std::result::Result<IdxArray, St
             "dimensions {dims:?} announce {values} values, and more data follows them"
         ));
     }
-    Ok(IdxArray {
-        dims,
-        data: body.to_vec(),
-    })
+    Ok(dims)
 }
 
 #[cfg(test)]

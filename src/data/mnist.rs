@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::idx::read_idx;
+use serde::{Deserialize, Serialize};
+
+use crate::data::idx::read_idx_within;
 use crate::error::{Error, Result};
 
 /// The classes of MNIST and Fashion-MNIST.
@@ -26,6 +28,11 @@ pub struct Split {
 impl Split {
     pub fn pixels(&self) -> usize {
         self.rows * self.cols
+    }
+
+    /// The bytes its images and labels take, decoded.
+    pub fn bytes(&self) -> u64 {
+        (self.images.len() + self.labels.len()) as u64
     }
 
     /// Removes the last `count` images and returns them as their own split: a validation set
@@ -63,6 +70,74 @@ impl Split {
 pub struct Dataset {
     pub train: Split,
     pub test: Split,
+}
+
+/// What a training state records of its data (the counts and a CRC-32 of the decoded images
+/// and labels), so that a resume on other data is refused rather than mixing two datasets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataDigest {
+    pub train: SplitDigest,
+    pub test: SplitDigest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitDigest {
+    pub count: usize,
+    pub images_crc32: u32,
+    pub labels_crc32: u32,
+}
+
+impl Split {
+    fn digest(&self) -> SplitDigest {
+        let crc = |bytes: &[u8]| {
+            let mut crc = flate2::Crc::new();
+            crc.update(bytes);
+            crc.sum()
+        };
+        SplitDigest {
+            count: self.count,
+            images_crc32: crc(&self.images),
+            labels_crc32: crc(&self.labels),
+        }
+    }
+}
+
+impl Dataset {
+    /// The bytes of every image and label, decoded.
+    pub fn bytes(&self) -> u64 {
+        self.train.bytes() + self.test.bytes()
+    }
+
+    pub fn digest(&self) -> DataDigest {
+        DataDigest {
+            train: self.train.digest(),
+            test: self.test.digest(),
+        }
+    }
+}
+
+impl DataDigest {
+    /// What differs from `now`, each named ("the training images: 1280, now 640").
+    pub fn differences(&self, now: &DataDigest) -> Vec<String> {
+        let mut differing = Vec::new();
+        for (split, was, now) in [
+            ("training", &self.train, &now.train),
+            ("test", &self.test, &now.test),
+        ] {
+            if was.count != now.count {
+                differing.push(format!(
+                    "the {split} images: {}, now {}",
+                    was.count, now.count
+                ));
+            } else if was.images_crc32 != now.images_crc32 {
+                differing.push(format!("the {split} images' pixels"));
+            }
+            if was.count == now.count && was.labels_crc32 != now.labels_crc32 {
+                differing.push(format!("the {split} labels"));
+            }
+        }
+        differing
+    }
 }
 
 /// The directory shipped with the project, in the source tree the binary was built from.
@@ -110,9 +185,14 @@ pub fn locate() -> Result<PathBuf> {
 
 /// Loads `train-*` and `t10k-*` images and labels from `dir`.
 pub fn load(dir: &Path) -> Result<Dataset> {
+    load_within(dir, u64::MAX)
+}
+
+/// `load`, refusing files whose values pass `limit` bytes before reading them.
+pub fn load_within(dir: &Path, limit: u64) -> Result<Dataset> {
     check_dir(dir)?;
-    let train = load_split(dir, "train")?;
-    let test = load_split(dir, "t10k")?;
+    let train = load_split(dir, "train", limit)?;
+    let test = load_split(dir, "t10k", limit.saturating_sub(train.bytes()))?;
     if (train.rows, train.cols) != (test.rows, test.cols) {
         let train_file = find(dir, "train-images-idx3-ubyte")?;
         return Err(Error::Format {
@@ -133,10 +213,19 @@ pub fn load(dir: &Path) -> Result<Dataset> {
 /// Loads only the `t10k-*` test split (for evaluation).
 pub fn load_test(dir: &Path) -> Result<Split> {
     check_dir(dir)?;
-    load_split(dir, "t10k")
+    load_split(dir, "t10k", u64::MAX)
 }
 
 fn check_dir(dir: &Path) -> Result<()> {
+    if dir.is_file() {
+        return Err(Error::invalid(
+            "--data",
+            format!(
+                "{} is a file; give the directory that holds the four IDX files",
+                dir.display()
+            ),
+        ));
+    }
     if !dir.is_dir() {
         return Err(Error::Io {
             path: dir.to_path_buf(),
@@ -146,12 +235,22 @@ fn check_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
+fn load_split(dir: &Path, prefix: &str, limit: u64) -> Result<Split> {
     let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
-    let images = read_idx(&images_path, 3)?;
-    let labels = read_idx(&labels_path, 1)?;
+    let images = read_idx_within(&images_path, 3, limit)?;
+    let labels = read_idx_within(
+        &labels_path,
+        1,
+        limit.saturating_sub(images.data.len() as u64),
+    )?;
     let (count, rows, cols) = (images.dims[0], images.dims[1], images.dims[2]);
+    if count == 0 {
+        return Err(Error::Format {
+            path: images_path,
+            detail: "holds no images".into(),
+        });
+    }
     if labels.dims[0] != count {
         let detail = format!(
             "{} labels for the {count} images of {}",
@@ -170,7 +269,7 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
             detail,
         });
     }
-    if count == 0 || rows == 0 || rows != cols || rows % 4 != 0 {
+    if rows == 0 || rows != cols || rows % 4 != 0 {
         let detail = format!("expected square images whose side is a positive multiple of 4, got {count} images of {rows}x{cols}");
         return Err(Error::Format {
             path: images_path,
@@ -186,13 +285,20 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
     })
 }
 
-/// `name` or `name.gz` in `dir`.
+/// `name` or `name.gz` in `dir` (not both: which one holds the data would be a guess).
 fn find(dir: &Path, name: &str) -> Result<PathBuf> {
     let raw = dir.join(name);
     let gzipped = dir.join(format!("{name}.gz"));
+    if raw.exists() && gzipped.exists() {
+        return Err(Error::Format {
+            path: raw,
+            detail: format!("and {name}.gz are both here; keep one of them"),
+        });
+    }
+    // A directory in a file's place is found too, and refused by the reader by name.
     [raw.clone(), gzipped.clone()]
         .into_iter()
-        .find(|p| p.is_file())
+        .find(|p| p.exists())
         .ok_or_else(|| Error::Io {
             path: gzipped,
             error: std::io::Error::new(

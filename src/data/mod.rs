@@ -3,4 +3,4 @@
 pub mod idx;
 pub mod mnist;
 
-pub use mnist::{load, load_test, locate, Dataset, Split};
+pub use mnist::{load, load_test, load_within, locate, DataDigest, Dataset, Split};

@@ -214,10 +214,14 @@ pub fn read<B: Backend>(backend: &B, path: &Path, options: &LoadOptions) -> Resu
     };
     let named = file.values(&config, rename)?;
     let net = SuperNet::from_values(backend, config, &named)?;
-    let held_out = file
-        .metadata
-        .get(key::HELD_OUT)
-        .and_then(|v| v.parse().ok());
+    // Absent: not said; present, it must be a count, not read as "not said".
+    let held_out = match file.metadata.get(key::HELD_OUT) {
+        None => None,
+        Some(v) => Some(v.parse().map_err(|_| Error::Format {
+            path: path.to_path_buf(),
+            detail: format!("metadata {} '{v}' is not a count of images", key::HELD_OUT),
+        })?),
+    };
     Ok(Checkpoint {
         net,
         trained,

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::report::summary::{summarise, Summary};
 use crate::report::{figures, markdown, write_atomically};
-use crate::training::experiment::{check_result, read_plan, read_result, RESULT_FILE};
+use crate::training::experiment::{check_result, read_plan, read_result, PLAN_FILE, RESULT_FILE};
 
 pub const RESULTS_FILE: &str = "results.json";
 pub const REPORT_FILE: &str = "report.md";
@@ -15,6 +15,25 @@ pub const FIGURES_DIR: &str = "figures";
 /// Reads the plan and every job's result in `dir` and computes every statistic.
 pub fn read(dir: &Path) -> Result<Summary> {
     let plan = read_plan(dir)?;
+    let unfinished: Vec<String> = plan
+        .jobs
+        .iter()
+        .filter(|job| !dir.join(job).join(RESULT_FILE).is_file())
+        .map(|job| job.display().to_string())
+        .collect();
+    if !unfinished.is_empty() {
+        let first: Vec<&str> = unfinished.iter().take(3).map(String::as_str).collect();
+        return Err(Error::Format {
+            path: dir.join(PLAN_FILE),
+            detail: format!(
+                "{} of its {} trainings are not finished ({}{}); the report needs every one: let the experiment's workers finish, or rerun `supernet experiment` with its settings",
+                unfinished.len(),
+                plan.jobs.len(),
+                first.join(", "),
+                if unfinished.len() > 3 { ", ..." } else { "" }
+            ),
+        });
+    }
     let results = plan
         .jobs
         .iter()

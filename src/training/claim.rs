@@ -69,8 +69,13 @@ pub fn record(host: &str) -> ClaimRecord {
 
 /// Tries to claim the job in `dir` for `me`, taking over a claim older than `timeout`.
 pub fn claim(dir: &Path, me: &ClaimRecord, timeout: Duration) -> Result<Found> {
+    claim_file(dir, CLAIM_FILE, me, timeout)
+}
+
+/// `claim` through the file `name` of `dir` (a job's claim, or a run folder's lock).
+fn claim_file(dir: &Path, name: &str, me: &ClaimRecord, timeout: Duration) -> Result<Found> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let path = dir.join(CLAIM_FILE);
+    let path = dir.join(name);
     loop {
         if create_new(&path, me)? {
             return Ok(Found::Won(me.clone()));
@@ -93,7 +98,19 @@ pub fn claim(dir: &Path, me: &ClaimRecord, timeout: Duration) -> Result<Found> {
         if fresh && !died_here(&other, me) {
             return Ok(Found::Held(other));
         }
-        take_over(&path, dir, me, &other);
+        take_over(&path, dir, name, me, &other);
+    }
+}
+
+/// Removes the claim in `dir` if its worker is gone: a kill between a job's result and the
+/// release of its claim leaves one in a finished job's folder.
+pub fn remove_dead(dir: &Path, me: &ClaimRecord, timeout: Duration) {
+    let path = dir.join(CLAIM_FILE);
+    if let Some(other) = read(&path) {
+        let stale = now().saturating_sub(other.heartbeat) > timeout.as_secs();
+        if stale || died_here(&other, me) {
+            take_over(&path, dir, CLAIM_FILE, me, &other);
+        }
     }
 }
 
@@ -101,11 +118,10 @@ pub fn claim(dir: &Path, me: &ClaimRecord, timeout: Duration) -> Result<Found> {
 /// reading it and renaming, another worker (or thread of this one) may have taken it over
 /// and claimed: a claim that is not `stale` is put back (a hard link, which never replaces
 /// a file), so a fresh claim is never removed.
-fn take_over(path: &Path, dir: &Path, me: &ClaimRecord, stale: &ClaimRecord) {
+fn take_over(path: &Path, dir: &Path, name: &str, me: &ClaimRecord, stale: &ClaimRecord) {
     static ASIDE: AtomicU64 = AtomicU64::new(0);
     let unique = ASIDE.fetch_add(1, Ordering::Relaxed);
-    let name = format!(".{CLAIM_FILE}.stale.{}.{}.{unique}", me.host, me.pid);
-    let aside = dir.join(name);
+    let aside = dir.join(format!(".{name}.stale.{}.{}.{unique}", me.host, me.pid));
     if std::fs::rename(path, &aside).is_err() {
         return;
     }
@@ -151,8 +167,11 @@ pub struct Held {
 }
 
 impl Held {
-    pub fn start(dir: &Path, mut record: ClaimRecord, every: Duration) -> Held {
-        let path = dir.join(CLAIM_FILE);
+    pub fn start(dir: &Path, record: ClaimRecord, every: Duration) -> Held {
+        Self::start_file(dir.join(CLAIM_FILE), record, every)
+    }
+
+    fn start_file(path: PathBuf, mut record: ClaimRecord, every: Duration) -> Held {
         let stop = Arc::new(AtomicBool::new(false));
         let (beat_path, beat_stop) = (path.clone(), stop.clone());
         let beating = std::thread::spawn(move || {
@@ -194,6 +213,61 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.stop_beating();
+    }
+}
+
+/// The lock of a run folder (`oneshot`, `standalone`, `search --out`): one writer at a time.
+pub const LOCK_FILE: &str = "run.lock";
+
+/// A lock not refreshed for this long belongs to a writer on another host that died (one on
+/// this host that died is seen at once); refreshed every tenth of it.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The one writer of a run folder: `run.lock`, claimed as a job is (`O_EXCL`, the host and
+/// process, a heartbeat, a dead holder's lock taken over), released when dropped.
+pub struct FolderLock {
+    held: Option<Held>,
+    /// Made for the lock: removed again if the run leaves it empty (a refused run).
+    created: Option<PathBuf>,
+}
+
+impl FolderLock {
+    /// Locks `dir` (creating it) for this process of `host`; another live writer's lock is
+    /// an error naming it.
+    pub fn acquire(dir: &Path, host: &str) -> Result<FolderLock> {
+        let created = (!dir.exists()).then(|| dir.to_path_buf());
+        let me = record(host);
+        match claim_file(dir, LOCK_FILE, &me, LOCK_TIMEOUT)? {
+            Found::Won(record) => Ok(FolderLock {
+                held: Some(Held::start_file(
+                    dir.join(LOCK_FILE),
+                    record,
+                    LOCK_TIMEOUT / 10,
+                )),
+                created,
+            }),
+            Found::Held(other) => Err(Error::Invalid {
+                what: "--out",
+                detail: format!(
+                    "{} is in use by process {} on {} (its {LOCK_FILE}); one writer at a time: wait for it to end, or remove the file if that process is gone",
+                    dir.display(),
+                    other.pid,
+                    other.host
+                ),
+            }),
+        }
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            held.release();
+        }
+        if let Some(dir) = &self.created {
+            // Fails, as it should, unless the folder is empty.
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

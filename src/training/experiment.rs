@@ -169,7 +169,17 @@ impl Experiment {
                 "--standalone must be all or at least 1, got 0",
             ));
         }
-        self.protocol.validate()
+        let count = self.protocol.space.subnet_count();
+        match self.standalone {
+            Standalone::Sample(n) if n > count => Err(Error::invalid(
+                "experiment",
+                format!(
+                    "--standalone {n}: the space {} has {count} subnets; give all or at most {count}",
+                    self.protocol.space
+                ),
+            )),
+            _ => self.protocol.validate(),
+        }
     }
 
     /// `experiment.json`: the settings and the directories of every training, for `report`.
@@ -309,6 +319,18 @@ impl JobResult {
     pub fn last(&self) -> Option<&EpochMetrics> {
         self.history.last()
     }
+
+    /// The folder of the job it says it is the result of (as `Job::dir`).
+    pub fn dir(&self) -> PathBuf {
+        let leaf = match (self.mode.as_str(), &self.sampling, &self.subnet) {
+            ("oneshot", Some(sampling), _) => format!("oneshot-{sampling}"),
+            ("standalone", _, Some(subnet)) => format!("standalone-{subnet}"),
+            (mode, _, _) => mode.to_string(),
+        };
+        PathBuf::from(&self.variant)
+            .join(format!("seed-{}", self.seed))
+            .join(leaf)
+    }
 }
 
 /// Where a training of the plan stands in `out`.
@@ -377,6 +399,17 @@ pub fn check_result(plan: &Plan, path: &Path, result: &JobResult) -> Result<()> 
             result.version
         )));
     }
+    // A result copied into another job's folder would be reported as that job's.
+    let claimed = result.dir();
+    if !path
+        .parent()
+        .is_some_and(|folder| folder.ends_with(&claimed))
+    {
+        return Err(bad(format!(
+            "is the result of {} (its variant, seed and training), not of the job of its folder",
+            claimed.display()
+        )));
+    }
     let shared = |config: &serde_json::Value| {
         let mut config = config.clone();
         if let Some(map) = config.as_object_mut() {
@@ -407,8 +440,30 @@ pub fn check_result(plan: &Plan, path: &Path, result: &JobResult) -> Result<()> 
     Ok(())
 }
 
+/// The plan in `dir`; one written by a later version of this program is refused (it may
+/// mean what this one does not know).
 pub fn read_plan(dir: &Path) -> Result<Plan> {
-    read_json(&dir.join(PLAN_FILE), "an experiment plan")
+    let path = dir.join(PLAN_FILE);
+    let plan: Plan = read_json(&path, "an experiment plan")?;
+    let ours = env!("CARGO_PKG_VERSION");
+    match (version_of(&plan.version), version_of(ours)) {
+        (Some(theirs), Some(mine)) if theirs <= mine => Ok(plan),
+        _ => Err(Error::Format {
+            path,
+            detail: format!(
+                "an experiment plan of version {}; this program ({ours}) reads plans of its version or earlier",
+                plan.version
+            ),
+        }),
+    }
+}
+
+/// `major.minor.patch` as numbers (a pre-release suffix ignored).
+fn version_of(text: &str) -> Option<(u64, u64, u64)> {
+    let core = text.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    let version = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(version)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {

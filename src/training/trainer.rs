@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 
-use crate::data::Dataset;
+use crate::data::{DataDigest, Dataset};
 use crate::engine::{Adadelta, AdadeltaConfig, Backend, Tape};
 use crate::error::{Error, Result};
 use crate::model::{SearchSpace, Subnet, SuperNet, SuperNetConfig};
@@ -96,6 +96,8 @@ pub struct Trainer<'b, B: Backend> {
     state_file: Option<PathBuf>,
     /// Set by a signal: stop after the current step.
     stop: Option<Arc<AtomicBool>>,
+    /// What the state records of the data, for a resume to check.
+    data: DataDigest,
 }
 
 impl<'b, B: Backend> Trainer<'b, B> {
@@ -149,6 +151,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
             resumed_losses: Vec::new(),
             state_file: None,
             stop: None,
+            data: data.digest(),
         })
     }
 
@@ -163,12 +166,15 @@ impl<'b, B: Backend> Trainer<'b, B> {
         let names: Vec<&str> = trainer.net.named_parameters().map(|(n, _)| n).collect();
         let (state, tensors) = resume::load(path, &names)?;
         let now = serde_json::to_value(&trainer.config).expect("settings serialise");
-        let differing = differences(&state.config, &now);
+        let mut differing = differences(&state.config, &now);
+        if let Some(was) = &state.data {
+            differing.extend(was.differences(&trainer.data));
+        }
         if !differing.is_empty() {
             return Err(Error::Format {
                 path: path.to_path_buf(),
                 detail: format!(
-                    "holds a training of other settings ({}); give the same settings to resume",
+                    "holds a training of other settings or data ({}); give the same settings and --data to resume",
                     differing.join(", ")
                 ),
             });
@@ -265,6 +271,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
             order_at_epoch_start,
             sampler: self.streams.subnets.state(),
             step_seconds: self.step_seconds,
+            data: Some(self.data.clone()),
         };
         resume::save(path, &state, &tensors)
     }
