@@ -18,7 +18,7 @@ use rand::Rng;
 use crate::engine::{Backend, Tape, Tensor};
 use crate::error::{Error, Result};
 use crate::model::space::{Choice, SearchSpace};
-use crate::model::subnet::BlockMask;
+use crate::model::subnet::{BlockMask, Subnet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
@@ -92,6 +92,39 @@ impl SuperNetConfig {
         } else {
             self.channels
         }
+    }
+
+    /// The parameters of `subnet` as a plain network (what `export` writes): its choice in
+    /// each block, a Concat block's mix cut to one slot, and the head. A baseline predictor.
+    pub fn subnet_parameters(&self, subnet: &Subnet) -> usize {
+        let c = self.channels;
+        let mix = if self.variant == Variant::Concat {
+            c * c + c
+        } else {
+            0
+        };
+        let blocks: usize = (self.space.path(subnet).iter().enumerate())
+            .map(|(b, choice)| choice.parameter_count(self.in_channels(b), c) + mix)
+            .sum();
+        let head = self.hidden * (self.flat_features() + 1) + self.classes * (self.hidden + 1);
+        blocks + head
+    }
+
+    /// The multiply-adds of `subnet` per image (a pool's comparisons or additions counted as
+    /// one each): its choices and mixes at each block's input side, and the head. A baseline
+    /// predictor.
+    pub fn subnet_operations(&self, subnet: &Subnet) -> f64 {
+        let c = self.channels;
+        let mut side = self.image_size;
+        let mut total = 0.0;
+        for (b, choice) in self.space.path(subnet).iter().enumerate() {
+            total += choice.operations(self.in_channels(b), c, side);
+            if self.variant == Variant::Concat {
+                total += (c * c * side * side) as f64;
+            }
+            side /= 2;
+        }
+        total + (self.flat_features() * self.hidden + self.hidden * self.classes) as f64
     }
 
     /// Every parameter's state_dict name and shape, in state_dict order: per block its

@@ -1045,6 +1045,8 @@ fn short_label(p: Predictor) -> &'static str {
         Predictor::GradNorm => "grad norm",
         Predictor::Snip => "SNIP",
         Predictor::Synflow => "SynFlow",
+        Predictor::Parameters => "params (base)",
+        Predictor::Operations => "mult-adds (base)",
     }
 }
 

@@ -32,6 +32,7 @@ pub fn render(s: &Summary) -> String {
     conclusions::write(&mut md, s);
     accuracies(&mut md, s, space.as_ref());
     agreement(&mut md, s);
+    against_oneshot(&mut md, s);
     noise_ceiling(&mut md, s);
     kl_proxy(&mut md, s);
     per_seed(&mut md, s);
@@ -400,9 +401,11 @@ fn noise_ceiling(md: &mut String, s: &Summary) {
         md,
         "## The noise ceiling\n\n\
          Two seeds' stand-alone rankings of the same subnets, every pair of seeds; the interval \
-         resamples subnets.\n\n\
-         | variant | Kendall tau-b | 95 % interval | Spearman rho | 95 % interval | every pair (tau) |\n\
-         |---|---|---|---|---|---|"
+         resamples subnets. Leave one seed out: the mean of the other seeds' stand-alone \
+         accuracies against each seed's, averaged; it bounds what a predictor's per-seed tau \
+         (against one seed's truth) can be expected to reach.\n\n\
+         | variant | Kendall tau-b | 95 % interval | Spearman rho | 95 % interval | every pair (tau) | leave one seed out (tau) |\n\
+         |---|---|---|---|---|---|---|"
     );
     for ceiling in &s.noise_ceilings {
         let pairs: Vec<String> = ceiling
@@ -412,7 +415,7 @@ fn noise_ceiling(md: &mut String, s: &Summary) {
             .collect();
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             ceiling.variant,
             pm_signed(&ceiling.kendall_tau.spread),
             interval(&ceiling.kendall_tau),
@@ -422,8 +425,58 @@ fn noise_ceiling(md: &mut String, s: &Summary) {
                 "one seed: none".to_string()
             } else {
                 pairs.join(", ")
-            }
+            },
+            signed(ceiling.leave_one_seed_out_tau),
         );
+    }
+    md.push('\n');
+}
+
+/// Every other predictor against one-shot accuracy, paired, with Holm's correction; and what
+/// each does at the top of the ranking.
+fn against_oneshot(md: &mut String, s: &Summary) {
+    let _ = writeln!(
+        md,
+        "## One-shot accuracy against every other predictor, paired\n\n\
+         Delta tau is one-shot accuracy's mean Kendall tau-b minus the predictor's, on the same \
+         subnets and seeds; its interval and p come from the same bootstrap resamples of the \
+         subnets for both (two-sided), and Holm's correction runs over every comparison of this \
+         report. Top-quartile tau is tau-b within each seed's best quarter of the subnets (at \
+         least three); pooled tau ranks the seed-averaged predictor against the seed-averaged \
+         truth (not bounded by the one-seed ceiling below). Precision at k is the top-k overlap \
+         of the table above; chance is k / n.\n\n\
+         | group | predictor | delta tau | 95 % interval | p | p (Holm) | top-quartile tau | pooled tau |\n\
+         |---|---|---|---|---|---|---|---|"
+    );
+    for group in &s.groups {
+        for predictor in Predictor::ALL {
+            let Some(a) = group.predictor(predictor) else {
+                continue;
+            };
+            let (delta, range, p, holm) = match &a.versus_oneshot {
+                Some(c) => (
+                    format!("{:+.2}", c.delta_tau),
+                    format!("{:+.2} to {:+.2}", c.interval.0, c.interval.1),
+                    format!("{:.3}", c.p),
+                    format!("{:.3}", c.p_holm),
+                ),
+                None => ("(itself)".into(), "-".into(), "-".into(), "-".into()),
+            };
+            let top = a.top_quartile_tau.as_ref().map_or("-".into(), pm_signed);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {delta} | {range} | {p} | {holm} | {top} | {} |",
+                group_name(group),
+                predictor.label(),
+                signed(a.pooled_tau),
+            );
+        }
+    }
+    if let Some(a) = s.groups.first().and_then(|g| g.predictors.first()) {
+        let chances: Vec<String> = (a.top_k.iter())
+            .filter_map(|o| Some(format!("top-{}: {:.2}", o.k, o.chance?)))
+            .collect();
+        let _ = writeln!(md, "\nChance precision at k: {}.", chances.join(", "));
     }
     md.push('\n');
 }

@@ -13,8 +13,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::{SearchSpace, SuperNetConfig, Variant};
 use crate::report::ranking::{kendall_tau_b, regret_at, spearman_rho, top_k_overlap};
-use crate::report::statistics::{bootstrap_interval, permutation_p, PValue, Statistic};
+use crate::report::statistics::{
+    bootstrap_interval, holm, leave_one_seed_out, paired_delta, permutation_p, pooled,
+    precision_chance, within_top_quartile, PValue, Statistic,
+};
 use crate::training::experiment::{JobResult, Plan};
 use crate::training::{KlProxy, ZeroCost};
 
@@ -61,16 +65,21 @@ pub enum Predictor {
     GradNorm,
     Snip,
     Synflow,
+    /// Trivial baselines: bigger is better.
+    Parameters,
+    Operations,
 }
 
 impl Predictor {
-    pub const ALL: [Predictor; 6] = [
+    pub const ALL: [Predictor; 8] = [
         Predictor::OneshotAccuracy,
         Predictor::KlAllPaths,
         Predictor::KlMeanOfSubnets,
         Predictor::GradNorm,
         Predictor::Snip,
         Predictor::Synflow,
+        Predictor::Parameters,
+        Predictor::Operations,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -81,6 +90,8 @@ impl Predictor {
             Predictor::GradNorm => "grad_norm",
             Predictor::Snip => "snip",
             Predictor::Synflow => "synflow",
+            Predictor::Parameters => "parameters",
+            Predictor::Operations => "operations",
         }
     }
 
@@ -92,6 +103,8 @@ impl Predictor {
             Predictor::GradNorm => "gradient norm at init",
             Predictor::Snip => "SNIP at init",
             Predictor::Synflow => "SynFlow at init",
+            Predictor::Parameters => "parameter count (baseline)",
+            Predictor::Operations => "multiply-adds (baseline)",
         }
     }
 
@@ -108,6 +121,8 @@ impl Predictor {
             Predictor::GradNorm => s.grad_norm,
             Predictor::Snip => s.snip,
             Predictor::Synflow => s.synflow,
+            Predictor::Parameters => s.parameters,
+            Predictor::Operations => s.operations,
         }
     }
 }
@@ -143,6 +158,12 @@ pub struct SubnetResult {
     pub snip: Option<f64>,
     #[serde(default)]
     pub synflow: Option<f64>,
+    /// The subnet's size as a plain network, asked of its choices: parameters and
+    /// multiply-adds per image (the trivial baselines).
+    #[serde(default)]
+    pub parameters: Option<f64>,
+    #[serde(default)]
+    pub operations: Option<f64>,
 }
 
 /// How one predictor's ranking agrees with the truth in one seed. A rank statistic is `None`
@@ -214,12 +235,39 @@ pub struct GroupAgreement {
     pub top_k: Vec<OverlapSpread>,
     pub regret: Spread,
     pub regret_top3: Spread,
+    /// Kendall tau-b within each seed's top quartile of the truth (at least three subnets):
+    /// whether the predictor orders the best subnets, where a search decides.
+    #[serde(default)]
+    pub top_quartile_tau: Option<Spread>,
+    /// The seed-averaged predictor against the seed-averaged truth. Averaging takes out each
+    /// seed's noise on both sides, so it is compared with nothing one seed bounds.
+    #[serde(default)]
+    pub pooled_tau: Option<f64>,
+    /// One-shot accuracy's mean tau minus this predictor's, paired over the same subnets.
+    #[serde(default)]
+    pub versus_oneshot: Option<PairedComparison>,
+}
+
+/// One-shot accuracy against another predictor on the same subnets and seeds: the difference
+/// of their mean Kendall taus with its paired bootstrap interval and p-value
+/// (`statistics::paired_delta`), and that p after Holm's correction over every comparison of
+/// the report.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct PairedComparison {
+    pub delta_tau: f64,
+    pub interval: (f64, f64),
+    pub p: f64,
+    pub p_holm: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OverlapSpread {
     pub k: usize,
+    /// Precision at k: the share of the truth's top k in the predictor's top k.
     pub overlap: Spread,
+    /// What a random ranking gets on average: k / n.
+    #[serde(default)]
+    pub chance: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -249,6 +297,11 @@ pub struct NoiseCeiling {
     /// Over the pairs, with a bootstrap interval over subnets.
     pub kendall_tau: Estimate,
     pub spearman_rho: Estimate,
+    /// Leave one seed out: the mean of the other seeds' truth against one seed's, averaged
+    /// over the seeds. It bounds a predictor's per-seed tau (against one seed's truth); the
+    /// pooled tau (seed-averaged on both sides) is not bounded by it.
+    #[serde(default)]
+    pub leave_one_seed_out_tau: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -395,9 +448,50 @@ fn curve(result: &JobResult, subnet: &str) -> Vec<f64> {
         .collect()
 }
 
+/// What the baselines are computed from: the plan's space and sizes.
+struct Sizes {
+    space: Option<SearchSpace>,
+    channels: usize,
+    hidden: usize,
+}
+
+impl Sizes {
+    fn of_plan(plan: &Plan) -> Sizes {
+        let size = |key: &str, default: usize| {
+            (plan.protocol.get(key).and_then(serde_json::Value::as_u64))
+                .map_or(default, |v| v as usize)
+        };
+        Sizes {
+            space: SearchSpace::parse(&plan.space).ok(),
+            channels: size("channels", 8),
+            hidden: size("hidden", 32),
+        }
+    }
+
+    /// `(parameters, multiply-adds)` of subnet `name` of `variant`, on 28-pixel images (the
+    /// MNIST-style data every experiment reads).
+    fn of(&self, variant: &str, name: &str) -> (Option<f64>, Option<f64>) {
+        let (Some(space), Some(variant)) = (&self.space, Variant::from_name(variant)) else {
+            return (None, None);
+        };
+        let Ok(subnet) = space.parse_subnet(name) else {
+            return (None, None);
+        };
+        let config = SuperNetConfig {
+            space: space.clone(),
+            channels: self.channels,
+            hidden: self.hidden,
+            ..SuperNetConfig::mnist(variant)
+        };
+        let parameters = config.subnet_parameters(&subnet) as f64;
+        (Some(parameters), Some(config.subnet_operations(&subnet)))
+    }
+}
+
 pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
     let index = Results::new(results);
     let names = plan.standalone_names()?;
+    let sizes = Sizes::of_plan(&plan);
     let mut runs = Vec::new();
     let mut groups = Vec::new();
     for variant in &plan.variants {
@@ -405,7 +499,7 @@ pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
             let group_runs = plan
                 .seeds
                 .iter()
-                .map(|&seed| run(&index, &names, variant, sampling, seed))
+                .map(|&seed| run(&index, &sizes, &names, (variant, sampling, seed)))
                 .collect::<Result<Vec<_>>>()?;
             let seeds = &plan.seeds;
             groups.push(group(
@@ -419,6 +513,7 @@ pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
             runs.extend(group_runs);
         }
     }
+    holm_over_the_report(&mut groups);
     let noise_ceilings = plan
         .variants
         .iter()
@@ -456,8 +551,26 @@ pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
     })
 }
 
+/// Holm's correction over every paired comparison of the report (each group's predictors
+/// against one-shot accuracy): one family.
+fn holm_over_the_report(groups: &mut [Group]) {
+    let comparisons: Vec<&mut PairedComparison> = (groups.iter_mut())
+        .flat_map(|g| g.predictors.iter_mut())
+        .filter_map(|a| a.versus_oneshot.as_mut())
+        .collect();
+    let p: Vec<f64> = comparisons.iter().map(|c| c.p).collect();
+    for (comparison, adjusted) in comparisons.into_iter().zip(holm(&p)) {
+        comparison.p_holm = adjusted;
+    }
+}
+
 /// `names`: the stand-alone subnets, in the space's order.
-fn run(index: &Results, names: &[String], variant: &str, sampling: &str, seed: u64) -> Result<Run> {
+fn run(
+    index: &Results,
+    sizes: &Sizes,
+    names: &[String],
+    (variant, sampling, seed): (&str, &str, u64),
+) -> Result<Run> {
     let oneshot = index.get(variant, seed, &format!("oneshot-{sampling}"))?;
     let kl = oneshot.kl_proxy.as_ref().ok_or_else(|| {
         Error::invalid(
@@ -470,7 +583,11 @@ fn run(index: &Results, names: &[String], variant: &str, sampling: &str, seed: u
         .and_then(|r| r.zero_cost.as_ref());
     let subnets = names
         .iter()
-        .map(|name| subnet_result(index, variant, seed, oneshot, kl, zero_cost, name))
+        .map(|name| {
+            let mut result = subnet_result(index, variant, seed, oneshot, kl, zero_cost, name)?;
+            (result.parameters, result.operations) = sizes.of(variant, name);
+            Ok(result)
+        })
         .collect::<Result<Vec<_>>>()?;
     let truth: Vec<f64> = subnets.iter().map(|s| s.standalone_test).collect();
     let predictors = Predictor::ALL
@@ -520,6 +637,8 @@ fn subnet_result(
         grad_norm: proxy(|z| &z.grad_norm),
         snip: proxy(|z| &z.snip),
         synflow: proxy(|z| &z.synflow),
+        parameters: None,
+        operations: None,
     })
 }
 
@@ -560,9 +679,24 @@ fn group(
         })
         .collect();
     let truth = truth_by_seed(runs);
+    let oneshot = scores_by_seed(runs, Predictor::OneshotAccuracy);
     let predictors = Predictor::ALL
         .iter()
-        .filter_map(|&p| Some(group_agreement(p, runs, &scores_by_seed(runs, p)?, &truth)))
+        .filter_map(|&p| {
+            let scores = scores_by_seed(runs, p)?;
+            let mut agreement = group_agreement(p, runs, &scores, &truth);
+            if p != Predictor::OneshotAccuracy {
+                agreement.versus_oneshot = (oneshot.as_ref())
+                    .and_then(|o| paired_delta(kendall_tau_b, o, &scores, &truth))
+                    .map(|d| PairedComparison {
+                        delta_tau: d.delta,
+                        interval: d.interval,
+                        p: d.p,
+                        p_holm: d.p,
+                    });
+            }
+            Some(agreement)
+        })
         .collect();
     let means = |f: fn(&SubnetSpread) -> &Spread| -> Vec<f64> {
         subnets
@@ -615,6 +749,10 @@ fn group_agreement(
     let ks: Vec<usize> = per_seed
         .first()
         .map_or(Vec::new(), |a| a.top_k.iter().map(|o| o.k).collect());
+    let n = truth.first().map_or(0, Vec::len);
+    let top_quartile = (scores.iter().zip(truth))
+        .map(|(s, t)| within_top_quartile(kendall_tau_b, s, t))
+        .collect();
     GroupAgreement {
         predictor: predictor.name().to_string(),
         kendall_tau: Estimate::of(kendall_tau_b, scores, truth),
@@ -625,10 +763,14 @@ fn group_agreement(
             .map(|(i, &k)| OverlapSpread {
                 k,
                 overlap: Spread::of_all(per_seed.iter().map(|a| a.top_k[i].overlap)),
+                chance: Some(precision_chance(n, k)),
             })
             .collect(),
         regret: Spread::of_all(per_seed.iter().map(|a| a.regret)),
         regret_top3: Spread::of_all(per_seed.iter().map(|a| a.regret_top3)),
+        top_quartile_tau: Some(Spread::of(top_quartile)),
+        pooled_tau: pooled(kendall_tau_b, scores, truth),
+        versus_oneshot: None,
     }
 }
 
@@ -668,11 +810,13 @@ fn noise_ceiling(runs: &[Run], variant: &str) -> NoiseCeiling {
         e.p_value = None;
         e
     };
+    let by_seed: Vec<Vec<f64>> = seeds.iter().map(|r| truth(r)).collect();
     NoiseCeiling {
         variant: variant.to_string(),
         pairs,
         kendall_tau: without_p(Estimate::of(kendall_tau_b, &left, &right)),
         spearman_rho: without_p(Estimate::of(spearman_rho, &left, &right)),
+        leave_one_seed_out_tau: leave_one_seed_out(kendall_tau_b, &by_seed),
     }
 }
 
