@@ -470,3 +470,29 @@ fn layer<B: Backend>(tensors: Vec<Tensor<B>>) -> Layer<B> {
         .unwrap_or_else(|_| panic!("a weight and a bias per layer"));
     Layer { weight, bias }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// By hand, the study's `00` (Sum): 3x3 1 -> 8 (72 + 8), 3x3 8 -> 8 (576 + 8), fc1
+    /// 392 -> 32 (12,544 + 32), fc2 32 -> 10 (320 + 10); its multiply-adds per image: 72 x 784,
+    /// 576 x 196, 392 x 32 and 32 x 10. Concat adds a one-slot mix (64 + 8) per block.
+    #[test]
+    fn a_subnet_counts_its_parameters_and_operations() {
+        let sum = SuperNetConfig::mnist(Variant::Sum);
+        let subnet = sum.space.parse_subnet("00").expect("00");
+        assert_eq!(sum.subnet_parameters(&subnet), 80 + 584 + 12_576 + 330);
+        let operations = 72.0 * 784.0 + 576.0 * 196.0 + 392.0 * 32.0 + 320.0;
+        assert_eq!(sum.subnet_operations(&subnet), operations);
+        let concat = SuperNetConfig::mnist(Variant::Concat);
+        assert_eq!(concat.subnet_parameters(&subnet), 13_570 + 2 * 72);
+        let ops = SuperNetConfig {
+            space: SearchSpace::parse("ops").expect("ops"),
+            ..sum
+        };
+        // sep3 then max3: 9 + 1 + 8 + 8 in block 1, nothing in block 2.
+        let pooled = ops.space.parse_subnet("34").expect("34");
+        assert_eq!(ops.subnet_parameters(&pooled), 26 + 12_576 + 330);
+    }
+}
