@@ -457,6 +457,8 @@ impl Session<'_> {
             result.kl_proxy = Some(trainer.kl_proxy(self.experiment.kl_images)?);
         }
         result.wall_seconds = training_seconds + proxy_started.elapsed().as_secs_f64();
+        result.stalled_epochs =
+            supernet::training::stalled_epochs(&history, supernet::training::experiment::CLASSES);
         result.history = history;
         Ok(result)
     }

@@ -31,6 +31,7 @@ pub fn render(s: &Summary) -> String {
     reading(&mut md, s, space.as_ref());
     conclusions::write(&mut md, s);
     accuracies(&mut md, s, space.as_ref());
+    stalls(&mut md, s);
     agreement(&mut md, s);
     against_oneshot(&mut md, s);
     noise_ceiling(&mut md, s);
@@ -427,6 +428,39 @@ fn noise_ceiling(md: &mut String, s: &Summary) {
                 pairs.join(", ")
             },
             signed(ceiling.leave_one_seed_out_tau),
+        );
+    }
+    md.push('\n');
+}
+
+/// The trainings that sat at the chance loss for whole epochs, and what they touch.
+fn stalls(md: &mut String, s: &Summary) {
+    let _ = writeln!(
+        md,
+        "## Stalled trainings\n\n\
+         An epoch whose mean training loss stayed within 1 % of the chance loss ln 10 = 2.303 \
+         learned nothing; a training with such epochs learns the rest at a learning rate \
+         already decayed. Its group's numbers carry that.\n"
+    );
+    if s.stalls.is_empty() {
+        let _ = writeln!(
+            md,
+            "None: every training left the chance loss in its first epoch.\n"
+        );
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "| training | stalled epochs | groups it enters |\n|---|---|---|"
+    );
+    for stall in &s.stalls {
+        let epochs: Vec<String> = stall.epochs.iter().map(usize::to_string).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            stall.training,
+            epochs.join(", "),
+            stall.groups.join("; ")
         );
     }
     md.push('\n');

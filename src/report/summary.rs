@@ -19,7 +19,8 @@ use crate::report::statistics::{
     bootstrap_interval, holm, leave_one_seed_out, paired_delta, permutation_p, pooled,
     precision_chance, within_top_quartile, PValue, Statistic,
 };
-use crate::training::experiment::{JobResult, Plan};
+use crate::training::experiment::{JobResult, Plan, CLASSES};
+use crate::training::stalled_epochs;
 use crate::training::{KlProxy, ZeroCost};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -54,6 +55,19 @@ pub struct Summary {
     pub groups: Vec<Group>,
     /// One per variant.
     pub noise_ceilings: Vec<NoiseCeiling>,
+    /// Trainings with epochs at the chance loss (none in a healthy experiment).
+    #[serde(default)]
+    pub stalls: Vec<Stall>,
+}
+
+/// A training with epochs whose mean training loss stayed at the chance loss, and the groups
+/// whose numbers it enters (a one-shot training its own group; a stand-alone one the truth of
+/// every group of its variant).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Stall {
+    pub training: String,
+    pub epochs: Vec<usize>,
+    pub groups: Vec<String>,
 }
 
 /// What predicts stand-alone accuracy; a larger score is read as a better subnet.
@@ -514,6 +528,7 @@ pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
         }
     }
     holm_over_the_report(&mut groups);
+    let stalls = stalls(&plan, results);
     let noise_ceilings = plan
         .variants
         .iter()
@@ -548,7 +563,41 @@ pub fn summarise(plan: Plan, results: &[JobResult]) -> Result<Summary> {
         runs,
         groups,
         noise_ceilings,
+        stalls,
     })
+}
+
+/// Every training of `results` with stalled epochs (recorded, or found in its history).
+fn stalls(plan: &Plan, results: &[JobResult]) -> Vec<Stall> {
+    let mut stalls = Vec::new();
+    for r in results.iter().filter(|r| r.mode != "zero-cost") {
+        let epochs = match r.stalled_epochs.is_empty() {
+            true => stalled_epochs(&r.history, CLASSES),
+            false => r.stalled_epochs.clone(),
+        };
+        if epochs.is_empty() {
+            continue;
+        }
+        let what = match (&r.sampling, &r.subnet) {
+            (Some(sampling), _) => format!("oneshot-{sampling}"),
+            (_, Some(subnet)) => format!("standalone-{subnet}"),
+            _ => r.mode.clone(),
+        };
+        let samplings: Vec<&String> = match &r.sampling {
+            Some(sampling) => vec![sampling],
+            None => plan.samplings.iter().collect(),
+        };
+        stalls.push(Stall {
+            training: format!("{}/seed-{}/{what}", r.variant, r.seed),
+            epochs,
+            groups: samplings
+                .iter()
+                .map(|s| format!("{}, {s} sampling", r.variant))
+                .collect(),
+        });
+    }
+    stalls.sort_by(|a, b| a.training.cmp(&b.training));
+    stalls
 }
 
 /// Holm's correction over every paired comparison of the report (each group's predictors

@@ -289,7 +289,14 @@ pub struct JobResult {
     /// The test images evaluated on (absent in results written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_images: Option<usize>,
+    /// The epochs whose mean training loss stayed at the chance loss (`stalled_epochs`);
+    /// results written before it was recorded have it computed from their history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stalled_epochs: Vec<usize>,
 }
+
+/// The classes of the MNIST-style data every experiment trains on (labels 0-9).
+pub const CLASSES: usize = 10;
 
 impl JobResult {
     pub fn new(job: &Job, config: &TrainConfig, backend: String) -> Self {
@@ -309,6 +316,7 @@ impl JobResult {
             backend,
             wall_seconds: 0.0,
             history: Vec::new(),
+            stalled_epochs: Vec::new(),
             kl_proxy: None,
             zero_cost: None,
             test_images: None,

@@ -19,7 +19,7 @@ pub use config::{Mode, TrainConfig};
 pub use device_data::{Batch, DeviceSplit};
 pub use evaluate::{evaluate, evaluate_subnets, forward_subnets, EVAL_BATCH};
 pub use kl_proxy::{kl_proxy, sample_indices, KlProxy};
-pub use metrics::{EpochMetrics, SubnetMetrics};
+pub use metrics::{stalled_epochs, EpochMetrics, SubnetMetrics};
 pub use sampling::{Sampling, SubnetSampler};
 pub use schedule::StepLr;
 pub use trainer::{Observer, Silent, Trainer};
