@@ -13,6 +13,8 @@ struct Params {
     kernel: u32,
     dilation: u32,
     groups: u32,
+    // The weight's input channels, C / G: a uniform, so no weight index divides by G.
+    weight_channels: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -28,7 +30,7 @@ const LANES: u32 = 8u;
 
 // The weight of output o, its group's input channel i, tap.
 fn forward_weight(o: u32, i: u32, tap: u32) -> f32 {
-    return fwd_weight[(o * (p.in_channels / p.groups) + i) * p.kernel * p.kernel + tap];
+    return fwd_weight[(o * p.weight_channels + i) * p.kernel * p.kernel + tap];
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -63,7 +65,7 @@ fn output_grad(n: u32, o: u32, y: u32, x: u32) -> f32 {
 }
 
 fn input_weight(o: u32, i: u32, tap: u32) -> f32 {
-    return bin_weight[(o * (p.in_channels / p.groups) + i) * p.kernel * p.kernel + tap];
+    return bin_weight[(o * p.weight_channels + i) * p.kernel * p.kernel + tap];
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -95,7 +97,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 @group(0) @binding(11) var<storage, read_write> pg_grad_bias: array<f32>;
 
 fn weight_channels() -> u32 {
-    return p.in_channels / p.groups;
+    return p.weight_channels;
 }
 
 fn reads_input(i: u32) -> bool {
@@ -104,11 +106,58 @@ fn reads_input(i: u32) -> bool {
 
 // One image's partial sums of the 8 weights (first + lane, i, ky, kx), i a channel of each
 // output's group: x at the tap's pixel times the output gradient, pixels in row-major order.
+// The branch is uniform: a plain convolution reads one plane of x for all 8 lanes.
 fn weight_partial(n: u32, first: u32, i: u32, ky: u32, kx: u32) -> array<f32, 8> {
     let hw = p.height * p.width;
-    let pad = i32(p.dilation * (p.kernel - 1u) / 2u);
+    if (p.groups == 1u) {
+        return weight_partial_dense(n, first, (n * p.in_channels + i) * hw, ky, kx);
+    }
+    // Each lane's group's channel i, found once, not per pixel.
     let in_per_group = p.in_channels / p.groups;
     let out_per_group = p.out_channels / p.groups;
+    var x_planes: array<u32, 8>;
+    for (var lane = 0u; lane < LANES; lane++) {
+        let o = min(first + lane, p.out_channels - 1u);
+        x_planes[lane] = (n * p.in_channels + (o / out_per_group) * in_per_group + i) * hw;
+    }
+    return weight_partial_grouped(n, first, x_planes, ky, kx);
+}
+
+// One group: each value of x's plane x_base is read once for the 8 lanes.
+fn weight_partial_dense(n: u32, first: u32, x_base: u32, ky: u32, kx: u32) -> array<f32, 8> {
+    let hw = p.height * p.width;
+    let pad = i32(p.dilation * (p.kernel - 1u) / 2u);
+    var acc: array<f32, 8>;
+    for (var y = 0u; y < p.height; y++) {
+        let iy = i32(y) + i32(ky * p.dilation) - pad;
+        if (iy < 0 || iy >= i32(p.height)) {
+            continue;
+        }
+        for (var px = 0u; px < p.width; px++) {
+            let ix = i32(px) + i32(kx * p.dilation) - pad;
+            if (ix < 0 || ix >= i32(p.width)) {
+                continue;
+            }
+            let value = pg_x[x_base + u32(iy) * p.width + u32(ix)];
+            for (var lane = 0u; lane < LANES; lane++) {
+                let o = min(first + lane, p.out_channels - 1u);
+                acc[lane] += pg_grad_out[(n * p.out_channels + o) * hw + y * p.width + px] * value;
+            }
+        }
+    }
+    return acc;
+}
+
+// Groups: lane reads x's plane x_planes[lane].
+fn weight_partial_grouped(
+    n: u32,
+    first: u32,
+    x_planes: array<u32, 8>,
+    ky: u32,
+    kx: u32,
+) -> array<f32, 8> {
+    let hw = p.height * p.width;
+    let pad = i32(p.dilation * (p.kernel - 1u) / 2u);
     var acc: array<f32, 8>;
     for (var y = 0u; y < p.height; y++) {
         let iy = i32(y) + i32(ky * p.dilation) - pad;
@@ -121,14 +170,9 @@ fn weight_partial(n: u32, first: u32, i: u32, ky: u32, kx: u32) -> array<f32, 8>
                 continue;
             }
             let at = u32(iy) * p.width + u32(ix);
-            let value = pg_x[(n * p.in_channels + i) * hw + at];
             for (var lane = 0u; lane < LANES; lane++) {
                 let o = min(first + lane, p.out_channels - 1u);
-                var x = value;
-                if (p.groups != 1u) {
-                    let c = (o / out_per_group) * in_per_group + i;
-                    x = pg_x[(n * p.in_channels + c) * hw + at];
-                }
+                let x = pg_x[x_planes[lane] + at];
                 acc[lane] += pg_grad_out[(n * p.out_channels + o) * hw + y * p.width + px] * x;
             }
         }

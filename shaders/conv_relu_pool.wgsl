@@ -160,14 +160,59 @@ fn reads_input(wc: u32) -> bool {
 
 // One image's partial sums of the 8 weights (first + lane, weight channel wc, ky, kx), wc one
 // of x's (of each output's group): x at the tap's pixel times the routed gradient, pixels in
-// row-major order.
+// row-major order. The branch is uniform: a plain convolution reads one plane of x for all 8
+// lanes.
 fn weight_partial(n: u32, first: u32, wc: u32, ky: u32, kx: u32) -> array<f32, 8> {
-    var acc: array<f32, 8>;
     let i = wc - p.first_channel;
     let hw = p.height * p.width;
-    let pad = i32(p.dilation * (p.kernel - 1u) / 2u);
+    if (p.groups == 1u) {
+        return weight_partial_dense(n, first, (n * p.in_channels + i) * hw, ky, kx);
+    }
+    // Each lane's group's channel i, found once, not per pixel.
     let in_per_group = p.in_channels / p.groups;
     let out_per_group = p.out_channels / p.groups;
+    var x_planes: array<u32, 8>;
+    for (var lane = 0u; lane < LANES; lane++) {
+        let o = min(first + lane, p.out_channels - 1u);
+        x_planes[lane] = (n * p.in_channels + (o / out_per_group) * in_per_group + i) * hw;
+    }
+    return weight_partial_grouped(n, first, x_planes, ky, kx);
+}
+
+// One group: each value of x's plane x_base is read once for the 8 lanes.
+fn weight_partial_dense(n: u32, first: u32, x_base: u32, ky: u32, kx: u32) -> array<f32, 8> {
+    let pad = i32(p.dilation * (p.kernel - 1u) / 2u);
+    var acc: array<f32, 8>;
+    for (var y = 0u; y < p.height; y++) {
+        let iy = i32(y) + i32(ky * p.dilation) - pad;
+        if (iy < 0 || iy >= i32(p.height)) {
+            continue;
+        }
+        for (var px = 0u; px < p.width; px++) {
+            let ix = i32(px) + i32(kx * p.dilation) - pad;
+            if (ix < 0 || ix >= i32(p.width)) {
+                continue;
+            }
+            let value = pg_x[x_base + u32(iy) * p.width + u32(ix)];
+            for (var lane = 0u; lane < LANES; lane++) {
+                let o = min(first + lane, p.out_channels - 1u);
+                acc[lane] += routed_grad(n, o, y, px) * value;
+            }
+        }
+    }
+    return acc;
+}
+
+// Groups: lane reads x's plane x_planes[lane].
+fn weight_partial_grouped(
+    n: u32,
+    first: u32,
+    x_planes: array<u32, 8>,
+    ky: u32,
+    kx: u32,
+) -> array<f32, 8> {
+    let pad = i32(p.dilation * (p.kernel - 1u) / 2u);
+    var acc: array<f32, 8>;
     for (var y = 0u; y < p.height; y++) {
         let iy = i32(y) + i32(ky * p.dilation) - pad;
         if (iy < 0 || iy >= i32(p.height)) {
@@ -179,15 +224,9 @@ fn weight_partial(n: u32, first: u32, wc: u32, ky: u32, kx: u32) -> array<f32, 8
                 continue;
             }
             let at = u32(iy) * p.width + u32(ix);
-            let value = pg_x[(n * p.in_channels + i) * hw + at];
             for (var lane = 0u; lane < LANES; lane++) {
                 let o = min(first + lane, p.out_channels - 1u);
-                var x = value;
-                if (p.groups != 1u) {
-                    let c = (o / out_per_group) * in_per_group + i;
-                    x = pg_x[(n * p.in_channels + c) * hw + at];
-                }
-                acc[lane] += routed_grad(n, o, y, px) * x;
+                acc[lane] += routed_grad(n, o, y, px) * pg_x[x_planes[lane] + at];
             }
         }
     }

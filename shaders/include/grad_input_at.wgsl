@@ -8,18 +8,68 @@
 // `output_grad(n, o, y, x)` (the loss's gradient at output (o, y, x) of image n) and
 // `input_weight(o, i, tap)` (the weight of output o, its group's input channel i, tap
 // ky * K + kx).
-// Tap (ky, kx) of output (y, x) read input (y + ky D - pad, x + kx D - pad), D the dilation
+// Tap (ky, kx) of output (y, x) reads input (y + ky D - pad, x + kx D - pad), D the dilation
 // and pad = D (K - 1) / 2; input channel c feeds the out_channels / groups outputs of group
 // c / (in_channels / groups).
 
-// Image n at input pixel (iy, ix), input channels first .. first + 8. With one group each
-// output gradient is read once for the 8 channels; with groups, each lane reads its own
-// group's outputs. Lanes past the last channel repeat it (never stored).
+// Image n at input pixel (iy, ix), input channels first .. first + 8. Lanes past the last
+// channel repeat it (never stored). The branch is uniform: a plain convolution never runs the
+// grouped loop's per-lane group arithmetic, which llvmpipe does not hoist.
 fn grad_input_at(n: u32, first: u32, iy: i32, ix: i32) -> array<f32, 8> {
+    if (p.groups == 1u) {
+        return grad_input_at_dense(n, first, iy, ix);
+    }
+    return grad_input_at_grouped(n, first, iy, ix);
+}
+
+// One group: each output gradient is read once for the 8 channels.
+fn grad_input_at_dense(n: u32, first: u32, iy: i32, ix: i32) -> array<f32, 8> {
+    let pad = i32(p.dilation * (p.kernel - 1u) / 2u);
+    var acc: array<f32, 8>;
+    for (var o = 0u; o < p.out_channels; o++) {
+        for (var kyr = 0u; kyr < p.kernel; kyr++) {
+            let ky = p.kernel - 1u - kyr;
+            let y = iy - i32(ky * p.dilation) + pad;
+            if (y < 0 || y >= i32(p.height)) {
+                continue;
+            }
+            for (var kxr = 0u; kxr < p.kernel; kxr++) {
+                let kx = p.kernel - 1u - kxr;
+                let x = ix - i32(kx * p.dilation) + pad;
+                if (x < 0 || x >= i32(p.width)) {
+                    continue;
+                }
+                let grad = output_grad(n, o, u32(y), u32(x));
+                if (grad == 0.0) {
+                    continue;
+                }
+                let tap = ky * p.kernel + kx;
+                for (var lane = 0u; lane < LANES; lane++) {
+                    let c = min(first + lane, p.in_channels - 1u);
+                    acc[lane] += grad * input_weight(o, c, tap);
+                }
+            }
+        }
+    }
+    return acc;
+}
+
+// Groups: each lane reads its own group's output j and its weight's channel, both found once
+// per invocation, not per tap.
+fn grad_input_at_grouped(n: u32, first: u32, iy: i32, ix: i32) -> array<f32, 8> {
     let pad = i32(p.dilation * (p.kernel - 1u) / 2u);
     let in_per_group = p.in_channels / p.groups;
     let out_per_group = p.out_channels / p.groups;
     var acc: array<f32, 8>;
+    // Each lane's group's first output, and its channel's index within the group.
+    var o_first: array<u32, 8>;
+    var i_in_group: array<u32, 8>;
+    for (var lane = 0u; lane < LANES; lane++) {
+        let c = min(first + lane, p.in_channels - 1u);
+        let group = c / in_per_group;
+        o_first[lane] = group * out_per_group;
+        i_in_group[lane] = c - group * in_per_group;
+    }
     for (var j = 0u; j < out_per_group; j++) {
         for (var kyr = 0u; kyr < p.kernel; kyr++) {
             let ky = p.kernel - 1u - kyr;
@@ -34,24 +84,11 @@ fn grad_input_at(n: u32, first: u32, iy: i32, ix: i32) -> array<f32, 8> {
                     continue;
                 }
                 let tap = ky * p.kernel + kx;
-                if (p.groups == 1u) {
-                    let grad = output_grad(n, j, u32(y), u32(x));
-                    if (grad == 0.0) {
-                        continue;
-                    }
-                    for (var lane = 0u; lane < LANES; lane++) {
-                        let c = min(first + lane, p.in_channels - 1u);
-                        acc[lane] += grad * input_weight(j, c, tap);
-                    }
-                } else {
-                    for (var lane = 0u; lane < LANES; lane++) {
-                        let c = min(first + lane, p.in_channels - 1u);
-                        let group = c / in_per_group;
-                        let o = group * out_per_group + j;
-                        let grad = output_grad(n, o, u32(y), u32(x));
-                        if (grad != 0.0) {
-                            acc[lane] += grad * input_weight(o, c - group * in_per_group, tap);
-                        }
+                for (var lane = 0u; lane < LANES; lane++) {
+                    let o = o_first[lane] + j;
+                    let grad = output_grad(n, o, u32(y), u32(x));
+                    if (grad != 0.0) {
+                        acc[lane] += grad * input_weight(o, i_in_group[lane], tap);
                     }
                 }
             }

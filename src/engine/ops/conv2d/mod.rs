@@ -190,6 +190,7 @@ impl Conv2dDims {
             kernel: self.kernel() as u32,
             dilation: self.dilation() as u32,
             groups: self.groups() as u32,
+            weight_channels: self.in_per_group() as u32,
         }
     }
 }
@@ -341,7 +342,7 @@ const SHADER_LANES: usize = 8;
 kernel_params! {
     pub(crate) struct Conv2dParams {
         batch: u32, in_channels: u32, out_channels: u32, height: u32, width: u32, kernel: u32,
-        dilation: u32, groups: u32,
+        dilation: u32, groups: u32, weight_channels: u32,
     }
 }
 
