@@ -137,10 +137,16 @@ impl OpFixture {
     }
 }
 
+/// The source tree the tests read their fixtures and data from: the one they were built in, or
+/// `SUPERNET_SOURCE_DIR` (test executables carried to another machine, as
+/// `scripts/gpu-report.sh` does).
+pub fn source_dir() -> PathBuf {
+    std::env::var_os("SUPERNET_SOURCE_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 pub fn fixture_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/torch")
-        .join(relative)
+    source_dir().join("tests/fixtures/torch").join(relative)
 }
 
 pub fn load<T: for<'de> Deserialize<'de>>(relative: &str) -> T {
@@ -161,9 +167,14 @@ pub fn fixture_files(folder: &str, prefix: &str) -> Vec<String> {
     names.into_iter().map(|n| format!("{folder}/{n}")).collect()
 }
 
-/// Runs the `supernet` binary (with a runtime directory, which the Vulkan loader wants).
+/// Runs the `supernet` binary (with a runtime directory, which the Vulkan loader wants): the one
+/// built with the tests, or `SUPERNET_BIN` (carried to another machine).
 pub fn supernet(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_supernet"))
+    let binary = std::env::var_os("SUPERNET_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_supernet")),
+        PathBuf::from,
+    );
+    std::process::Command::new(binary)
         .args(args)
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .output()
@@ -203,7 +214,7 @@ pub fn slice_idx(from: &Path, to: &Path, count: usize) {
 /// 1280 training and 500 test images.
 pub fn small_mnist() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    let shipped = source_dir().join("data/mnist");
     for (prefix, count) in [("train", 1280), ("t10k", 500)] {
         for kind in ["images-idx3-ubyte", "labels-idx1-ubyte"] {
             let name = format!("{prefix}-{kind}");
