@@ -218,21 +218,17 @@ fn a_file_without_metadata_is_read_with_or_without_a_space() {
     }
 }
 
-/// A Concat SuperNet with an identity, saved without metadata (as PyTorch would): its mix has
-/// more slots than convs, so without `--space` it is refused with a pointer to it; with it,
-/// it loads the values.
-#[test]
-fn an_identity_without_metadata_needs_the_space() {
-    #[derive(serde::Deserialize)]
-    struct Params {
-        params: HashMap<String, common::Json>,
-    }
-    let fixture: Params = common::load("space/space_concat.json");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("torch.safetensors");
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = fixture
-        .params
-        .iter()
+/// A PyTorch fixture's parameters.
+#[derive(serde::Deserialize)]
+struct Params {
+    params: HashMap<String, common::Json>,
+}
+
+/// The parameters of fixture `relative` written to `path` as PyTorch's `save_file` would: no
+/// metadata. Returns them.
+fn saved_without_metadata(relative: &str, path: &Path) -> Params {
+    let fixture: Params = common::load(relative);
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = (fixture.params.iter())
         .map(|(name, t)| {
             let data = t.f32().iter().flat_map(|v| v.to_le_bytes()).collect();
             (name.clone(), t.shape.clone(), data)
@@ -244,11 +240,19 @@ fn an_identity_without_metadata_needs_the_space() {
                 .expect("view");
         (name.clone(), view)
     });
-    std::fs::write(
-        &path,
-        safetensors::serialize(views, None).expect("serialize"),
-    )
-    .expect("write");
+    let serialized = safetensors::serialize(views, None).expect("serialize");
+    std::fs::write(path, serialized).expect("write");
+    fixture
+}
+
+/// A Concat SuperNet with an identity, saved without metadata (as PyTorch would): its mix has
+/// more slots than convs, so without `--space` it is refused with a pointer to it; with it,
+/// it loads the values.
+#[test]
+fn an_identity_without_metadata_needs_the_space() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("torch.safetensors");
+    let fixture = saved_without_metadata("space/space_concat.json", &path);
     let cpu = CpuBackend::new();
     let error = checkpoint::read(&cpu, &path, &LoadOptions::default())
         .err()
@@ -469,31 +473,14 @@ fn gpu_ops_subnets_export_as_in_the_supernet() {
 /// Concat mix with their slots is refused without it and read with it.
 #[test]
 fn an_ops_file_without_metadata_is_read_by_its_names_or_its_space() {
-    #[derive(serde::Deserialize)]
-    struct Params {
-        params: HashMap<String, common::Json>,
-    }
     let cpu = CpuBackend::new();
     let dir = tempfile::tempdir().expect("temp dir");
     for variant in [Variant::Sum, Variant::Concat] {
-        let fixture: Params = common::load(&format!("ops_space/space_{}.json", variant.name()));
         let path = dir
             .path()
             .join(format!("torch_{}.safetensors", variant.name()));
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = (fixture.params.iter())
-            .map(|(name, t)| {
-                let data = t.f32().iter().flat_map(|v| v.to_le_bytes()).collect();
-                (name.clone(), t.shape.clone(), data)
-            })
-            .collect();
-        let views = bytes.iter().map(|(name, shape, data)| {
-            let view =
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                    .expect("view");
-            (name.clone(), view)
-        });
-        let serialized = safetensors::serialize(views, None).expect("serialize");
-        std::fs::write(&path, serialized).expect("write");
+        let relative = format!("ops_space/space_{}.json", variant.name());
+        let fixture = saved_without_metadata(&relative, &path);
         let inferred = checkpoint::read(&cpu, &path, &LoadOptions::default());
         match variant {
             Variant::Sum => {
