@@ -506,6 +506,19 @@ fn against_oneshot(md: &mut String, s: &Summary) {
             );
         }
     }
+    let _ = writeln!(
+        md,
+        "\nOne-shot accuracy's tau after each epoch (mean over seeds), against the final \
+         stand-alone truth: how early the ranking settles.\n"
+    );
+    for group in &s.groups {
+        let taus: Vec<String> = group
+            .oneshot_tau_by_epoch
+            .iter()
+            .map(|t| signed(t.mean))
+            .collect();
+        let _ = writeln!(md, "- {}: {}", group_name(group), taus.join(", "));
+    }
     if let Some(a) = s.groups.first().and_then(|g| g.predictors.first()) {
         let chances: Vec<String> = (a.top_k.iter())
             .filter_map(|o| Some(format!("top-{}: {:.2}", o.k, o.chance?)))

@@ -239,6 +239,10 @@ pub struct Group {
     /// Test accuracy after every epoch over seeds, by subnet (the space's order).
     pub oneshot_curves: Vec<Curve>,
     pub standalone_curves: Vec<Curve>,
+    /// One-shot accuracy's Kendall tau-b after every epoch (on the ranking split) against the
+    /// final stand-alone truth, over seeds: how early the ranking settles.
+    #[serde(default)]
+    pub oneshot_tau_by_epoch: Vec<Spread>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -775,10 +779,39 @@ fn group(
             &means(|s| &s.standalone_test),
         ),
         predictors,
+        oneshot_tau_by_epoch: tau_by_epoch(index, names, (variant, sampling), seeds, &truth)?,
         oneshot_curves: curves(&|_| format!("oneshot-{sampling}"))?,
         standalone_curves: curves(&|name| format!("standalone-{name}"))?,
         subnets,
     })
+}
+
+/// Per epoch, one-shot accuracy's tau against each seed's final truth, over the seeds (as long
+/// as the shortest training).
+fn tau_by_epoch(
+    index: &Results,
+    names: &[String],
+    (variant, sampling): (&str, &str),
+    seeds: &[u64],
+    truth: &[Vec<f64>],
+) -> Result<Vec<Spread>> {
+    let mut by_seed: Vec<Vec<Option<f64>>> = Vec::new();
+    for (&seed, truth) in seeds.iter().zip(truth) {
+        let oneshot = index.get(variant, seed, &format!("oneshot-{sampling}"))?;
+        let taus = (oneshot.history.iter())
+            .map(|m| {
+                let scores: Option<Vec<f64>> = (names.iter())
+                    .map(|n| m.ranking().get(n).map(|s| s.accuracy))
+                    .collect();
+                kendall_tau_b(&scores?, truth)
+            })
+            .collect();
+        by_seed.push(taus);
+    }
+    let epochs = by_seed.iter().map(Vec::len).min().unwrap_or(0);
+    Ok((0..epochs)
+        .map(|e| Spread::of(by_seed.iter().map(|taus| taus[e]).collect()))
+        .collect())
 }
 
 fn group_agreement(
