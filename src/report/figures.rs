@@ -108,8 +108,13 @@ pub fn write_all(summary: &Summary, dir: &Path) -> Result<()> {
         .unwrap_or_default();
     let groups = &summary.groups;
     let standalone = first_group_per_variant(groups);
+    // rank_agreement keys its band and lines below the panels.
+    let agreement_key = format!(
+        "Grey band and line: the noise ceiling (two stand-alone seeds' tau), 95 % interval and mean. \
+         Dashed: a random ranking. (base): a trivial baseline, the subnet's size. {key}"
+    );
     let svgs = [
-        draw(groups, 1, &key, |area, g, _| {
+        draw(groups, 1, &agreement_key, |area, g, _| {
             rank_agreement(area, g, summary)
         })?,
         draw(groups, 1, &key, |area, g, _| {
